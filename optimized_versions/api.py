@@ -1,0 +1,245 @@
+"""The eight endpoints of the published API (and its OpenAPI document). Handlers stay thin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jsonschema
+from aiohttp import web
+
+from . import cleanup
+from .config import Config
+from .errors import BadRequest, Forbidden, NotFound, UnsupportedMediaType
+from .http import authenticate
+from .models import DOWNLOADABLE, Job, JobStatus, Principal
+from .scheduler import Scheduler
+from .store import JobStore
+from .urls import redact_url, rewrite_onto
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", JobStore)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+JANITOR = web.AppKey("janitor", cleanup.Janitor)
+PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+
+OPENAPI: dict[str, Any] = json.loads((Path(__file__).parent / "openapi.json").read_text())
+_REQUEST_VALIDATOR = jsonschema.Draft202012Validator(
+    OPENAPI["components"]["schemas"]["OptimizeRequest"]
+)
+# A repeated request answers with the earlier job while that one is still useful.
+_REUSABLE = (
+    JobStatus.QUEUED,
+    JobStatus.PENDING_DOWNLOADS,
+    JobStatus.OPTIMIZING,
+    JobStatus.COMPLETED,
+    JobStatus.READY_FOR_REMOVAL,
+)
+
+routes = web.RouteTableDef()
+
+
+def _owned_job(request: web.Request, principal: Principal) -> Job:
+    job_id = request.match_info["id"]
+    job = request.app[STORE].get(job_id)
+    if job is None or not (principal.is_admin or job.owner_id == principal.user_id):
+        raise NotFound(f"no job with id {job_id!r}")
+    return job
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"the body must be JSON (Content-Type: application/json), not {request.content_type!r}"
+        )
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    error = jsonschema.exceptions.best_match(_REQUEST_VALIDATOR.iter_errors(body))
+    if error is not None:
+        field = ".".join(str(p) for p in error.path) or "body"
+        raise BadRequest(f"invalid {field}: {error.message}")
+    return dict(body)
+
+
+def _check_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise BadRequest(f"invalid url: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest("invalid url: it must be an http(s) URL with a host")
+
+
+@routes.post("/optimize-version")
+async def optimize_version(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    body = await _json_body(request)
+    app = request.app
+    config, store = app[CONFIG], app[STORE]
+    _check_url(body["url"])
+    profile = body.get("profile") or config.default_profile
+    names: frozenset[str] = app[PROFILE_NAMES]
+    if profile not in names:
+        known = ", ".join(sorted(names))
+        raise BadRequest(f"invalid profile: {profile!r} does not exist (known: {known})")
+    earlier = store.find_duplicate(
+        principal.user_id, body["deviceId"], body["itemId"], profile, _REUSABLE
+    )
+    if earlier is not None and earlier.status is JobStatus.READY_FOR_REMOVAL:
+        if cleanup.file_intact(earlier):  # collected, but the file is still here: serve it again
+            store.transition(earlier, JobStatus.COMPLETED, collected_at=None)
+        else:
+            earlier = None
+    if earlier is not None:
+        return web.json_response({"id": earlier.id}, status=201)
+    source = rewrite_onto(body["url"], config.jellyfin_url) if config.jellyfin_url else body["url"]
+    job_id = str(uuid.uuid4())
+    job = Job(
+        id=job_id,
+        owner_id=principal.user_id,
+        owner_name=principal.name,
+        device_id=body["deviceId"],
+        item_id=body["itemId"],
+        item=body.get("item") or {},
+        input_url=redact_url(body["url"]),
+        file_extension=body.get("fileExtension"),
+        profile=profile,
+        status=JobStatus.QUEUED,
+        created_at=app[CLOCK](),
+        output_path=str((config.cache_dir / f"{job_id}.mp4").resolve()),
+    )
+    store.add(job, source)
+    app[SCHEDULER].wake()
+    return web.json_response({"id": job.id}, status=201)
+
+
+@routes.get("/job-status/{id}")
+async def job_status(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    return web.json_response(_owned_job(request, principal).to_api())
+
+
+@routes.get("/all-jobs")
+async def all_jobs(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    device_id = request.query.get("deviceId")
+    statuses = None
+    if device_id is not None:
+        statuses = [
+            s for s in JobStatus if s not in (JobStatus.READY_FOR_REMOVAL, JobStatus.CANCELLED)
+        ]
+    jobs = request.app[STORE].jobs(
+        owner_id=None if principal.is_admin else principal.user_id,
+        device_id=device_id,
+        statuses=statuses,
+    )
+    return web.json_response([job.to_api() for job in jobs])
+
+
+@routes.delete("/cancel-job/{id}")
+async def cancel_job(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    job = _owned_job(request, principal)
+    before = job.status
+    await request.app[SCHEDULER].cancel(job)
+    if before is JobStatus.COMPLETED:
+        grace = request.app[CONFIG].removal_grace
+        message = f"job {job.id} collected: its file is removed in {grace:g} s"
+    elif before in (JobStatus.QUEUED, JobStatus.PENDING_DOWNLOADS, JobStatus.OPTIMIZING):
+        message = f"job {job.id} cancelled"
+    else:
+        message = f"job {job.id} was already {before}"
+    return web.json_response({"message": message})
+
+
+@routes.post("/start-job/{id}")
+async def start_job(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    job = _owned_job(request, principal)
+    request.app[SCHEDULER].start_now(job)
+    return web.json_response({"message": f"job {job.id} started"})
+
+
+def _download_name(job: Job) -> str:
+    name = job.item.get("Name")
+    year = job.item.get("ProductionYear")
+    base = str(name) if isinstance(name, str) and name.strip() else job.item_id
+    if isinstance(year, int):
+        base = f"{base} ({year})"
+    cleaned = "".join(c if c.isprintable() and c not in '\\/:*?"<>|' else "_" for c in base)
+    return cleaned.strip()[:150] + ".mp4"
+
+
+@routes.get("/download/{id}")
+async def download(request: web.Request) -> web.StreamResponse:
+    principal = await authenticate(request)
+    job = _owned_job(request, principal)
+    path = Path(job.output_path)
+    if job.status not in DOWNLOADABLE or not path.is_file():
+        raise NotFound(f"job {job.id} has no file to download (it is {job.status})")
+    name = _download_name(job)
+    ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
+    response = web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "video/mp4",
+            "X-File-Checksum": job.checksum or "",
+            "X-File-Size": str(job.size),
+            "Content-Disposition": (
+                f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+            ),
+        },
+    )
+    if not (request.app[CONFIG].remove_file_after_right_download and request.method == "GET"):
+        return response
+    await response.prepare(request)  # sends the body; returns when it has been written
+    if _reached_end(response, job.size) and job.status is JobStatus.COMPLETED:
+        await request.app[SCHEDULER].cancel(job)
+    return response
+
+
+def _reached_end(response: web.StreamResponse, size: int) -> bool:
+    if response.status == 200:
+        return True
+    content_range = response.headers.get("Content-Range", "")
+    return response.status == 206 and content_range.endswith(f"-{size - 1}/{size}")
+
+
+@routes.get("/statistics")
+async def statistics(request: web.Request) -> web.Response:
+    await authenticate(request)
+    store = request.app[STORE]
+    size = await asyncio.to_thread(cleanup.cache_size, request.app[CONFIG].cache_dir)
+    return web.json_response(
+        {
+            "cacheSize": cleanup.human_size(size),
+            "cacheBytes": size,
+            "activeJobs": store.count(JobStatus.OPTIMIZING),
+            "queuedJobs": store.count(JobStatus.QUEUED) + store.count(JobStatus.PENDING_DOWNLOADS),
+            **store.statistics(),
+        }
+    )
+
+
+@routes.delete("/delete-cache")
+async def delete_cache(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    if not principal.is_admin:
+        raise Forbidden("only an administrator can delete the cache")
+    await request.app[SCHEDULER].cancel_all()
+    dropped = request.app[JANITOR].clear_cache()
+    return web.json_response({"message": f"cache deleted: {dropped} file(s) removed"})
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)

@@ -1,0 +1,104 @@
+"""The application factory: wires the store, authentication, scheduler and cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+
+from . import api
+from .auth import JellyfinAuth, StaticAuth, standalone_tokens
+from .cleanup import Janitor
+from .config import Config
+from .errors import ConfigError
+from .ffmpeg import resolve_ffmpeg
+from .http import AUTHENTICATOR, RUNTIME, Runtime, errors_middleware
+from .profiles import load_backends, load_profiles
+from .scheduler import Scheduler
+from .store import JobStore
+from .transcode import Transcoder
+
+log = logging.getLogger(__name__)
+
+TRANSCODER = web.AppKey("transcoder", Transcoder)
+
+
+def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """Build the server from a validated configuration; tests use this same factory."""
+    profiles = load_profiles(config.profiles_dir)
+    backends = load_backends(config.profiles_dir)
+    if config.default_profile not in profiles:
+        raise ConfigError(
+            f"invalid configuration: default_profile = {config.default_profile!r}: "
+            f"no such profile (known: {', '.join(sorted(profiles))})"
+        )
+    app = web.Application(client_max_size=config.max_body_size, middlewares=[errors_middleware])
+    app[api.CONFIG] = config
+    app[api.CLOCK] = clock
+    app[api.PROFILE_NAMES] = frozenset(profiles)
+    app[RUNTIME] = Runtime()
+    app[TRANSCODER] = Transcoder(
+        resolve_ffmpeg(config.ffmpeg_path),
+        profiles,
+        backends["software"],
+        stall_timeout=config.stall_timeout,
+        stop_grace=config.stop_grace,
+    )
+    app.cleanup_ctx.extend([_store_ctx, _auth_ctx, _scheduler_ctx, _janitor_ctx])
+    app.on_shutdown.append(_refuse_new_work)
+    app.add_routes(api.routes)
+    return app
+
+
+async def _refuse_new_work(app: web.Application) -> None:
+    app[RUNTIME].shutting_down = True
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[api.CONFIG]
+    for folder in (config.data_dir, config.cache_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    config.data_dir.chmod(0o700)  # it holds credentials of jobs that may still run
+    store = JobStore(config.data_dir / "jobs.sqlite3", app[api.CLOCK])
+    app[api.STORE] = store
+    yield
+    store.close()
+
+
+async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[api.CONFIG]
+    if config.jellyfin_url is None:
+        tokens = standalone_tokens(config.tokens, config.data_dir)
+        app[AUTHENTICATOR] = StaticAuth(tokens)
+        yield
+        return
+    async with aiohttp.ClientSession() as session:
+        app[AUTHENTICATOR] = JellyfinAuth(
+            session, config.jellyfin_url, config.auth_cache_ttl, time.monotonic
+        )
+        yield
+
+
+async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    janitor = Janitor(app[api.STORE], app[api.CONFIG], app[api.CLOCK])
+    janitor.reconcile()
+    app[api.JANITOR] = janitor
+    scheduler = Scheduler(app[api.STORE], app[TRANSCODER], app[api.CONFIG], app[api.CLOCK])
+    app[api.SCHEDULER] = scheduler
+    await scheduler.start()
+    yield
+    app[RUNTIME].shutting_down = True
+    await scheduler.close()
+
+
+async def _janitor_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[api.JANITOR].run_sweeps(), name="retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

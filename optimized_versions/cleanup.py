@@ -1,0 +1,113 @@
+"""Keeping the cache folder and the job list true to each other.
+
+At start: interrupted jobs go back to the queue, partial and orphaned files go,
+and a finished job whose file vanished is dropped. While running: the retention
+sweep removes outputs after TIME_TO_KEEP_FILES, collected outputs after the grace
+period, and old failed or cancelled records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import Config
+from .ffmpeg import remove_quietly
+from .models import DOWNLOADABLE, Job, JobStatus
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+OUTPUT_SUFFIXES = (".mp4", ".part")
+
+
+def human_size(size: int) -> str:
+    """Bytes in base-1024 units, as the original server shows them ("9.84 MB")."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{size} B" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def cache_size(cache_dir: Path) -> int:
+    with os.scandir(cache_dir) as entries:
+        return sum(e.stat().st_size for e in entries if e.is_file(follow_symlinks=False))
+
+
+def file_intact(job: Job) -> bool:
+    try:
+        return Path(job.output_path).stat().st_size == job.size
+    except OSError:
+        return False
+
+
+class Janitor:
+    def __init__(self, store: JobStore, config: Config, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._config = config
+        self._clock = clock
+
+    def reconcile(self) -> None:
+        """Make the store and the cache folder agree after a start (or a crash)."""
+        requeued = self._store.requeue_interrupted()
+        if requeued:
+            log.info("%d interrupted job(s) queued again", len(requeued))
+        keep: set[str] = set()
+        for job in self._store.jobs(statuses=DOWNLOADABLE):
+            if file_intact(job):
+                keep.add(Path(job.output_path).name)
+            else:
+                log.warning("job %s: its output is missing or damaged; dropping it", job.id)
+                self._drop(job)
+        self._remove_strays(keep)
+
+    def sweep(self) -> int:
+        """Apply the retention rules once; returns how many jobs were removed."""
+        now = self._clock()
+        keep_for = self._config.keep_seconds
+        removed = 0
+        for job in self._store.jobs(
+            statuses=[*DOWNLOADABLE, JobStatus.FAILED, JobStatus.CANCELLED]
+        ):
+            finished = job.finished_at if job.finished_at is not None else job.created_at
+            expired = now - finished >= keep_for
+            collected = (
+                job.status is JobStatus.READY_FOR_REMOVAL
+                and job.collected_at is not None
+                and now - job.collected_at >= self._config.removal_grace
+            )
+            if expired or collected:
+                self._drop(job)
+                removed += 1
+        return removed
+
+    def clear_cache(self) -> int:
+        """Delete every output (running jobs were stopped first); returns jobs dropped."""
+        finished = self._store.jobs(statuses=DOWNLOADABLE)
+        for job in finished:
+            self._drop(job)
+        self._remove_strays(set())
+        return len(finished)
+
+    async def run_sweeps(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.cleanup_interval)
+            try:
+                self.sweep()
+            except Exception:  # the next sweep may succeed; the server keeps serving
+                log.exception("retention sweep failed")
+
+    def _drop(self, job: Job) -> None:
+        remove_quietly(Path(job.output_path))
+        self._store.delete(job.id)
+
+    def _remove_strays(self, keep: set[str]) -> None:
+        for path in self._config.cache_dir.iterdir():
+            if path.suffix in OUTPUT_SUFFIXES and path.name not in keep and path.is_file():
+                log.info("removing %s: it belongs to no job", path.name)
+                remove_quietly(path)

@@ -1,0 +1,166 @@
+"""Configuration: a YAML file and the environment (which wins), validated once.
+
+Keys in YAML are lower-case (``max_concurrent_jobs``); the environment uses the
+upper-case form (``MAX_CONCURRENT_JOBS``), which keeps the original server's names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "jellyfin_url": {"type": ["string", "null"], "pattern": "^https?://[^/]+"},
+        "max_concurrent_jobs": {"type": "integer", "minimum": 1, "maximum": 64},
+        "max_cached_per_user": {"type": "integer", "minimum": 0},
+        "time_to_keep_files": {"type": "number", "exclusiveMinimum": 0},
+        "remove_file_after_right_download": {"type": "boolean"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "host": {"type": "string", "minLength": 1},
+        "cache_dir": {"type": "string", "minLength": 1},
+        "data_dir": {"type": "string", "minLength": 1},
+        "ffmpeg_path": {"type": ["string", "null"]},
+        "default_profile": {"type": "string", "minLength": 1},
+        "profiles_dir": {"type": ["string", "null"]},
+        "stall_timeout": {"type": "number", "exclusiveMinimum": 0},
+        "stop_grace": {"type": "number", "exclusiveMinimum": 0},
+        "cleanup_interval": {"type": "number", "exclusiveMinimum": 0},
+        "removal_grace": {"type": "number", "minimum": 0},
+        "auth_cache_ttl": {"type": "number", "minimum": 0},
+        "max_body_size": {"type": "integer", "minimum": 1024},
+        "log_level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
+        "tokens": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["token", "name"],
+                "properties": {
+                    "token": {"type": "string", "minLength": 16},
+                    "name": {"type": "string", "minLength": 1},
+                    "admin": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StaticToken:
+    token: str
+    name: str
+    admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    jellyfin_url: str | None = None
+    max_concurrent_jobs: int = 1
+    max_cached_per_user: int = 10
+    time_to_keep_files: float = 8.0  # hours
+    remove_file_after_right_download: bool = False
+    port: int = 3000
+    host: str = "0.0.0.0"
+    cache_dir: Path = Path("cache")
+    data_dir: Path = Path("data")
+    ffmpeg_path: str | None = None
+    default_profile: str = "h264-1080p"
+    profiles_dir: Path | None = None
+    stall_timeout: float = 120.0  # seconds without progress before ffmpeg is killed
+    stop_grace: float = 5.0  # seconds between asking ffmpeg to quit and killing it
+    cleanup_interval: float = 300.0  # seconds between retention sweeps
+    removal_grace: float = 300.0  # seconds a collected file stays for a retried download
+    auth_cache_ttl: float = 60.0
+    max_body_size: int = 1024 * 1024
+    log_level: str = "INFO"
+    tokens: tuple[StaticToken, ...] = field(default_factory=tuple)
+
+    @property
+    def keep_seconds(self) -> float:
+        return self.time_to_keep_files * 3600.0
+
+
+def _env_value(key: str, raw: str, kind: Any) -> Any:
+    """Turn an environment string into the type the schema asks for."""
+    kinds = kind if isinstance(kind, list) else [kind]
+    text = raw.strip()
+    if "boolean" in kinds:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{key}={raw!r}: expected a boolean (true/false, 1/0, yes/no)")
+    if "integer" in kinds:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r}: expected a whole number") from None
+    if "number" in kinds:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r}: expected a number") from None
+    if "null" in kinds and text == "":
+        return None
+    return text
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Merge the YAML file (if any) and the environment; raise ConfigError naming the key."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+        data.update(loaded or {})
+    origin = {key: f"{path}: {key}" for key in data}
+    for key, spec in SCHEMA["properties"].items():
+        if key == "tokens":
+            continue
+        raw = env.get(key.upper())
+        if raw is not None:
+            data[key] = _env_value(key.upper(), raw, spec.get("type", "string"))
+            origin[key] = key.upper()
+    if isinstance(data.get("log_level"), str):
+        data["log_level"] = data["log_level"].upper()
+    if data.get("jellyfin_url") == "":
+        data["jellyfin_url"] = None
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(SCHEMA).iter_errors(data)
+    )
+    if error is not None:
+        top = str(error.path[0]) if error.path else ""
+        where = origin.get(top, top or "config")
+        value = f" = {error.instance!r}" if error.path else ""
+        raise ConfigError(f"invalid configuration: {where}{value}: {error.message}")
+    return _build(data)
+
+
+def _build(data: dict[str, Any]) -> Config:
+    values = dict(data)
+    for key in ("cache_dir", "data_dir", "profiles_dir"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key]).expanduser()
+    if values.get("jellyfin_url"):
+        values["jellyfin_url"] = values["jellyfin_url"].rstrip("/")
+    values["tokens"] = tuple(StaticToken(**t) for t in values.get("tokens", ()))
+    return Config(**values)

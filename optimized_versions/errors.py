@@ -1,0 +1,43 @@
+"""Typed domain errors; one middleware (``http.py``) maps them to JSON HTTP errors."""
+
+
+class ServiceError(Exception):
+    """Base class: an error that has an HTTP status and a message safe to show."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServiceError):
+    status = 400
+
+
+class Unauthorized(ServiceError):
+    status = 401
+
+
+class Forbidden(ServiceError):
+    status = 403
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+
+
+class Unavailable(ServiceError):
+    status = 503
+
+
+class ConfigError(Exception):
+    """A configuration, profile or backend file is invalid; the message names the key."""
+
+
+class TranscodeError(Exception):
+    """A job could not produce a valid output; the message is short and free of secrets."""

@@ -1,0 +1,91 @@
+"""HTTP plumbing: JSON errors, the caller's identity, and an access log without secrets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from .auth import Authenticator, extract_token
+from .errors import ServiceError, Unauthorized, Unavailable
+from .models import Principal
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Mutable state of the running server."""
+
+    shutting_down: bool = False
+
+
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body: dict[str, Any] = {
+        "statusCode": status,
+        "error": HTTPStatus(status).phrase,
+        "message": message,
+    }
+    return web.json_response(body, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        if request.app[RUNTIME].shutting_down:
+            raise Unavailable("the server is shutting down")
+        return await handler(request)
+    except ServiceError as exc:
+        return error_response(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Content-Range")}
+        return error_response(exc.status, _http_message(exc, request), headers)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal server error")
+
+
+def _http_message(exc: web.HTTPException, request: web.Request) -> str:
+    if exc.status == 404:
+        return f"no such endpoint: {request.method} {request.path}"
+    if exc.status == 405:
+        return f"{request.method} is not allowed on {request.path}"
+    if exc.status == 413:
+        return f"the request body is too large: {exc.text}"
+    return exc.text or exc.reason
+
+
+async def authenticate(request: web.Request) -> Principal:
+    token = extract_token(request.headers, request.query)
+    if token is None:
+        raise Unauthorized("no access token: send it in Authorization, X-Emby-Token or ?api_key=")
+    return await request.app[AUTHENTICATOR].authenticate(token)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Logs the path without its query string: clients put tokens there."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %.3fs',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time,
+        )

@@ -1,0 +1,93 @@
+"""Jobs: their statuses and the record the API returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    OPTIMIZING = "optimizing"
+    PENDING_DOWNLOADS = "pending downloads limit"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    READY_FOR_REMOVAL = "ready-for-removal"
+
+
+WAITING = frozenset({JobStatus.QUEUED, JobStatus.PENDING_DOWNLOADS})
+ACTIVE = WAITING | {JobStatus.OPTIMIZING}
+DOWNLOADABLE = frozenset({JobStatus.COMPLETED, JobStatus.READY_FOR_REMOVAL})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller, as Jellyfin (or the standalone token list) identifies them."""
+
+    user_id: str
+    name: str
+    is_admin: bool
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    owner_id: str
+    owner_name: str
+    device_id: str
+    item_id: str
+    item: dict[str, Any]
+    input_url: str  # redacted: never holds a credential
+    file_extension: str | None
+    profile: str
+    status: JobStatus
+    created_at: float
+    output_path: str
+    progress: float = 0.0
+    speed: float | None = None
+    size: int = 0
+    checksum: str | None = None
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    collected_at: float | None = None  # when the client said "I have it" (cancel-job)
+    backend: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "status": str(self.status),
+            "progress": round(self.progress, 2),
+            "outputPath": self.output_path,
+            "inputUrl": self.input_url,
+            "deviceId": self.device_id,
+            "itemId": self.item_id,
+            "timestamp": iso(self.created_at),
+            "size": self.size,
+            "item": self.item,
+            "profile": self.profile,
+            "fileExtension": self.file_extension,
+            "userName": self.owner_name,
+        }
+        if self.speed is not None:
+            body["speed"] = round(self.speed, 3)
+        if self.checksum is not None:
+            body["checksum"] = self.checksum
+        if self.error is not None:
+            body["error"] = self.error
+        if self.backend is not None:
+            body["backend"] = self.backend
+        if self.started_at is not None:
+            body["startedAt"] = iso(self.started_at)
+        if self.finished_at is not None:
+            body["finishedAt"] = iso(self.finished_at)
+        return body

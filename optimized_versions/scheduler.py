@@ -1,0 +1,226 @@
+"""The scheduler: runs queued jobs in a bounded number of slots, fairly across devices.
+
+It owns every job task (no fire-and-forget tasks elsewhere), decides which waiting
+job runs next, and puts running jobs back in the queue when the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from .config import Config
+from .errors import BadRequest, TranscodeError
+from .models import WAITING, Job, JobStatus
+from .store import JobStore
+from .transcode import Transcoder
+
+log = logging.getLogger(__name__)
+
+
+class Admission(Protocol):
+    """Decides whether a job may start now; the seam for load-aware gating."""
+
+    def hold_reason(self, job: Job) -> str | None:
+        """None to let the job start, or a short reason why it waits."""
+        ...
+
+
+class AdmitAll:
+    def hold_reason(self, job: Job) -> str | None:
+        return None
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: JobStore,
+        transcoder: Transcoder,
+        config: Config,
+        clock: Callable[[], float],
+        admission: Admission | None = None,
+    ) -> None:
+        self._store = store
+        self._transcoder = transcoder
+        self._config = config
+        self._clock = clock
+        self._admission = admission or AdmitAll()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._stop_as: dict[str, JobStatus] = {}  # how an interrupted job ends
+        self._last_turn: dict[str, int] = {}  # device id -> turn it was last served
+        self._turn = 0
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
+        self.wake()
+
+    async def close(self) -> None:
+        """Stop taking work and put running jobs back in the queue for the next start."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self._interrupt(list(self._running), JobStatus.QUEUED)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- requests from the API ---------------------------------------------------------
+
+    def start_now(self, job: Job) -> None:
+        """Run a waiting job at once, ahead of the queue and beside the running ones."""
+        if job.status not in WAITING:
+            raise BadRequest(f"job {job.id} is {job.status}: only a queued job can be started")
+        self._launch(job)
+
+    async def cancel(self, job: Job) -> None:
+        if job.status in WAITING:
+            self._store.transition(job, JobStatus.CANCELLED, finished_at=self._clock())
+        elif job.status is JobStatus.OPTIMIZING:
+            await self._interrupt([job.id], JobStatus.CANCELLED)
+        elif job.status is JobStatus.COMPLETED:
+            self._store.transition(job, JobStatus.READY_FOR_REMOVAL, collected_at=self._clock())
+        self.wake()
+
+    async def cancel_all(self) -> None:
+        for job in self._store.jobs(statuses=WAITING):
+            self._store.transition(job, JobStatus.CANCELLED, finished_at=self._clock())
+        await self._interrupt(list(self._running), JobStatus.CANCELLED)
+
+    # -- the queue ---------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                self._fill_slots()
+            except Exception:  # a bug here must not stop the queue for good
+                log.exception("scheduler pass failed")
+
+    def _fill_slots(self) -> None:
+        eligible = self._apply_cache_limit(self._store.jobs(statuses=WAITING, oldest_first=True))
+        free = self._config.max_concurrent_jobs - len(self._running)
+        while free > 0 and eligible:
+            job = self._next_fair(eligible)
+            eligible.remove(job)
+            reason = self._admission.hold_reason(job)
+            if reason is not None:
+                log.debug("job %s waits: %s", job.id, reason)
+                continue
+            self._launch(job)
+            free -= 1
+
+    def _apply_cache_limit(self, waiting: list[Job]) -> list[Job]:
+        """MAX_CACHED_PER_USER: a device with that many uncollected outputs waits."""
+        limit = self._config.max_cached_per_user
+        held: dict[str, bool] = {}
+        eligible = []
+        for job in waiting:
+            if job.device_id not in held:
+                done = self._store.count(JobStatus.COMPLETED, job.device_id)
+                held[job.device_id] = limit > 0 and done >= limit
+            if held[job.device_id]:
+                if job.status is JobStatus.QUEUED:
+                    self._store.transition(job, JobStatus.PENDING_DOWNLOADS)
+            else:
+                if job.status is JobStatus.PENDING_DOWNLOADS:
+                    self._store.transition(job, JobStatus.QUEUED)
+                eligible.append(job)
+        return eligible
+
+    def _next_fair(self, eligible: list[Job]) -> Job:
+        """Round-robin across devices: the device served longest ago goes first, FIFO within."""
+        return min(eligible, key=lambda j: (self._last_turn.get(j.device_id, -1), j.created_at))
+
+    # -- running one job ---------------------------------------------------------------
+
+    def _launch(self, job: Job) -> None:
+        self._turn += 1
+        self._last_turn[job.device_id] = self._turn
+        self._store.transition(
+            job,
+            JobStatus.OPTIMIZING,
+            started_at=self._clock(),
+            progress=0.0,
+            speed=None,
+            size=0,
+            error=None,
+        )
+        self._running[job.id] = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+
+    async def _run(self, job: Job) -> None:
+        def on_progress(percent: float, speed: float | None, size: int) -> None:
+            job.progress = max(job.progress, percent)  # monotonic, whatever ffmpeg reports
+            job.speed, job.size = speed, size
+            self._store.save_progress(job)
+
+        try:
+            source = self._store.source_url(job.id)
+            if source is None:
+                raise TranscodeError("the job's source URL was lost")
+            outcome = await self._transcoder.run(job, source, Path(job.output_path), on_progress)
+        except asyncio.CancelledError:
+            self._end_interrupted(job)
+            raise
+        except TranscodeError as exc:
+            self._store.transition(
+                job, JobStatus.FAILED, error=str(exc), speed=None, finished_at=self._clock()
+            )
+        except Exception as exc:
+            log.exception("job %s: unexpected error", job.id)
+            self._store.transition(
+                job,
+                JobStatus.FAILED,
+                error=f"internal error: {type(exc).__name__}",
+                speed=None,
+                finished_at=self._clock(),
+            )
+        else:
+            self._store.transition(
+                job,
+                JobStatus.COMPLETED,
+                progress=100.0,
+                speed=None,
+                size=outcome.size,
+                checksum=outcome.checksum,
+                backend=outcome.backend,
+                finished_at=self._clock(),
+            )
+        finally:
+            self._running.pop(job.id, None)
+            self.wake()
+
+    def _end_interrupted(self, job: Job) -> None:
+        if self._stop_as.pop(job.id, JobStatus.QUEUED) is JobStatus.CANCELLED:
+            self._store.transition(job, JobStatus.CANCELLED, speed=None, finished_at=self._clock())
+        else:
+            self._store.transition(
+                job, JobStatus.QUEUED, progress=0.0, speed=None, size=0, started_at=None
+            )
+
+    async def _interrupt(self, job_ids: list[str], end_as: JobStatus) -> None:
+        tasks = []
+        for job_id in job_ids:
+            task = self._running.get(job_id)
+            if task is not None:
+                self._stop_as[job_id] = end_as
+                task.cancel()
+                tasks.append(task)
+        if tasks:
+            await asyncio.wait(tasks)
+        for job_id in job_ids:
+            # A task cancelled before its first step never ran its own handler.
+            if job_id in self._stop_as and (job := self._store.get(job_id)) is not None:
+                self._running.pop(job_id, None)
+                self._end_interrupted(job)

@@ -1,0 +1,266 @@
+"""The job store: SQLite (standard library, WAL) in the data directory.
+
+Every status change goes through ``JobStore.transition``, which checks that the
+change is allowed, writes it, and logs it as one line. Calls are short local
+writes, made from the event loop thread.
+
+The URL a job fetches its source from holds the user's credential. The job row
+keeps only the redacted form; the real one sits in ``job_sources`` while the job
+may still run (so a restart can run it again) and is deleted when the job ends.
+``secure_delete`` makes SQLite overwrite the freed bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .models import ACTIVE, Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+S = JobStatus
+ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    S.QUEUED: frozenset({S.OPTIMIZING, S.PENDING_DOWNLOADS, S.CANCELLED}),
+    S.PENDING_DOWNLOADS: frozenset({S.QUEUED, S.OPTIMIZING, S.CANCELLED}),
+    S.OPTIMIZING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.QUEUED}),
+    S.COMPLETED: frozenset({S.READY_FOR_REMOVAL}),
+    S.READY_FOR_REMOVAL: frozenset({S.COMPLETED}),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner_id TEXT NOT NULL,
+    owner_name TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    item TEXT NOT NULL,
+    input_url TEXT NOT NULL,
+    file_extension TEXT,
+    profile TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    output_path TEXT NOT NULL,
+    progress REAL NOT NULL DEFAULT 0,
+    speed REAL,
+    size INTEGER NOT NULL DEFAULT 0,
+    checksum TEXT,
+    error TEXT,
+    started_at REAL,
+    finished_at REAL,
+    collected_at REAL,
+    backend TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner_id, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_device ON jobs (device_id, status);
+CREATE TABLE IF NOT EXISTS job_sources (
+    job_id TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    url TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY);
+"""
+
+_MUTABLE = (
+    "progress",
+    "speed",
+    "size",
+    "checksum",
+    "error",
+    "started_at",
+    "finished_at",
+    "collected_at",
+    "backend",
+)
+_FIELDS = (
+    "id",
+    "owner_id",
+    "owner_name",
+    "device_id",
+    "item_id",
+    "item",
+    "input_url",
+    "file_extension",
+    "profile",
+    "status",
+    "created_at",
+    "output_path",
+    *_MUTABLE,
+)
+_COLUMNS = ", ".join(_FIELDS)
+
+
+class InvalidTransition(RuntimeError):
+    """A status change the job's life cycle does not allow: a bug, not bad input."""
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    values = dict(zip(_FIELDS, row, strict=True))
+    values["item"] = json.loads(values["item"])
+    values["status"] = JobStatus(values["status"])
+    return Job(**values)
+
+
+class JobStore:
+    def __init__(self, path: Path, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA secure_delete=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- creating and reading ----------------------------------------------------------
+
+    def add(self, job: Job, source_url: str) -> None:
+        values = [getattr(job, name) for name in _FIELDS]
+        values[_FIELDS.index("item")] = json.dumps(job.item, separators=(",", ":"))
+        values[_FIELDS.index("status")] = str(job.status)
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})", values
+            )
+            self._db.execute("INSERT INTO job_sources VALUES (?, ?)", (job.id, source_url))
+            self._bump("total_transcodes")
+            self._db.execute("INSERT OR IGNORE INTO devices VALUES (?)", (job.device_id,))
+        log.info(
+            "job %s created: %s for %s on device %s (%s)",
+            job.id,
+            job.item_id,
+            job.owner_name,
+            job.device_id,
+            job.profile,
+        )
+
+    def get(self, job_id: str) -> Job | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _row_to_job(row) if row else None
+
+    def source_url(self, job_id: str) -> str | None:
+        row = self._db.execute("SELECT url FROM job_sources WHERE job_id = ?", (job_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def jobs(
+        self,
+        *,
+        owner_id: str | None = None,
+        device_id: str | None = None,
+        statuses: Iterable[JobStatus] | None = None,
+        oldest_first: bool = False,
+    ) -> list[Job]:
+        where, args = [], []
+        if owner_id is not None:
+            where.append("owner_id = ?")
+            args.append(owner_id)
+        if device_id is not None:
+            where.append("device_id = ?")
+            args.append(device_id)
+        if statuses is not None:
+            wanted = [str(s) for s in statuses]
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            args.extend(wanted)
+        sql = f"SELECT {_COLUMNS} FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at " + ("ASC" if oldest_first else "DESC") + ", rowid"
+        return [_row_to_job(row) for row in self._db.execute(sql, args)]
+
+    def find_duplicate(
+        self,
+        owner_id: str,
+        device_id: str,
+        item_id: str,
+        profile: str,
+        statuses: Iterable[JobStatus],
+    ) -> Job | None:
+        wanted = [str(s) for s in statuses]
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE owner_id = ? AND device_id = ? AND item_id = ?"
+            f" AND profile = ? AND status IN ({', '.join('?' * len(wanted))})"
+            " ORDER BY created_at DESC LIMIT 1",
+            [owner_id, device_id, item_id, profile, *wanted],
+        ).fetchone()
+        return _row_to_job(row) if row else None
+
+    def count(self, status: JobStatus, device_id: str | None = None) -> int:
+        sql, args = "SELECT COUNT(*) FROM jobs WHERE status = ?", [str(status)]
+        if device_id is not None:
+            sql += " AND device_id = ?"
+            args.append(device_id)
+        return int(self._db.execute(sql, args).fetchone()[0])
+
+    def statistics(self) -> dict[str, int]:
+        counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        devices = self._db.execute("SELECT COUNT(*) FROM devices").fetchone()[0]
+        return {
+            "totalTranscodes": int(counters.get("total_transcodes", 0)),
+            "completedJobs": int(counters.get("completed_jobs", 0)),
+            "uniqueDevices": int(devices),
+        }
+
+    # -- changing ----------------------------------------------------------------------
+
+    def transition(self, job: Job, status: JobStatus, **changes: Any) -> Job:
+        """Move a job to ``status``, writing ``changes`` with it; logs one line."""
+        if status not in ALLOWED[job.status]:
+            raise InvalidTransition(f"job {job.id}: {job.status} -> {status} is not allowed")
+        for name, value in changes.items():
+            if name not in _MUTABLE:
+                raise AttributeError(f"job field {name!r} cannot be changed")
+            setattr(job, name, value)
+        previous, job.status = job.status, status
+        assignments = ", ".join(f"{name} = ?" for name in ("status", *_MUTABLE))
+        values = [str(status), *(getattr(job, name) for name in _MUTABLE)]
+        with self._db:
+            self._db.execute("BEGIN")
+            cursor = self._db.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ? AND status = ?",
+                [*values, job.id, str(previous)],
+            )
+            if cursor.rowcount != 1:
+                raise InvalidTransition(f"job {job.id} was no longer {previous}")
+            if status not in ACTIVE:
+                self._db.execute("DELETE FROM job_sources WHERE job_id = ?", (job.id,))
+            if status is JobStatus.COMPLETED and previous is JobStatus.OPTIMIZING:
+                self._bump("completed_jobs")
+        detail = f" ({job.error})" if status is JobStatus.FAILED and job.error else ""
+        log.info("job %s: %s -> %s%s", job.id, previous, status, detail)
+        return job
+
+    def save_progress(self, job: Job) -> None:
+        self._db.execute(
+            "UPDATE jobs SET progress = ?, speed = ?, size = ? WHERE id = ?",
+            (job.progress, job.speed, job.size, job.id),
+        )
+
+    def delete(self, job_id: str) -> None:
+        self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        log.info("job %s removed from the store", job_id)
+
+    def requeue_interrupted(self) -> list[Job]:
+        """After a crash or restart: jobs left optimizing go back to the queue."""
+        jobs = self.jobs(statuses=[JobStatus.OPTIMIZING])
+        for job in jobs:
+            self.transition(
+                job, JobStatus.QUEUED, progress=0.0, speed=None, size=0, started_at=None
+            )
+        return jobs
+
+    def _bump(self, counter: str) -> None:
+        self._db.execute(
+            "INSERT INTO counters VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1",
+            (counter,),
+        )

@@ -1,0 +1,137 @@
+"""One job's work: probe the source, plan, run ffmpeg, verify the output, hash it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import ffmpeg, media
+from .errors import TranscodeError
+from .models import Job
+from .plan import PlanError, build_argv, make_plan
+from .profiles import Backend, Profile
+from .urls import audio_stream_index, scrub, secrets_in
+
+log = logging.getLogger(__name__)
+
+DURATION_TOLERANCE = 0.02  # the output's duration may differ from the source's by 2%
+HASH_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    size: int
+    checksum: str
+    backend: str
+
+
+ProgressCallback = Callable[[float, float | None, int], None]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _why(exc: ffmpeg.FFmpegError, secrets: list[str]) -> str:
+    lines = [scrub(line, secrets) for line in exc.stderr[-5:]]
+    return scrub(str(exc), secrets) + (": " + " | ".join(lines) if lines else "")
+
+
+def _item_duration(job: Job) -> float | None:
+    ticks = job.item.get("RunTimeTicks")
+    return ticks / 10_000_000 if isinstance(ticks, int | float) and ticks > 0 else None
+
+
+class Transcoder:
+    def __init__(
+        self,
+        ffmpeg_path: str,
+        profiles: dict[str, Profile],
+        backend: Backend,
+        *,
+        stall_timeout: float,
+        stop_grace: float,
+        probe_timeout: float = 30.0,
+    ) -> None:
+        self.ffmpeg_path = ffmpeg_path
+        self.profiles = profiles
+        self.backend = backend
+        self.stall_timeout = stall_timeout
+        self.stop_grace = stop_grace
+        self.probe_timeout = probe_timeout
+
+    async def run(
+        self, job: Job, source: str, output: Path, on_progress: ProgressCallback
+    ) -> Outcome:
+        """Write ``output`` or raise TranscodeError; never leaves a partial file behind."""
+        partial = output.with_name(output.name + ".part")
+        try:
+            return await self._run(job, source, output, partial, on_progress)
+        except BaseException:
+            ffmpeg.remove_quietly(partial, output)
+            raise
+
+    async def _run(
+        self, job: Job, source: str, output: Path, partial: Path, on_progress: ProgressCallback
+    ) -> Outcome:
+        secrets = secrets_in(source)
+        profile = self.profiles[job.profile]
+        try:
+            info = await asyncio.to_thread(media.probe, source, self.probe_timeout)
+        except media.ProbeError as exc:
+            raise TranscodeError(f"cannot read the source: {scrub(str(exc), secrets)}") from None
+        try:
+            plan = make_plan(profile, info, self.backend, audio_stream_index(source))
+            argv = build_argv(self.ffmpeg_path, plan, profile, self.backend, source, str(partial))
+        except PlanError as exc:
+            raise TranscodeError(str(exc)) from None
+        duration = info.duration or _item_duration(job)
+        log.info(
+            "job %s: %s (source %s, %s s)",
+            job.id,
+            plan.describe(),
+            info.video.codec if info.video else "?",
+            f"{duration:.1f}" if duration else "?",
+        )
+
+        def progress(update: ffmpeg.Progress) -> None:
+            percent = min(99.9, 100 * update.out_time / duration) if duration else 0.0
+            on_progress(percent, update.speed, update.total_size)
+
+        try:
+            await ffmpeg.run(
+                argv, progress, stall_timeout=self.stall_timeout, stop_grace=self.stop_grace
+            )
+        except ffmpeg.FFmpegError as exc:
+            raise TranscodeError(_why(exc, secrets)) from None
+        await asyncio.to_thread(
+            self._verify, partial, plan.audio is not None, duration, profile.video.codec
+        )
+        checksum = await asyncio.to_thread(sha256_file, partial)
+        os.replace(partial, output)
+        return Outcome(size=output.stat().st_size, checksum=checksum, backend=plan.backend)
+
+    @staticmethod
+    def _verify(path: Path, with_audio: bool, duration: float | None, codec: str) -> None:
+        try:
+            out = media.probe(str(path))
+        except media.ProbeError as exc:
+            raise TranscodeError(f"the output cannot be read back: {exc}") from None
+        if out.video is None or out.video.codec != codec:
+            raise TranscodeError(f"the output has no {codec} video stream")
+        if with_audio and not out.audio:
+            raise TranscodeError("the output lost its audio stream")
+        off = abs(out.duration - duration) if duration and out.duration is not None else 0.0
+        if duration and off > DURATION_TOLERANCE * duration:
+            raise TranscodeError(
+                f"the output lasts {out.duration:.2f} s, the source {duration:.2f} s"
+            )

@@ -1,0 +1,297 @@
+"""Shared fixtures: generated media, a stand-in Jellyfin, and the real app around them."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from optimized_versions.app import create_app
+from optimized_versions.config import Config
+from optimized_versions.ffmpeg import default_ffmpeg
+
+ALICE, BOB, ADMIN = "alice-token-0123456789", "bob-token-0123456789", "admin-token-0123456789"
+USERS: dict[str, dict[str, Any]] = {
+    ALICE: {"Id": "u-alice", "Name": "alice", "Policy": {"IsAdministrator": False}},
+    BOB: {"Id": "u-bob", "Name": "bob", "Policy": {"IsAdministrator": False}},
+    ADMIN: {"Id": "u-admin", "Name": "root", "Policy": {"IsAdministrator": True}},
+}
+PREFIX = "/jf"  # Jellyfin behind a base URL, as many installs are
+PUBLIC = "http://jellyfin.phone-side.invalid:8096"  # what the phone knows: unreachable here
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([default_ffmpeg(), "-v", "error", "-y", *args], check=True, timeout=60)
+
+
+@dataclass(frozen=True)
+class Media:
+    hevc: Path  # HEVC 10-bit + AAC 5.1 in MKV: must be transcoded
+    h264: Path  # H.264 + AAC stereo in MP4: may be copied
+    two_audio: Path  # H.264 + two audio tracks (stereo, then 5.1 AC-3)
+    corrupt: Path
+    long: Path  # 20 s, for jobs that must still be running when a test acts
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
+    folder = tmp_path_factory.mktemp("media")
+    video = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24:duration=3"]
+    sine = ["-f", "lavfi", "-i", "sine=frequency=440:duration=3"]
+    surround = "pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0"
+    hevc = folder / "hevc.mkv"
+    _ffmpeg(
+        *video,
+        *sine,
+        "-af",
+        surround,
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        "log-level=error",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-c:a",
+        "aac",
+        str(hevc),
+    )
+    h264 = folder / "h264.mp4"
+    _ffmpeg(
+        *video,
+        *sine,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-ac",
+        "2",
+        str(h264),
+    )
+    two = folder / "two-audio.mkv"
+    _ffmpeg(
+        *video,
+        *sine,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=880:duration=3",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-map",
+        "2:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-c:a:0",
+        "aac",
+        "-ac:a:0",
+        "2",
+        "-c:a:1",
+        "ac3",
+        "-ac:a:1",
+        "6",
+        str(two),
+    )
+    corrupt = folder / "corrupt.mkv"
+    corrupt.write_bytes(b"\x1a\x45\xdf\xa3 this is not a film " * 500)
+    long = folder / "long.mkv"
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=24:duration=20",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=20",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        str(long),
+    )
+    return Media(hevc=hevc, h264=h264, two_audio=two, corrupt=corrupt, long=long)
+
+
+@dataclass
+class FakeJellyfin:
+    """Stands in for Jellyfin: /Users/Me and video streams with Range support."""
+
+    items: dict[str, Path]
+    mode: str = "ok"  # "ok", or "error" to answer 500 everywhere
+    me_calls: int = 0
+    trickle: set[str] = field(default_factory=set)  # items sent slowly, 32 KiB per 50 ms
+    hang: set[str] = field(default_factory=set)  # items that stop after their first 256 KiB
+    stream_tokens: list[str] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        for prefix in ("", PREFIX):
+            app.router.add_get(prefix + "/Users/Me", self.users_me)
+            app.router.add_get(prefix + "/Videos/{item}/{name}", self.stream)
+        return app
+
+    async def users_me(self, request: web.Request) -> web.Response:
+        self.me_calls += 1
+        if self.mode == "error":
+            return web.Response(status=500)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix('MediaBrowser Token="').removesuffix('"')
+        if not auth.startswith("MediaBrowser Token=") or token not in USERS:
+            return web.Response(status=401)
+        return web.json_response(USERS[token])
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        if self.mode == "error":
+            return web.Response(status=500)
+        token = request.query.get("api_key") or request.query.get("ApiKey", "")
+        if token not in USERS:
+            return web.Response(status=401)
+        self.stream_tokens.append(token)
+        item = request.match_info["item"]
+        if item not in self.items:
+            return web.Response(status=404, text="item not found")
+        path = self.items[item]
+        if item in self.trickle or item in self.hang:
+            return await self._slow(request, path, hang=item in self.hang)
+        return web.FileResponse(path)
+
+    async def _slow(self, request: web.Request, path: Path, hang: bool) -> web.StreamResponse:
+        data = path.read_bytes()
+        start = request.http_range.start or 0
+        response = web.StreamResponse(status=206 if start else 200)
+        response.content_length = len(data) - start
+        response.content_type = "video/x-matroska"
+        response.headers["Accept-Ranges"] = "bytes"
+        if start:
+            response.headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        await response.prepare(request)
+        sent = start
+        while sent < len(data):
+            if hang and sent >= 256 * 1024:
+                await asyncio.sleep(3600)
+            await response.write(data[sent : sent + 32 * 1024])
+            sent += 32 * 1024
+            if sent > start + 256 * 1024:
+                await asyncio.sleep(0.05)
+        return response
+
+
+@dataclass
+class Env:
+    jellyfin: FakeJellyfin
+    jellyfin_url: str
+    config: Config
+    now: float | None = None  # set it to freeze the server's clock at that time
+
+    def clock(self) -> float:
+        return time.time() if self.now is None else self.now
+
+    def url(self, item: str, token: str = ALICE, **query: str) -> str:
+        params = "&".join(f"{k}={v}" for k, v in {"static": "true", **query}.items())
+        return f"{PUBLIC}/Videos/{item}/stream?{params}&api_key={token}"
+
+
+@pytest.fixture
+async def env(media: Media, tmp_path: Path, aiohttp_server: Any) -> Env:
+    jellyfin = FakeJellyfin(
+        items={
+            "hevc": media.hevc,
+            "h264": media.h264,
+            "two-audio": media.two_audio,
+            "corrupt": media.corrupt,
+            "long": media.long,
+        }
+    )
+    server: TestServer = await aiohttp_server(jellyfin.app())
+    jellyfin_url = str(server.make_url(PREFIX))
+    config = Config(
+        jellyfin_url=jellyfin_url,
+        cache_dir=tmp_path / "cache",
+        data_dir=tmp_path / "data",
+        stop_grace=2.0,
+        stall_timeout=20.0,
+        removal_grace=60.0,
+        cleanup_interval=3600.0,
+    )
+    return Env(jellyfin=jellyfin, jellyfin_url=jellyfin_url, config=config)
+
+
+StartApp = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+async def start_app(env: Env, aiohttp_client: Any) -> AsyncIterator[StartApp]:
+    """Start the real app on the test's data folder; call again to simulate a restart."""
+
+    async def start(**overrides: Any) -> TestClient[web.Request, web.Application]:
+        config = replace(env.config, **overrides)
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(
+            create_app(config, clock=env.clock)
+        )
+        return client
+
+    yield start
+
+
+def auth(token: str = ALICE) -> dict[str, str]:
+    return {"Authorization": token}
+
+
+async def post_job(
+    client: TestClient[web.Request, web.Application],
+    env: Env,
+    item: str,
+    token: str = ALICE,
+    device: str = "phone-1",
+    **extra: Any,
+) -> str:
+    body = {
+        "url": env.url(item, token),
+        "deviceId": device,
+        "itemId": item,
+        "fileExtension": "ts",
+        "item": {"Id": item, "Name": f"Film {item}"},
+        **extra,
+    }
+    resp = await client.post("/optimize-version", json=body, headers=auth(token))
+    assert resp.status == 201, await resp.text()
+    job_id: str = (await resp.json())["id"]
+    return job_id
+
+
+async def wait_status(
+    client: TestClient[web.Request, web.Application],
+    job_id: str,
+    *wanted: str,
+    token: str = ADMIN,
+    timeout: float = 60.0,
+    min_progress: float = -1.0,
+) -> dict[str, Any]:
+    """Poll job-status as the phone does (but every 50 ms) until the job is in ``wanted``."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        resp = await client.get(f"/job-status/{job_id}", headers=auth(token))
+        job = await resp.json()
+        if job.get("status") in wanted and job.get("progress", 0) > min_progress:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached {wanted}: {job}")

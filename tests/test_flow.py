@@ -1,0 +1,204 @@
+"""The phone's whole flow against the real app, real ffmpeg and the stand-in Jellyfin."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import av
+from conftest import ADMIN, ALICE, BOB, Env, StartApp, auth, post_job, wait_status
+
+
+async def test_client_flow_transcodes_hevc_and_downloads_in_two_ranges(
+    env: Env, start_app: StartApp
+) -> None:
+    client = await start_app()
+    job_id = await post_job(client, env, "hevc")
+
+    seen = []
+    while True:  # the phone polls all-jobs for its device
+        resp = await client.get("/all-jobs", params={"deviceId": "phone-1"}, headers=auth())
+        jobs = await resp.json()
+        assert [j["id"] for j in jobs] == [job_id]
+        seen.append(jobs[0]["progress"])
+        if jobs[0]["status"] == "completed":
+            break
+        assert jobs[0]["status"] in ("queued", "optimizing")
+    assert seen == sorted(seen), "progress must never go back"
+    job = jobs[0]
+    assert job["progress"] == 100
+    assert job["item"] == {"Id": "hevc", "Name": "Film hevc"}
+    assert "REDACTED" in job["inputUrl"] and ALICE not in job["inputUrl"]
+    assert job["backend"] == "software"
+
+    head = await client.head(f"/download/{job_id}", headers=auth())
+    total = int(head.headers["X-File-Size"])
+    assert head.headers["Content-Type"] == "video/mp4"
+    assert int(head.headers["Content-Length"]) == total == job["size"]
+    first = await client.get(f"/download/{job_id}", headers={**auth(), "Range": "bytes=0-999"})
+    assert first.status == 206
+    assert first.headers["Content-Range"] == f"bytes 0-999/{total}"
+    rest = await client.get(f"/download/{job_id}", headers={**auth(), "Range": "bytes=1000-"})
+    assert rest.status == 206
+    data = await first.read() + await rest.read()
+    assert hashlib.sha256(data).hexdigest() == head.headers["X-File-Checksum"] == job["checksum"]
+
+    out = Path(env.config.cache_dir) / "downloaded.mp4"
+    out.write_bytes(data)
+    with av.open(str(out)) as box:
+        video, audio = box.streams.video[0], box.streams.audio[0]
+        assert video.codec_context.name == "h264"
+        assert video.codec_context.pix_fmt == "yuv420p"  # 10-bit source, 8-bit output
+        assert audio.codec_context.name == "aac"
+        assert audio.codec_context.channels == 2  # 5.1 folded to stereo
+
+    resp = await client.delete(f"/cancel-job/{job_id}", headers=auth())
+    assert resp.status == 200
+    status = await wait_status(client, job_id, "ready-for-removal", token=ALICE)
+    assert status["status"] == "ready-for-removal"
+    listed = await (await client.get("/all-jobs?deviceId=phone-1", headers=auth())).json()
+    assert listed == []  # collected jobs leave the device's list
+
+
+async def test_fitting_source_is_stream_copied(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    job = await wait_status(client, await post_job(client, env, "h264"), "completed", "failed")
+    assert job["status"] == "completed", job
+    assert job["backend"] == "copy"
+    with av.open(job["outputPath"]) as out, av.open(str(env.jellyfin.items["h264"])) as src:
+        assert out.streams.video[0].codec_context.name == "h264"
+        assert out.streams.video[0].frames == src.streams.video[0].frames
+
+
+async def test_audio_stream_index_from_the_url_is_honoured(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    body = {"url": env.url("two-audio", AudioStreamIndex="2"), "deviceId": "d", "itemId": "two"}
+    resp = await client.post("/optimize-version", json=body, headers=auth())
+    job = await wait_status(client, (await resp.json())["id"], "completed", "failed")
+    assert job["status"] == "completed", job
+    with av.open(job["outputPath"]) as out:
+        assert len(out.streams.audio) == 1
+        audio = out.streams.audio[0].codec_context
+        assert (audio.name, audio.channels) == ("aac", 2)  # the 5.1 AC-3 track, re-encoded
+
+
+async def test_repeated_post_answers_with_the_same_job(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    first = await post_job(client, env, "h264")
+    assert await post_job(client, env, "h264") == first
+    assert await post_job(client, env, "h264", device="phone-2") != first
+    assert await post_job(client, env, "h264", token=BOB) != first
+    await wait_status(client, first, "completed")
+    assert await post_job(client, env, "h264") == first
+    await client.delete(f"/cancel-job/{first}", headers=auth())
+    # collected but still within the grace period: the retry gets the same file back
+    assert await post_job(client, env, "h264") == first
+    assert (await wait_status(client, first, "completed"))["status"] == "completed"
+
+
+async def test_failed_jobs_do_not_stall_the_queue(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    corrupt = await post_job(client, env, "corrupt")
+    missing = await post_job(client, env, "no-such-item")
+    good = await post_job(client, env, "h264")
+    failed = await wait_status(client, corrupt, "failed")
+    assert "cannot read the source" in failed["error"]
+    gone = await wait_status(client, missing, "failed")
+    assert "404" in gone["error"] or "Not Found" in gone["error"]
+    assert ALICE not in gone["error"]
+    assert (await wait_status(client, good, "completed"))["progress"] == 100
+
+
+async def test_cancel_during_a_transcode_stops_ffmpeg_and_removes_the_partial(
+    env: Env, start_app: StartApp
+) -> None:
+    env.jellyfin.trickle.add("long")
+    client = await start_app()
+    job_id = await post_job(client, env, "long")
+    running = await wait_status(client, job_id, "optimizing", min_progress=0)
+    resp = await client.delete(f"/cancel-job/{job_id}", headers=auth())
+    assert resp.status == 200
+    job = await (await client.get(f"/job-status/{job_id}", headers=auth())).json()
+    assert job["status"] == "cancelled"
+    cache = Path(env.config.cache_dir)
+    assert list(cache.iterdir()) == [], "partial output left behind"
+    assert running["progress"] <= job["progress"] < 100
+    again = await client.delete(f"/cancel-job/{job_id}", headers=auth())
+    assert again.status == 200  # cancelling twice is fine
+    assert (await client.get(f"/download/{job_id}", headers=auth())).status == 404
+
+
+async def test_start_job_runs_a_queued_job_now_and_never_twice(
+    env: Env, start_app: StartApp
+) -> None:
+    env.jellyfin.trickle.add("long")
+    client = await start_app()  # one slot
+    blocker = await post_job(client, env, "long")
+    await wait_status(client, blocker, "optimizing")
+    waiting = await post_job(client, env, "h264", device="phone-2")
+    assert (await wait_status(client, waiting, "queued"))["status"] == "queued"
+    resp = await client.post(f"/start-job/{waiting}", headers=auth())
+    assert resp.status == 200, await resp.text()
+    again = await client.post(f"/start-job/{waiting}", headers=auth())
+    assert again.status == 400
+    assert "only a queued job" in (await again.json())["message"]
+    assert (await wait_status(client, waiting, "completed"))["status"] == "completed"
+    await client.delete(f"/cancel-job/{blocker}", headers=auth())
+
+
+async def test_max_cached_per_user_holds_jobs_until_downloads_are_collected(
+    env: Env, start_app: StartApp
+) -> None:
+    client = await start_app(max_cached_per_user=1)
+    first = await post_job(client, env, "h264")
+    await wait_status(client, first, "completed")
+    second = await post_job(client, env, "hevc")
+    held = await wait_status(client, second, "pending downloads limit")
+    assert held["progress"] == 0
+    other_device = await post_job(client, env, "hevc", device="tablet")
+    assert (await wait_status(client, other_device, "completed"))["status"] == "completed"
+    await client.delete(f"/cancel-job/{first}", headers=auth())  # the phone collected it
+    assert (await wait_status(client, second, "completed"))["status"] == "completed"
+
+
+async def test_round_robin_across_devices(env: Env, start_app: StartApp) -> None:
+    env.jellyfin.trickle.add("long")
+    client = await start_app()
+    blocker = await post_job(client, env, "long", device="season-binger")
+    await wait_status(client, blocker, "optimizing")
+    season = [
+        await post_job(client, env, item, device="season-binger")
+        for item in ("h264", "hevc", "two-audio")
+    ]
+    single = await post_job(client, env, "h264", device="one-film")
+    await client.delete(f"/cancel-job/{blocker}", headers=auth())
+    jobs = [await wait_status(client, j, "completed") for j in [single, *season]]
+    order = [j["itemId"] + "@" + j["deviceId"] for j in sorted(jobs, key=lambda j: j["startedAt"])]
+    # the device that was just served waits for the other device's single film
+    assert order == [
+        "h264@one-film",
+        "h264@season-binger",
+        "hevc@season-binger",
+        "two-audio@season-binger",
+    ]
+
+
+async def test_delete_cache_is_admin_only_and_leaves_the_list_consistent(
+    env: Env, start_app: StartApp
+) -> None:
+    env.jellyfin.trickle.add("long")
+    client = await start_app()
+    done = await post_job(client, env, "h264")
+    await wait_status(client, done, "completed")
+    running = await post_job(client, env, "long")
+    await wait_status(client, running, "optimizing")
+    resp = await client.delete("/delete-cache", headers=auth(ALICE))
+    assert resp.status == 403
+    assert (await resp.json())["error"] == "Forbidden"
+    resp = await client.delete("/delete-cache", headers=auth(ADMIN))
+    assert resp.status == 200
+    jobs = await (await client.get("/all-jobs", headers=auth(ADMIN))).json()
+    assert [j["status"] for j in jobs] == ["cancelled"]
+    assert list(Path(env.config.cache_dir).iterdir()) == []
+    stats = await (await client.get("/statistics", headers=auth())).json()
+    assert stats["cacheSize"] == "0 B" and stats["activeJobs"] == 0
