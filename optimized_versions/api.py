@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import jsonschema
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from . import cleanup
 from .config import Config
@@ -188,23 +189,41 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"job {job.id} has no file to download (it is {job.status})")
     name = _download_name(job)
     ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
-    response = web.FileResponse(
-        path,
-        headers={
-            "Content-Type": "video/mp4",
-            "X-File-Checksum": job.checksum or "",
-            "X-File-Size": str(job.size),
-            "Content-Disposition": (
-                f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
-            ),
-        },
-    )
-    if not (request.app[CONFIG].remove_file_after_right_download and request.method == "GET"):
-        return response
-    await response.prepare(request)  # sends the body; returns when it has been written
-    if _reached_end(response, job.size) and job.status is JobStatus.COMPLETED:
-        await request.app[SCHEDULER].cancel(job)
-    return response
+    headers = {
+        "Content-Type": "video/mp4",
+        "X-File-Checksum": job.checksum or "",
+        "X-File-Size": str(job.size),
+        "Content-Disposition": (
+            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+        ),
+    }
+    if not request.app[CONFIG].remove_file_after_right_download:
+        return web.FileResponse(path, headers=headers)
+
+    async def collect_when_whole(response: web.StreamResponse) -> None:
+        if _reached_end(response, job.size) and job.status is JobStatus.COMPLETED:
+            await request.app[SCHEDULER].cancel(job)
+
+    return _FileResponseWithCallback(path, headers, collect_when_whole)
+
+
+class _FileResponseWithCallback(web.FileResponse):
+    """Calls back once a GET's body has been handed to the socket (sendfile is done)."""
+
+    def __init__(
+        self,
+        path: Path,
+        headers: dict[str, str],
+        on_sent: Callable[[web.StreamResponse], Awaitable[None]],
+    ) -> None:
+        super().__init__(path, headers=headers)
+        self._on_sent = on_sent
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        writer = await super().prepare(request)
+        if request.method == "GET":
+            await self._on_sent(self)
+        return writer
 
 
 def _reached_end(response: web.StreamResponse, size: int) -> bool:

@@ -217,9 +217,9 @@ class JobStore:
         """Move a job to ``status``, writing ``changes`` with it; logs one line."""
         if status not in ALLOWED[job.status]:
             raise InvalidTransition(f"job {job.id}: {job.status} -> {status} is not allowed")
+        if unknown := set(changes) - set(_MUTABLE):
+            raise AttributeError(f"job fields {sorted(unknown)} cannot be changed")
         for name, value in changes.items():
-            if name not in _MUTABLE:
-                raise AttributeError(f"job field {name!r} cannot be changed")
             setattr(job, name, value)
         previous, job.status = job.status, status
         assignments = ", ".join(f"{name} = ?" for name in ("status", *_MUTABLE))

@@ -1,0 +1,138 @@
+"""Authentication and ownership: every token form, Jellyfin's answers, per-user jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ADMIN, ALICE, BOB, Env, StartApp, auth, post_job, wait_status
+
+from optimized_versions.config import StaticToken
+
+TOKEN_FORMS = [
+    ({"Authorization": ALICE}, ""),
+    ({"Authorization": f'MediaBrowser Client="app", Device="x", Token="{ALICE}"'}, ""),
+    ({"Authorization": f"Bearer {ALICE}"}, ""),
+    ({"X-Emby-Token": ALICE}, ""),
+    ({"X-MediaBrowser-Token": ALICE}, ""),
+    ({}, f"?api_key={ALICE}"),
+    ({}, f"?ApiKey={ALICE}"),
+]
+
+
+@pytest.mark.parametrize(("headers", "query"), TOKEN_FORMS)
+async def test_every_token_form_is_accepted(
+    env: Env, start_app: StartApp, headers: dict[str, str], query: str
+) -> None:
+    client = await start_app()
+    resp = await client.get(f"/statistics{query}", headers=headers)
+    assert resp.status == 200, await resp.text()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "wrong-token-0000000"},
+        {"Authorization": 'MediaBrowser Client="x"'},
+        {"X-Emby-Token": "nope-nope-nope"},
+        {"Authorization": "two words here"},
+    ],
+)
+async def test_missing_or_refused_token_is_401(
+    env: Env, start_app: StartApp, headers: dict[str, str]
+) -> None:
+    client = await start_app()
+    resp = await client.get("/all-jobs", headers=headers)
+    assert resp.status == 401
+    body = await resp.json()
+    assert body["statusCode"] == 401 and body["error"] == "Unauthorized" and body["message"]
+
+
+async def test_jellyfin_down_or_failing_is_503_not_401(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    env.jellyfin.mode = "error"
+    resp = await client.get("/statistics", headers=auth())
+    assert resp.status == 503
+    assert "Jellyfin could not be reached" in (await resp.json())["message"]
+
+    unreachable = await start_app(jellyfin_url="http://127.0.0.1:9", data_dir=env.config.data_dir)
+    resp = await unreachable.get("/statistics", headers=auth())
+    assert resp.status == 503
+    assert "Jellyfin could not be reached" in (await resp.json())["message"]
+
+
+async def test_good_answers_are_cached_by_hash(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    for _ in range(5):
+        assert (await client.get("/statistics", headers=auth())).status == 200
+    assert env.jellyfin.me_calls == 1
+    assert (await client.get("/statistics", headers=auth(BOB))).status == 200
+    assert env.jellyfin.me_calls == 2
+    env.jellyfin.mode = "error"  # the cache still answers for a known token
+    assert (await client.get("/statistics", headers=auth())).status == 200
+
+
+async def test_cache_expires(env: Env, start_app: StartApp) -> None:
+    client = await start_app(auth_cache_ttl=0)
+    for _ in range(3):
+        await client.get("/statistics", headers=auth())
+    assert env.jellyfin.me_calls == 3
+
+
+async def test_other_users_jobs_are_404_exactly_like_unknown_ones(
+    env: Env, start_app: StartApp
+) -> None:
+    client = await start_app()
+    job_id = await post_job(client, env, "h264", token=ALICE)
+    await wait_status(client, job_id, "completed")
+    for method, path in [
+        ("GET", f"/job-status/{job_id}"),
+        ("GET", f"/download/{job_id}"),
+        ("HEAD", f"/download/{job_id}"),
+        ("DELETE", f"/cancel-job/{job_id}"),
+        ("POST", f"/start-job/{job_id}"),
+    ]:
+        theirs = await client.request(method, path, headers=auth(BOB))
+        unknown = await client.request(
+            method, path.replace(job_id, "no-such-id"), headers=auth(BOB)
+        )
+        assert theirs.status == unknown.status == 404, (method, path)
+        if method != "HEAD":
+            mine, none = await theirs.json(), await unknown.json()
+            assert mine["error"] == none["error"] == "Not Found"
+    assert await (await client.get("/all-jobs", headers=auth(BOB))).json() == []
+    admin_view = await (await client.get("/all-jobs", headers=auth(ADMIN))).json()
+    assert [j["id"] for j in admin_view] == [job_id]
+    assert (await client.get(f"/download/{job_id}", headers=auth(ADMIN))).status == 200
+    mine = await (await client.get(f"/job-status/{job_id}", headers=auth(ALICE))).json()
+    assert mine["status"] == "completed"
+
+
+async def test_standalone_mode_creates_and_reuses_an_admin_token(
+    env: Env, start_app: StartApp, tmp_path: Path
+) -> None:
+    data = tmp_path / "standalone"
+    client = await start_app(jellyfin_url=None, data_dir=data)
+    token_file = data / "admin-token"
+    token = token_file.read_text().strip()
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert len(token) >= 32
+    assert (await client.get("/statistics", headers=auth(token))).status == 200
+    assert (await client.delete("/delete-cache", headers=auth(token))).status == 200
+    assert (await client.get("/statistics", headers=auth(ALICE))).status == 401
+    await client.close()
+    again = await start_app(jellyfin_url=None, data_dir=data)
+    assert token_file.read_text().strip() == token
+    assert (await again.get("/statistics", headers=auth(token))).status == 200
+
+
+async def test_standalone_mode_with_configured_tokens(env: Env, start_app: StartApp) -> None:
+    tokens = (
+        StaticToken("user-token-0123456789", "kid"),
+        StaticToken("boss-token-0123456789", "boss", admin=True),
+    )
+    client = await start_app(jellyfin_url=None, tokens=tokens)
+    assert not (env.config.data_dir / "admin-token").exists()
+    assert (await client.delete("/delete-cache", headers=auth(tokens[0].token))).status == 403
+    assert (await client.delete("/delete-cache", headers=auth(tokens[1].token))).status == 200

@@ -1,0 +1,100 @@
+"""The installed command: configuration errors, a real start, and a graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+from conftest import ALICE, FakeJellyfin, Media
+
+COMMAND = str(Path(sys.executable).parent / "optimized-versions")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_a_bad_value_stops_the_start_with_its_name(tmp_path: Path) -> None:
+    env = {**os.environ, "MAX_CONCURRENT_JOBS": "lots", "DATA_DIR": str(tmp_path)}
+    result = subprocess.run([COMMAND, "serve"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "MAX_CONCURRENT_JOBS='lots'" in result.stderr and "whole number" in result.stderr
+
+
+async def _wait_status(
+    session: aiohttp.ClientSession, url: str, token: str, wanted: str
+) -> dict[str, Any]:
+    for _ in range(400):
+        async with session.get(url, headers={"Authorization": token}) as resp:
+            job: dict[str, Any] = await resp.json()
+        if job["status"] == wanted and job["progress"] > 0:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never {wanted}: {job}")
+
+
+async def test_serve_then_sigterm_puts_the_running_job_back(
+    tmp_path: Path, media: Media, aiohttp_server: Any
+) -> None:
+    jellyfin = FakeJellyfin(items={"long": media.long}, trickle={"long"})
+    source: TestServer = await aiohttp_server(jellyfin.app())
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATA_DIR": str(tmp_path / "data"),
+        "CACHE_DIR": str(tmp_path / "cache"),
+    }
+    env.pop("JELLYFIN_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        COMMAND, "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"{base}/openapi.json") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            token = (tmp_path / "data" / "admin-token").read_text().strip()
+            body = {
+                "url": str(source.make_url(f"/Videos/long/stream?api_key={ALICE}")),
+                "deviceId": "d",
+                "itemId": "long",
+            }
+            async with session.post(
+                f"{base}/optimize-version", json=body, headers={"Authorization": token}
+            ) as resp:
+                assert resp.status == 201
+                job_id = (await resp.json())["id"]
+            await _wait_status(session, f"{base}/job-status/{job_id}", token, "optimizing")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.stderr is not None
+    log = (await proc.stderr.read()).decode()
+    assert str((tmp_path / "data" / "admin-token").resolve()) in log
+    assert ALICE not in log and token not in log
+    assert f"job {job_id}: optimizing -> queued" in log
+    with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:
+        assert db.execute("SELECT status FROM jobs").fetchall() == [("queued",)]
+    assert list((tmp_path / "cache").iterdir()) == []

@@ -1,0 +1,78 @@
+"""The SQLite store: the life cycle's rules, and no credential left once a job ends."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ALICE, Env, StartApp, post_job, wait_status
+
+from optimized_versions.models import Job, JobStatus
+from optimized_versions.store import InvalidTransition, JobStore
+
+SECRET = "very-secret-token-4242"
+
+
+def _job(job_id: str) -> Job:
+    return Job(
+        id=job_id,
+        owner_id="u",
+        owner_name="n",
+        device_id="d",
+        item_id="i",
+        item={"a": 1},
+        input_url="http://jf/x?api_key=REDACTED",
+        file_extension=None,
+        profile="h264-1080p",
+        status=JobStatus.QUEUED,
+        created_at=time.time(),
+        output_path="/tmp/x.mp4",
+    )
+
+
+def test_transitions_follow_the_life_cycle(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3", time.time)
+    job = _job("a")
+    store.add(job, f"http://jf/x?api_key={SECRET}")
+    with pytest.raises(InvalidTransition):
+        store.transition(job, JobStatus.COMPLETED)  # never completed without running
+    store.transition(job, JobStatus.OPTIMIZING)
+    stale = store.get("a")
+    assert stale is not None
+    store.transition(job, JobStatus.FAILED, error="boom")
+    with pytest.raises(InvalidTransition):
+        store.transition(job, JobStatus.OPTIMIZING)  # a failed job never runs again
+    assert stale.status is JobStatus.OPTIMIZING
+    with pytest.raises(InvalidTransition):
+        store.transition(stale, JobStatus.COMPLETED)  # a stale copy cannot overwrite
+    assert store.get("a") == job
+    other = _job("b")
+    store.add(other, "http://jf/y")
+    with pytest.raises(AttributeError):
+        store.transition(other, JobStatus.CANCELLED, owner_id="someone else")
+    store.close()
+
+
+def test_the_source_credential_is_gone_when_the_job_ends(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    store = JobStore(path, time.time)
+    job = _job("a")
+    store.add(job, f"http://jf/x?api_key={SECRET}")
+    assert store.source_url("a") == f"http://jf/x?api_key={SECRET}"
+    store.transition(job, JobStatus.CANCELLED)
+    assert store.source_url("a") is None
+    store.close()
+    for file in tmp_path.iterdir():  # the database and any WAL left behind
+        assert SECRET.encode() not in file.read_bytes(), file.name
+
+
+async def test_no_token_reaches_the_database_of_a_finished_job(
+    env: Env, start_app: StartApp
+) -> None:
+    client = await start_app()
+    job_id = await post_job(client, env, "h264")
+    await wait_status(client, job_id, "completed")
+    await client.close()
+    for file in env.config.data_dir.iterdir():
+        assert ALICE.encode() not in file.read_bytes(), file.name
