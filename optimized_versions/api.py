@@ -152,13 +152,15 @@ async def cancel_job(request: web.Request) -> web.Response:
     job = _owned_job(request, principal)
     before = job.status
     await request.app[SCHEDULER].cancel(job)
-    if before is JobStatus.COMPLETED:
+    after = request.app[STORE].get(job.id)
+    now = after.status if after is not None else JobStatus.READY_FOR_REMOVAL
+    if now is JobStatus.READY_FOR_REMOVAL and before is JobStatus.COMPLETED:
         grace = request.app[CONFIG].removal_grace
         message = f"job {job.id} collected: its file is removed in {grace:g} s"
-    elif before in (JobStatus.QUEUED, JobStatus.PENDING_DOWNLOADS, JobStatus.OPTIMIZING):
+    elif now is JobStatus.CANCELLED and before is not JobStatus.CANCELLED:
         message = f"job {job.id} cancelled"
     else:
-        message = f"job {job.id} was already {before}"
+        message = f"job {job.id} is {now}"
     return web.json_response({"message": message})
 
 

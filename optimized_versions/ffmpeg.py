@@ -68,7 +68,10 @@ async def _follow_progress(
     while True:
         remaining = stall_timeout - (clock() - last_advance)
         try:
-            line = await asyncio.wait_for(stdout.readline(), timeout=max(remaining, 0.01))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+            # that arrives as the read completes, and a cancelled job would run on.
+            async with asyncio.timeout(max(remaining, 0.01)):
+                line = await stdout.readline()
         except TimeoutError:
             raise FFmpegError(
                 f"ffmpeg made no progress for {stall_timeout:g} s (source stalled?)", []
@@ -102,7 +105,8 @@ async def stop(proc: asyncio.subprocess.Process, grace: float) -> None:
         if proc.stdin is not None:
             proc.stdin.write(b"q")
             await proc.stdin.drain()
-        await asyncio.wait_for(proc.wait(), grace)
+        async with asyncio.timeout(grace):
+            await proc.wait()
     except (TimeoutError, BrokenPipeError, ConnectionResetError):
         pass
     finally:
@@ -139,7 +143,8 @@ async def run(
         raise
     finally:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(reader, timeout=stop_grace)
+            async with asyncio.timeout(stop_grace):
+                await reader
     if code != 0:
         raise FFmpegError(f"ffmpeg exited with code {code}", list(tail))
 

@@ -171,7 +171,7 @@ class Scheduler:
                 raise TranscodeError("the job's source URL was lost")
             outcome = await self._transcoder.run(job, source, Path(job.output_path), on_progress)
         except asyncio.CancelledError:
-            self._end_interrupted(job)
+            self._end_interrupted(job, self._stop_as.pop(job.id, JobStatus.QUEUED))
             raise
         except TranscodeError as exc:
             self._store.transition(
@@ -201,8 +201,8 @@ class Scheduler:
             self._running.pop(job.id, None)
             self.wake()
 
-    def _end_interrupted(self, job: Job) -> None:
-        if self._stop_as.pop(job.id, JobStatus.QUEUED) is JobStatus.CANCELLED:
+    def _end_interrupted(self, job: Job, end_as: JobStatus) -> None:
+        if end_as is JobStatus.CANCELLED:
             self._store.transition(job, JobStatus.CANCELLED, speed=None, finished_at=self._clock())
         else:
             self._store.transition(
@@ -220,7 +220,13 @@ class Scheduler:
         if tasks:
             await asyncio.wait(tasks)
         for job_id in job_ids:
-            # A task cancelled before its first step never ran its own handler.
-            if job_id in self._stop_as and (job := self._store.get(job_id)) is not None:
+            unhandled = self._stop_as.pop(job_id, None)
+            if unhandled is None:
+                continue  # the job's own handler ended it
+            # Either the task was cancelled before its first step (its handler never ran),
+            # or it finished just as the cancel came (the cancel was lost): only the first
+            # leaves the job optimizing.
+            job = self._store.get(job_id)
+            if job is not None and job.status is JobStatus.OPTIMIZING:
                 self._running.pop(job_id, None)
-                self._end_interrupted(job)
+                self._end_interrupted(job, unhandled)

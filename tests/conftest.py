@@ -139,6 +139,7 @@ class FakeJellyfin:
     me_calls: int = 0
     trickle: set[str] = field(default_factory=set)  # items sent slowly, 32 KiB per 50 ms
     hang: set[str] = field(default_factory=set)  # items that stop after their first 256 KiB
+    cut: set[str] = field(default_factory=set)  # items whose connection drops half-way
     stream_tokens: list[str] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -169,11 +170,13 @@ class FakeJellyfin:
         if item not in self.items:
             return web.Response(status=404, text="item not found")
         path = self.items[item]
-        if item in self.trickle or item in self.hang:
-            return await self._slow(request, path, hang=item in self.hang)
+        if item in self.trickle or item in self.hang or item in self.cut:
+            return await self._slow(request, path, hang=item in self.hang, cut=item in self.cut)
         return web.FileResponse(path)
 
-    async def _slow(self, request: web.Request, path: Path, hang: bool) -> web.StreamResponse:
+    async def _slow(
+        self, request: web.Request, path: Path, hang: bool, cut: bool
+    ) -> web.StreamResponse:
         data = path.read_bytes()
         start = request.http_range.start or 0
         response = web.StreamResponse(status=206 if start else 200)
@@ -187,6 +190,10 @@ class FakeJellyfin:
         while sent < len(data):
             if hang and sent >= 256 * 1024:
                 await asyncio.sleep(3600)
+            if cut and sent >= len(data) // 2:
+                assert request.transport is not None
+                request.transport.close()
+                return response
             await response.write(data[sent : sent + 32 * 1024])
             sent += 32 * 1024
             if sent > start + 256 * 1024:

@@ -202,3 +202,26 @@ async def test_delete_cache_is_admin_only_and_leaves_the_list_consistent(
     assert list(Path(env.config.cache_dir).iterdir()) == []
     stats = await (await client.get("/statistics", headers=auth())).json()
     assert stats["cacheSize"] == "0 B" and stats["activeJobs"] == 0
+
+
+async def test_a_stalled_source_fails_the_job_with_the_reason(
+    env: Env, start_app: StartApp
+) -> None:
+    env.jellyfin.hang.add("long")
+    client = await start_app(stall_timeout=1.0)
+    stalled = await post_job(client, env, "long")
+    after = await post_job(client, env, "h264", device="other")
+    job = await wait_status(client, stalled, "failed")
+    assert "no progress for 1 s" in job["error"]
+    assert list(Path(env.config.cache_dir).glob(f"{stalled}*")) == []
+    assert (await wait_status(client, after, "completed"))["status"] == "completed"
+
+
+async def test_a_source_cut_short_does_not_complete(env: Env, start_app: StartApp) -> None:
+    """ffmpeg takes a dropped connection for the end of the film and exits 0."""
+    env.jellyfin.cut.add("long")
+    client = await start_app()
+    job = await wait_status(client, await post_job(client, env, "long"), "failed", "completed")
+    assert job["status"] == "failed", job
+    assert "the output lasts" in job["error"], job["error"]  # caught by the verification
+    assert list(Path(env.config.cache_dir).iterdir()) == []
