@@ -110,6 +110,12 @@ async def bare_run(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def ffmpeg_cpu() -> float:
+    """CPU seconds of finished children: the server's ffmpeg is this process's child too."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def measure_overhead(work: Path, rounds: int, seconds: int) -> None:
     clip, bare_output = work / "clip.mkv", work / "bare.mp4"
     started = time.perf_counter()
@@ -126,18 +132,22 @@ async def measure_overhead(work: Path, rounds: int, seconds: int) -> None:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=headers) as session:
             for n in range(rounds):
                 t: dict[str, float] = {}
+                cpu: dict[str, float] = {}
                 for kind in ("server", "bare") if n % 2 == 0 else ("bare", "server"):
                     async with session.delete("/delete-cache") as resp:  # old outputs go,
                         resp.raise_for_status()
                     bare_output.unlink(missing_ok=True)
                     os.sync()  # and are written back now, not during the next run
+                    cpu[kind] = -ffmpeg_cpu()
                     if kind == "server":
                         t[kind] = await server_run(session, source, f"x{n}")
                     else:
                         t[kind] = await bare_run(argv)
+                    cpu[kind] += ffmpeg_cpu()
                 ratios.append(t["server"] / t["bare"])
-                print(f"round {n + 1}: server {t['server']:.2f} s, bare {t['bare']:.2f} s,", end="")
-                print(f" ratio {ratios[-1]:.3f}", flush=True)
+                line = f"round {n + 1}: server {t['server']:.2f} s, bare {t['bare']:.2f} s"
+                line += f" (ffmpeg cpu {cpu['server']:.1f} s / {cpu['bare']:.1f} s)"
+                print(f"{line}, ratio {ratios[-1]:.3f}", flush=True)
     finally:
         await server.cleanup()
         await jellyfin.cleanup()
@@ -241,10 +251,12 @@ async def measure_memory(work: Path) -> None:
         for n in range(3):  # read here, not in the child: its RSS is the server's alone
             started = time.perf_counter()
             async with session.get("/all-jobs") as resp:
+                resp.raise_for_status()
                 body = await resp.read()
             took, count = time.perf_counter() - started, len(json.loads(body))
             print(f"all-jobs #{n + 1}: {count} jobs, {len(body) / 1e6:.1f} MB in {took:.2f} s")
         async with session.get("/statistics") as resp:
+            resp.raise_for_status()
             print(f"statistics: {await resp.text()}")
     child.stdin.write(b"done\n")
     peak = json.loads(await child.stdout.readline())["peak_mb"]

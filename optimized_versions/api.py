@@ -96,7 +96,9 @@ async def optimize_version(request: web.Request) -> web.Response:
         principal.user_id, body["deviceId"], body["itemId"], profile, _REUSABLE
     )
     if earlier is not None and earlier.status is JobStatus.READY_FOR_REMOVAL:
-        if cleanup.file_intact(earlier):  # collected, but the file is still here: serve it again
+        if cleanup.file_intact(
+            earlier.output_path, earlier.size
+        ):  # collected, but the file is still here: serve it again
             store.transition(earlier, JobStatus.COMPLETED, collected_at=None)
         else:
             earlier = None
@@ -130,20 +132,34 @@ async def job_status(request: web.Request) -> web.Response:
 
 
 @routes.get("/all-jobs")
-async def all_jobs(request: web.Request) -> web.Response:
+async def all_jobs(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     device_id = request.query.get("deviceId")
     statuses = None
     if device_id is not None:
-        statuses = [
-            s for s in JobStatus if s not in (JobStatus.READY_FOR_REMOVAL, JobStatus.CANCELLED)
-        ]
-    jobs = request.app[STORE].jobs(
+        hidden = (JobStatus.READY_FOR_REMOVAL, JobStatus.CANCELLED)
+        statuses = [s for s in JobStatus if s not in hidden]
+    pages = request.app[STORE].pages_raw(
         owner_id=None if principal.is_admin else principal.user_id,
         device_id=device_id,
         statuses=statuses,
     )
-    return web.json_response([job.to_api() for job in jobs])
+    # Streamed a page at a time, each stored item spliced in as it is: an admin's list of
+    # 10,000 jobs costs a page of memory, not 10,000 parsed items and one huge string.
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    await response.prepare(request)
+    separator = "["
+    for page in pages:
+        parts = []
+        for job, item in page:
+            body = job.to_api()
+            del body["item"]
+            parts.append(f'{separator}{json.dumps(body)[:-1]}, "item": {item}}}')
+            separator = ","
+        await response.write("".join(parts).encode())
+    await response.write(b"[]" if separator == "[" else b"]")
+    await response.write_eof()
+    return response
 
 
 @routes.delete("/cancel-job/{id}")

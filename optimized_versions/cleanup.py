@@ -16,8 +16,8 @@ from pathlib import Path
 
 from .config import Config
 from .ffmpeg import remove_quietly
-from .models import DOWNLOADABLE, Job, JobStatus
-from .store import JobStore
+from .models import DOWNLOADABLE, JobStatus
+from .store import FileRecord, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ def cache_size(cache_dir: Path) -> int:
         return sum(e.stat().st_size for e in entries if e.is_file(follow_symlinks=False))
 
 
-def file_intact(job: Job) -> bool:
+def file_intact(output_path: str, size: int) -> bool:
     try:
-        return Path(job.output_path).stat().st_size == job.size
+        return Path(output_path).stat().st_size == size
     except OSError:
         return False
 
@@ -58,8 +58,8 @@ class Janitor:
         if requeued:
             log.info("%d interrupted job(s) queued again", len(requeued))
         keep: set[str] = set()
-        for job in self._store.jobs(statuses=DOWNLOADABLE):
-            if file_intact(job):
+        for job in self._store.files(DOWNLOADABLE):
+            if file_intact(job.output_path, job.size):
                 keep.add(Path(job.output_path).name)
             else:
                 log.warning("job %s: its output is missing or damaged; dropping it", job.id)
@@ -71,9 +71,7 @@ class Janitor:
         now = self._clock()
         keep_for = self._config.keep_seconds
         removed = 0
-        for job in self._store.jobs(
-            statuses=[*DOWNLOADABLE, JobStatus.FAILED, JobStatus.CANCELLED]
-        ):
+        for job in self._store.files([*DOWNLOADABLE, JobStatus.FAILED, JobStatus.CANCELLED]):
             finished = job.finished_at if job.finished_at is not None else job.created_at
             expired = now - finished >= keep_for
             collected = (
@@ -88,7 +86,7 @@ class Janitor:
 
     def clear_cache(self) -> int:
         """Delete every output (running jobs were stopped first); returns jobs dropped."""
-        finished = self._store.jobs(statuses=DOWNLOADABLE)
+        finished = self._store.files(DOWNLOADABLE)
         for job in finished:
             self._drop(job)
         self._remove_strays(set())
@@ -102,7 +100,7 @@ class Janitor:
             except Exception:  # the next sweep may succeed; the server keeps serving
                 log.exception("retention sweep failed")
 
-    def _drop(self, job: Job) -> None:
+    def _drop(self, job: FileRecord) -> None:
         remove_quietly(Path(job.output_path))
         self._store.delete(job.id)
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,22 @@ _FIELDS = (
 _COLUMNS = ", ".join(_FIELDS)
 
 
+PAGE = 500  # rows per query when streaming a long list
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """What cleanup needs of a job: no item, so that thousands of them stay small."""
+
+    id: str
+    status: JobStatus
+    output_path: str
+    size: int
+    created_at: float
+    finished_at: float | None
+    collected_at: float | None
+
+
 class InvalidTransition(RuntimeError):
     """A status change the job's life cycle does not allow: a bug, not bad input."""
 
@@ -107,6 +124,23 @@ def _row_to_job(row: sqlite3.Row) -> Job:
     values["item"] = json.loads(values["item"])
     values["status"] = JobStatus(values["status"])
     return Job(**values)
+
+
+def _filters(
+    owner_id: str | None, device_id: str | None, statuses: Iterable[JobStatus] | None
+) -> tuple[str, list[str]]:
+    where, args = [], []
+    if owner_id is not None:
+        where.append("owner_id = ?")
+        args.append(owner_id)
+    if device_id is not None:
+        where.append("device_id = ?")
+        args.append(device_id)
+    if statuses is not None:
+        wanted = [str(s) for s in statuses]
+        where.append(f"status IN ({', '.join('?' * len(wanted))})")
+        args.extend(wanted)
+    return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
 class JobStore:
@@ -161,22 +195,52 @@ class JobStore:
         statuses: Iterable[JobStatus] | None = None,
         oldest_first: bool = False,
     ) -> list[Job]:
-        where, args = [], []
-        if owner_id is not None:
-            where.append("owner_id = ?")
-            args.append(owner_id)
-        if device_id is not None:
-            where.append("device_id = ?")
-            args.append(device_id)
-        if statuses is not None:
-            wanted = [str(s) for s in statuses]
-            where.append(f"status IN ({', '.join('?' * len(wanted))})")
-            args.extend(wanted)
-        sql = f"SELECT {_COLUMNS} FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at " + ("ASC" if oldest_first else "DESC") + ", rowid"
+        where, args = _filters(owner_id, device_id, statuses)
+        order = "ASC" if oldest_first else "DESC"
+        sql = f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY created_at {order}, rowid {order}"
         return [_row_to_job(row) for row in self._db.execute(sql, args)]
+
+    def pages_raw(
+        self,
+        *,
+        owner_id: str | None = None,
+        device_id: str | None = None,
+        statuses: Iterable[JobStatus] | None = None,
+    ) -> Iterator[list[tuple[Job, str]]]:
+        """Jobs newest first, a page at a time, each with its item as stored JSON text.
+
+        The item is left unparsed (``job.item`` is empty): a list of thousands of jobs is
+        written out without building thousands of item objects. Each page is its own
+        query, so no cursor stays open while the caller awaits between pages.
+        """
+        where, args = _filters(owner_id, device_id, statuses)
+        where += " AND " if where else " WHERE "
+        last: tuple[float, int] = (float("inf"), 0)
+        while True:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS}, rowid FROM jobs{where}(created_at, rowid) < (?, ?)"
+                f" ORDER BY created_at DESC, rowid DESC LIMIT {PAGE}",
+                [*args, *last],
+            ).fetchall()
+            if not rows:
+                return
+            page = []
+            for row in rows:
+                values = dict(zip(_FIELDS, row[:-1], strict=True))
+                item, values["item"] = values["item"], {}
+                values["status"] = JobStatus(values["status"])
+                page.append((Job(**values), item))
+            yield page
+            last = (rows[-1][_FIELDS.index("created_at")], rows[-1][-1])
+
+    def files(self, statuses: Iterable[JobStatus]) -> list[FileRecord]:
+        wanted = [str(s) for s in statuses]
+        rows = self._db.execute(
+            "SELECT id, status, output_path, size, created_at, finished_at, collected_at"
+            f" FROM jobs WHERE status IN ({', '.join('?' * len(wanted))})",
+            wanted,
+        )
+        return [FileRecord(r[0], JobStatus(r[1]), *r[2:]) for r in rows]
 
     def find_duplicate(
         self,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ALICE, Env, StartApp, post_job, wait_status
+from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 
+from optimized_versions.api import STORE
 from optimized_versions.models import Job, JobStatus
-from optimized_versions.store import InvalidTransition, JobStore
+from optimized_versions.store import PAGE, InvalidTransition, JobStore
 
 SECRET = "very-secret-token-4242"
 
@@ -76,3 +78,32 @@ async def test_no_token_reaches_the_database_of_a_finished_job(
     await client.close()
     for file in env.config.data_dir.iterdir():
         assert ALICE.encode() not in file.read_bytes(), file.name
+
+
+def test_pages_cover_every_job_once_newest_first(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3", time.time)
+    for n in range(2 * PAGE + 3):
+        job = _job(f"j{n:04d}")
+        job.created_at = 1000.0 + n // 7  # many jobs share a timestamp
+        job.item = {"n": n}
+        store.add(job, "http://jf/x")
+    seen = [(job.id, json.loads(item)) for page in store.pages_raw() for job, item in page]
+    assert [item["n"] for _, item in seen] == list(range(2 * PAGE + 2, -1, -1))
+    assert [job_id for job_id, _ in seen] == [job.id for job in store.jobs()]
+    assert [j.id for page in store.pages_raw(statuses=[JobStatus.FAILED]) for j, _ in page] == []
+
+
+async def test_all_jobs_streams_long_lists_intact(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    store = client.app[STORE]
+    for n in range(PAGE + 20):
+        job = _job(f"job-{n}")
+        job.owner_id, job.item = "u-admin", {"Name": f"Film {n}", "Nested": {"ü": [n]}}
+        job.created_at += n
+        store.add(job, "http://jf/x")
+    resp = await client.get("/all-jobs", headers={"Authorization": ADMIN})
+    jobs = await resp.json()
+    assert len(jobs) == PAGE + 20
+    assert jobs[0]["item"] == {"Name": f"Film {PAGE + 19}", "Nested": {"ü": [PAGE + 19]}}
+    assert [j["id"] for j in jobs] == [f"job-{n}" for n in range(PAGE + 19, -1, -1)]
+    assert await (await client.get("/all-jobs?deviceId=none", headers=auth(ADMIN))).json() == []
