@@ -20,13 +20,14 @@ import aiohttp
 from aiohttp import web
 
 from optimized_versions.app import create_app
+from optimized_versions.backends import load_backends
 from optimized_versions.config import Config, StaticToken
 from optimized_versions.ffmpeg import default_ffmpeg
 from optimized_versions.http import AccessLogger
 from optimized_versions.media import probe
 from optimized_versions.models import Job, JobStatus
-from optimized_versions.plan import build_argv, make_plan
-from optimized_versions.profiles import load_backends, load_profiles
+from optimized_versions.plan import Target, build_argv, make_plan, source_input
+from optimized_versions.profiles import load_profiles
 from optimized_versions.store import JobStore
 from optimized_versions.urls import audio_stream_index
 
@@ -74,11 +75,13 @@ async def bare_argv(source: str, output: Path) -> list[str]:
     profile = load_profiles()[Config().default_profile]
     backend = load_backends()["software"]
     info = await asyncio.to_thread(probe, source)  # the stand-in Jellyfin runs on this loop
-    plan = make_plan(profile, info, backend, audio_stream_index(source))
+    plan = make_plan(profile, info, Target(backend), audio_stream_index(source))
     if plan.copy_video:
         raise SystemExit("the clip would be copied, not transcoded: the benchmark is void")
     print(f"plan ({profile.name}, {backend.name}): {plan.describe()}")
-    return build_argv(default_ffmpeg(), plan, profile, backend, source, str(output))
+    return build_argv(
+        default_ffmpeg(), plan, profile, Target(backend), source_input(source), str(output)
+    )
 
 
 async def server_run(session: aiohttp.ClientSession, source: str, item_id: str) -> float:

@@ -13,12 +13,13 @@ from aiohttp import web
 
 from . import api
 from .auth import JellyfinAuth, StaticAuth, standalone_tokens
+from .backends import load_backends
 from .cleanup import Janitor
 from .config import Config
 from .errors import ConfigError
 from .ffmpeg import resolve_ffmpeg
 from .http import AUTHENTICATOR, RUNTIME, Runtime, errors_middleware
-from .profiles import load_backends, load_profiles
+from .profiles import load_profiles
 from .scheduler import Scheduler
 from .store import JobStore
 from .transcode import Transcoder

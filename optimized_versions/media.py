@@ -25,6 +25,11 @@ class VideoInfo:
     pix_fmt: str | None
     bit_depth: int
     bit_rate: int | None
+    transfer: int = 2  # FFmpeg's AVColorTransferCharacteristic: 16 is PQ, 18 is HLG
+
+    @property
+    def hdr(self) -> bool:
+        return self.transfer in (16, 18)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,7 @@ def probe(source: str, timeout: float = 30.0) -> MediaInfo:
                         if s.codec_context.format is not None
                         else 8,
                         bit_rate=s.codec_context.bit_rate or None,
+                        transfer=int(s.codec_context.color_trc or 2),
                     )
                     for s in box.streams.video
                     if s.codec_context.width  # attached cover pictures have a size too: rare

@@ -1,18 +1,42 @@
-"""Planning a job: what to copy, what to encode, and the ffmpeg argv. Pure functions."""
+"""Planning a job: what to copy, what to encode where, and the ffmpeg argv. Pure functions.
+
+One planner serves every backend: the backend's YAML supplies the pieces (device
+set-up, hardware decoding, filters, encoder arguments), the planner puts them in order.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .backends import Backend
+from .devices import CPU, Device
 from .media import AudioInfo, MediaInfo
-from .profiles import Backend, Profile
+from .profiles import Profile
 
 # Pixel formats that H.264 players accept everywhere when a stream is copied as is.
-_PLAYABLE_PIX_FMTS = frozenset({"yuv420p", "yuvj420p"})
+_PLAYABLE_H264 = frozenset({"yuv420p", "yuvj420p"})
+# HDR (PQ or HLG) to SDR BT.709 on the CPU, for backends without a tone-map filter of their own.
+SOFTWARE_TONEMAP = (
+    "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+    "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv"
+)
 
 
 class PlanError(Exception):
     """The source cannot become the profile's output (no video stream, for example)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the video is encoded: a backend on a device, decoding there or on the CPU."""
+
+    backend: Backend
+    device: Device = CPU
+    hw_decode: bool = False
+
+    def describe(self) -> str:
+        decode = "hardware" if self.hw_decode else "software"
+        return f"{self.backend.name} on {self.device.id} ({decode} decode)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +48,19 @@ class Plan:
     width: int
     height: int
     scale: bool
-    backend: str  # the encoder backend, or "copy" when nothing is encoded
+    tonemap: bool  # HDR source to SDR output
+    hw_decode: bool
+    codec: str  # the output's video codec
+    backend: str  # the encoder backend, or "copy" when the video is not encoded
+    encoder: str  # the ffmpeg encoder, or "copy"
+    decoder: str  # "software", the backend's hardware decoder, or "none" when copied
 
     def describe(self) -> str:
-        video = "copy" if self.copy_video else f"{self.backend} {self.width}x{self.height}"
+        if self.copy_video:
+            video = "copy"
+        else:
+            extra = ", tone-mapped" if self.tonemap else ""
+            video = f"{self.encoder} {self.width}x{self.height} ({self.decoder} decode{extra})"
         audio = "none" if self.audio is None else ("copy" if self.copy_audio else "aac")
         return f"video {video}, audio {audio}"
 
@@ -55,7 +88,7 @@ def pick_audio(media: MediaInfo, requested: int | None) -> AudioInfo | None:
 
 
 def make_plan(
-    profile: Profile, media: MediaInfo, backend: Backend, audio_index: int | None = None
+    profile: Profile, media: MediaInfo, target: Target, audio_index: int | None = None
 ) -> Plan:
     if media.video is None:
         raise PlanError("the source has no video stream")
@@ -66,9 +99,8 @@ def make_plan(
     width, height = fit_within(video.width, video.height, spec.max_width, spec.max_height)
     bit_rate = _video_bit_rate(media)
     copy_video = (
-        video.codec == spec.codec
-        and video.bit_depth == 8
-        and (video.pix_fmt in _PLAYABLE_PIX_FMTS)
+        video.codec in spec.copy_codecs
+        and (video.codec != "h264" or (video.bit_depth == 8 and video.pix_fmt in _PLAYABLE_H264))
         and (width, height) == (video.width, video.height)
         and bit_rate is not None
         and bit_rate <= spec.max_bitrate
@@ -79,6 +111,18 @@ def make_plan(
         and audio.codec == profile.audio.codec
         and audio.channels <= profile.audio.channels
     )
+    backend = target.backend
+    if not copy_video and spec.codec not in backend.encoders:
+        raise PlanError(f"backend {backend.name} has no {spec.codec} encoder")
+    tonemap = video.hdr and not copy_video
+    decode = backend.decode
+    hw_decode = (
+        not copy_video
+        and target.hw_decode
+        and decode is not None
+        and video.codec in decode.codecs
+        and (not tonemap or decode.tonemap is not None)
+    )
     return Plan(
         video_index=video.index,
         audio=audio,
@@ -87,37 +131,42 @@ def make_plan(
         width=width,
         height=height,
         scale=(width, height) != (video.width, video.height),
+        tonemap=tonemap,
+        hw_decode=hw_decode,
+        codec=video.codec if copy_video else spec.codec,
         backend="copy" if copy_video else backend.name,
+        encoder="copy" if copy_video else backend.encoders[spec.codec].codec,
+        decoder="none" if copy_video else (backend.name if hw_decode else "software"),
     )
 
 
+def source_input(source: str) -> list[str]:
+    """Input arguments for a job's source (URL or path)."""
+    return ["-analyzeduration", "200M", "-probesize", "1G", "-i", source]
+
+
 def build_argv(
-    ffmpeg: str, plan: Plan, profile: Profile, backend: Backend, source: str, output: str
+    ffmpeg: str,
+    plan: Plan,
+    profile: Profile,
+    target: Target,
+    input_args: list[str],
+    output: str,
 ) -> list[str]:
     """The whole ffmpeg command line for one job; ``-progress pipe:1`` reports on stdout."""
-    argv = [
-        ffmpeg,
-        "-hide_banner",
-        "-v",
-        "error",
-        "-nostats",
-        "-progress",
-        "pipe:1",
-        "-stats_period",
-        "1",
-        "-analyzeduration",
-        "200M",
-        "-probesize",
-        "1G",
-        "-i",
-        source,
-        "-map",
-        f"0:{plan.video_index}",
-    ]
+    argv = [ffmpeg, "-hide_banner", "-v", "error", "-nostats",
+            "-progress", "pipe:1", "-stats_period", "1"]  # fmt: skip
+    values = _values(plan, profile, target)
+    if not plan.copy_video:
+        argv += [arg.format_map(values) for arg in target.backend.init]
+    if plan.hw_decode:
+        assert target.backend.decode is not None
+        argv += target.backend.decode.args
+    argv += [*input_args, "-map", f"0:{plan.video_index}"]
     if plan.audio is not None:
         argv += ["-map", f"0:{plan.audio.index}"]
     argv += ["-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn"]
-    argv += _video_args(plan, profile, backend)
+    argv += _video_args(plan, target, values)
     if plan.audio is not None:
         if plan.copy_audio:
             argv += ["-c:a", "copy"]
@@ -128,29 +177,41 @@ def build_argv(
     return argv
 
 
-def _video_args(plan: Plan, profile: Profile, backend: Backend) -> list[str]:
-    spec = profile.video
-    if plan.copy_video:
-        return ["-c:v", "copy", *(["-tag:v", "hvc1"] if spec.codec == "hevc" else [])]
+def _values(plan: Plan, profile: Profile, target: Target) -> dict[str, object]:
+    spec, backend = profile.video, target.backend
     encoder = backend.encoders.get(spec.codec)
-    if encoder is None:
-        raise PlanError(f"backend {backend.name} has no {spec.codec} encoder")
-    values = {
+    return {
         "width": plan.width,
         "height": plan.height,
-        "pix_fmt": encoder.pix_fmt,
-        "preset": spec.preset,
+        "pix_fmt": encoder.pix_fmt if encoder else "yuv420p",
+        "preset": backend.preset(spec.preset),
         "quality": spec.quality,
         "bitrate": spec.max_bitrate,
+        "bitrate_vbr": spec.max_bitrate + 1,
         "bufsize": 2 * spec.max_bitrate,
+        "bufsize_qsv": 4 * spec.max_bitrate,
+        "index": target.device.index,
+        "render_node": target.device.render_node or "",
     }
-    filters = ([backend.scale] if plan.scale else []) + [backend.format]
+
+
+def _video_args(plan: Plan, target: Target, values: dict[str, object]) -> list[str]:
+    if plan.copy_video:
+        return ["-c:v", "copy", *(["-tag:v", "hvc1"] if plan.codec == "hevc" else [])]
+    backend = target.backend
+    encoder = backend.encoders[plan.codec]
+    if plan.hw_decode:
+        assert backend.decode is not None
+        decode = backend.decode
+        chosen = decode.tonemap if plan.tonemap else None
+        filters = [chosen or (decode.scale if plan.scale else decode.format)]
+    else:
+        filters = [SOFTWARE_TONEMAP] if plan.tonemap else []
+        filters += [backend.scale] if plan.scale else []
+        filters += [backend.format] + ([backend.upload] if backend.upload else [])
     return [
-        "-vf",
-        ",".join(f.format_map(values) for f in filters),
-        "-c:v",
-        encoder.codec,
+        "-vf", ",".join(f.format_map(values) for f in filters),
+        "-c:v", encoder.codec,
         *(arg.format_map(values) for arg in encoder.args),
-        "-force_key_frames:0",
-        "expr:gte(t,n_forced*5)",
-    ]
+        "-force_key_frames:0", "expr:gte(t,n_forced*5)",
+    ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Output profiles and encoder backends: YAML data, validated when the server starts.
+"""Output profiles: YAML data, validated when the server starts.
 
 The shipped files live in the package (``optimized_versions/profiles`` and
 ``backends`` in an installed wheel, the repository's top-level folders in a
@@ -38,6 +38,7 @@ PROFILE_SCHEMA: dict[str, Any] = {
                 "max_bitrate": {"type": "integer", "minimum": 100000},
                 "quality": {"type": "integer", "minimum": 0, "maximum": 51},
                 "preset": {"type": "string"},
+                "copy": {"type": "array", "items": {"type": "string"}},
             },
         },
         "audio": {
@@ -55,32 +56,6 @@ PROFILE_SCHEMA: dict[str, Any] = {
     },
 }
 
-BACKEND_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name", "encoders", "scale", "format"],
-    "properties": {
-        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"},
-        "description": {"type": "string"},
-        "encoders": {
-            "type": "object",
-            "minProperties": 1,
-            "additionalProperties": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["codec", "pix_fmt", "args"],
-                "properties": {
-                    "codec": {"type": "string"},
-                    "pix_fmt": {"type": "string"},
-                    "args": {"type": "array", "items": {"type": "string"}},
-                },
-            },
-        },
-        "scale": {"type": "string"},
-        "format": {"type": "string"},
-    },
-}
-
 
 @dataclass(frozen=True, slots=True)
 class VideoSpec:
@@ -90,6 +65,11 @@ class VideoSpec:
     max_bitrate: int
     quality: int = 23
     preset: str = "medium"
+    copy: tuple[str, ...] = ()  # source codecs kept as they are when they fit; () = codec
+
+    @property
+    def copy_codecs(self) -> tuple[str, ...]:
+        return self.copy or (self.codec,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,29 +90,13 @@ class Profile:
     extra_args: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class EncoderSpec:
-    codec: str
-    pix_fmt: str
-    args: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    name: str
-    encoders: dict[str, EncoderSpec]
-    scale: str
-    format: str
-    description: str = ""
-
-
 def shipped_dir(kind: str) -> Path:
     """Where the shipped YAML files of ``kind`` (profiles/backends) are."""
     installed = _PACKAGE / kind
     return installed if installed.is_dir() else _PACKAGE.parent / kind
 
 
-def _load_folder(kind: str, schema: dict[str, Any], user_dir: Path | None) -> dict[str, Any]:
+def load_folder(kind: str, schema: dict[str, Any], user_dir: Path | None) -> dict[str, Any]:
     found: dict[str, Any] = {}
     folders = [shipped_dir(kind)] + ([user_dir / kind] if user_dir else [])
     validator = jsonschema.Draft202012Validator(schema)
@@ -157,27 +121,11 @@ def load_profiles(user_dir: Path | None = None) -> dict[str, Profile]:
         name: Profile(
             name=name,
             container=data["container"],
-            video=VideoSpec(**data["video"]),
+            video=VideoSpec(**{**data["video"], "copy": tuple(data["video"].get("copy", ()))}),
             audio=AudioSpec(**data["audio"]),
             description=data.get("description", ""),
             hardware=data.get("hardware", "prefer_hw"),
             extra_args=tuple(data.get("extra_args", ())),
         )
-        for name, data in _load_folder("profiles", PROFILE_SCHEMA, user_dir).items()
-    }
-
-
-def load_backends(user_dir: Path | None = None) -> dict[str, Backend]:
-    return {
-        name: Backend(
-            name=name,
-            encoders={
-                codec: EncoderSpec(spec["codec"], spec["pix_fmt"], tuple(spec["args"]))
-                for codec, spec in data["encoders"].items()
-            },
-            scale=data["scale"],
-            format=data["format"],
-            description=data.get("description", ""),
-        )
-        for name, data in _load_folder("backends", BACKEND_SCHEMA, user_dir).items()
+        for name, data in load_folder("profiles", PROFILE_SCHEMA, user_dir).items()
     }

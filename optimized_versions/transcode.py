@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import ffmpeg, media
+from .backends import Backend
 from .errors import TranscodeError
 from .models import Job
-from .plan import PlanError, build_argv, make_plan
-from .profiles import Backend, Profile
+from .plan import PlanError, Target, build_argv, make_plan, source_input
+from .profiles import Profile
 from .urls import audio_stream_index, scrub, secrets_in
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,11 @@ class Transcoder:
         except media.ProbeError as exc:
             raise TranscodeError(f"cannot read the source: {scrub(str(exc), secrets)}") from None
         try:
-            plan = make_plan(profile, info, self.backend, audio_stream_index(source))
-            argv = build_argv(self.ffmpeg_path, plan, profile, self.backend, source, str(partial))
+            target = Target(self.backend)
+            plan = make_plan(profile, info, target, audio_stream_index(source))
+            argv = build_argv(
+                self.ffmpeg_path, plan, profile, target, source_input(source), str(partial)
+            )
         except PlanError as exc:
             raise TranscodeError(str(exc)) from None
         duration = info.duration or _item_duration(job)
@@ -113,9 +117,7 @@ class Transcoder:
             )
         except ffmpeg.FFmpegError as exc:
             raise TranscodeError(_why(exc, secrets)) from None
-        await asyncio.to_thread(
-            self._verify, partial, plan.audio is not None, duration, profile.video.codec
-        )
+        await asyncio.to_thread(self._verify, partial, plan.audio is not None, duration, plan.codec)
         checksum = await asyncio.to_thread(sha256_file, partial)
         os.replace(partial, output)
         return Outcome(size=output.stat().st_size, checksum=checksum, backend=plan.backend)

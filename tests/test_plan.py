@@ -6,9 +6,17 @@ from dataclasses import replace
 
 import pytest
 
+from optimized_versions.backends import load_backends
 from optimized_versions.media import AudioInfo, MediaInfo, VideoInfo
-from optimized_versions.plan import PlanError, build_argv, fit_within, make_plan
-from optimized_versions.profiles import load_backends, load_profiles
+from optimized_versions.plan import (
+    PlanError,
+    Target,
+    build_argv,
+    fit_within,
+    make_plan,
+    source_input,
+)
+from optimized_versions.profiles import load_profiles
 
 PROFILE = load_profiles()["h264-1080p"]
 SOFTWARE = load_backends()["software"]
@@ -32,8 +40,11 @@ def media(video: VideoInfo | None = H264, *audio: AudioInfo) -> MediaInfo:
 
 
 def argv_for(info: MediaInfo, audio_index: int | None = None) -> list[str]:
-    plan = make_plan(PROFILE, info, SOFTWARE, audio_index)
-    return build_argv("ffmpeg", plan, PROFILE, SOFTWARE, "http://jf/src", "/c/out.mp4.part")
+    target = Target(SOFTWARE)
+    plan = make_plan(PROFILE, info, target, audio_index)
+    return build_argv(
+        "ffmpeg", plan, PROFILE, target, source_input("http://jf/src"), "/c/out.mp4.part"
+    )
 
 
 def value(argv: list[str], flag: str) -> str:

@@ -9,9 +9,10 @@ import pytest
 from conftest import Env, StartApp, post_job, wait_status
 
 from optimized_versions.app import create_app
+from optimized_versions.backends import load_backends
 from optimized_versions.config import Config
 from optimized_versions.errors import ConfigError
-from optimized_versions.profiles import load_backends, load_profiles, shipped_dir
+from optimized_versions.profiles import load_profiles, shipped_dir
 
 SMALL = """
 name: phone-small
