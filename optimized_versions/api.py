@@ -17,6 +17,7 @@ from aiohttp.abc import AbstractStreamWriter
 from . import cleanup
 from .config import Config
 from .errors import BadRequest, Forbidden, NotFound, UnsupportedMediaType
+from .hardware import Hardware
 from .http import authenticate
 from .models import DOWNLOADABLE, Job, JobStatus, Principal
 from .scheduler import Scheduler
@@ -27,6 +28,7 @@ CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", JobStore)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 JANITOR = web.AppKey("janitor", cleanup.Janitor)
+HARDWARE = web.AppKey("hardware", Hardware)
 PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
@@ -275,6 +277,12 @@ async def delete_cache(request: web.Request) -> web.Response:
     await request.app[SCHEDULER].cancel_all()
     dropped = request.app[JANITOR].clear_cache()
     return web.json_response({"message": f"cache deleted: {dropped} file(s) removed"})
+
+
+@routes.get("/hardware")
+async def hardware(request: web.Request) -> web.Response:
+    await authenticate(request)
+    return web.json_response(request.app[HARDWARE].describe())
 
 
 @routes.get("/openapi.json")

@@ -16,8 +16,10 @@ from .auth import JellyfinAuth, StaticAuth, standalone_tokens
 from .backends import load_backends
 from .cleanup import Janitor
 from .config import Config
+from .devices import Host, Pynvml
 from .errors import ConfigError
 from .ffmpeg import resolve_ffmpeg
+from .hardware import Hardware
 from .http import AUTHENTICATOR, RUNTIME, Runtime, errors_middleware
 from .profiles import load_profiles
 from .scheduler import Scheduler
@@ -29,7 +31,9 @@ log = logging.getLogger(__name__)
 TRANSCODER = web.AppKey("transcoder", Transcoder)
 
 
-def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
+def create_app(
+    config: Config, *, clock: Callable[[], float] = time.time, host: Host | None = None
+) -> web.Application:
     """Build the server from a validated configuration; tests use this same factory."""
     profiles = load_profiles(config.profiles_dir)
     backends = load_backends(config.profiles_dir)
@@ -43,14 +47,26 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[api.CLOCK] = clock
     app[api.PROFILE_NAMES] = frozenset(profiles)
     app[RUNTIME] = Runtime()
+    if "software" not in backends:
+        raise ConfigError("the backend 'software' is missing: it is the last rung of every ladder")
+    binary = resolve_ffmpeg(config.ffmpeg_path)
+    hardware = Hardware(
+        binary,
+        backends,
+        host or Host(nvml=Pynvml()),
+        config.hardware_cache_path,
+        config.preference,
+        time.monotonic,
+    )
+    app[api.HARDWARE] = hardware
     app[TRANSCODER] = Transcoder(
-        resolve_ffmpeg(config.ffmpeg_path),
+        binary,
         profiles,
-        backends["software"],
+        hardware,
         stall_timeout=config.stall_timeout,
         stop_grace=config.stop_grace,
     )
-    app.cleanup_ctx.extend([_store_ctx, _auth_ctx, _scheduler_ctx, _janitor_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _auth_ctx, _hardware_ctx, _scheduler_ctx, _janitor_ctx])
     app.on_shutdown.append(_refuse_new_work)
     app.add_routes(api.routes)
     return app
@@ -83,6 +99,12 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
             session, config.jellyfin_url, config.auth_cache_ttl, time.monotonic
         )
         yield
+
+
+async def _hardware_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[api.HARDWARE].load()
+    yield
+    await app[api.HARDWARE].close()
 
 
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:

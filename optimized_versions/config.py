@@ -36,6 +36,8 @@ SCHEMA: dict[str, Any] = {
         "ffmpeg_path": {"type": ["string", "null"]},
         "default_profile": {"type": "string", "minLength": 1},
         "profiles_dir": {"type": ["string", "null"]},
+        "encoder_preference": {"type": "string", "pattern": "^[a-z0-9_-]+(,[a-z0-9_-]+)*$"},
+        "hardware_cache": {"type": ["string", "null"]},
         "stall_timeout": {"type": "number", "exclusiveMinimum": 0},
         "stop_grace": {"type": "number", "exclusiveMinimum": 0},
         "cleanup_interval": {"type": "number", "exclusiveMinimum": 0},
@@ -81,6 +83,8 @@ class Config:
     ffmpeg_path: str | None = None
     default_profile: str = "h264-1080p"
     profiles_dir: Path | None = None
+    encoder_preference: str = "nvenc,qsv,vaapi,software"  # backends, best first
+    hardware_cache: Path | None = None  # the probe's answer; default DATA_DIR/hardware.json
     stall_timeout: float = 120.0  # seconds without progress before ffmpeg is killed
     stop_grace: float = 5.0  # seconds between asking ffmpeg to quit and killing it
     cleanup_interval: float = 300.0  # seconds between retention sweeps
@@ -89,6 +93,14 @@ class Config:
     max_body_size: int = 1024 * 1024
     log_level: str = "INFO"
     tokens: tuple[StaticToken, ...] = field(default_factory=tuple)
+
+    @property
+    def hardware_cache_path(self) -> Path:
+        return self.hardware_cache or self.data_dir / "hardware.json"
+
+    @property
+    def preference(self) -> list[str]:
+        return [name.strip() for name in self.encoder_preference.split(",")]
 
     @property
     def keep_seconds(self) -> float:
@@ -157,7 +169,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
 
 def _build(data: dict[str, Any]) -> Config:
     values = dict(data)
-    for key in ("cache_dir", "data_dir", "profiles_dir"):
+    for key in ("cache_dir", "data_dir", "profiles_dir", "hardware_cache"):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser()
     if values.get("jellyfin_url"):

@@ -41,3 +41,11 @@ class ConfigError(Exception):
 
 class TranscodeError(Exception):
     """A job could not produce a valid output; the message is short and free of secrets."""
+
+
+class RetryLater(Exception):
+    """The job cannot run now but will later (all NVENC sessions busy): requeue it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

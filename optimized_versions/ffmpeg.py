@@ -33,6 +33,7 @@ class Progress:
     speed: float | None  # x realtime
     total_size: int  # bytes written so far
     done: bool
+    frames: int = 0
 
 
 class FFmpegError(Exception):
@@ -54,6 +55,7 @@ def _parse_block(fields: dict[str, str]) -> Progress:
         speed=number("speed"),
         total_size=int(number("total_size") or 0),
         done=fields.get("progress") == "end",
+        frames=int(number("frame") or 0),
     )
 
 

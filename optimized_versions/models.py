@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -61,6 +61,12 @@ class Job:
     finished_at: float | None = None
     collected_at: float | None = None  # when the client said "I have it" (cancel-job)
     backend: str | None = None
+    encoder: str | None = None
+    decoder: str | None = None
+    fallbacks: list[str] = field(default_factory=list)  # each rung given up, and why
+    retries: int = 0  # times requeued because the encoder was full
+    not_before: float | None = None  # a requeued job waits until then
+    wait_reason: str | None = None
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -84,8 +90,18 @@ class Job:
             body["checksum"] = self.checksum
         if self.error is not None:
             body["error"] = self.error
-        if self.backend is not None:
-            body["backend"] = self.backend
+        for key, value in (
+            ("backend", self.backend),
+            ("encoder", self.encoder),
+            ("decoder", self.decoder),
+            ("waitReason", self.wait_reason),
+        ):
+            if value is not None:
+                body[key] = value
+        if self.fallbacks:
+            body["fallbacks"] = self.fallbacks
+        if self.not_before is not None:
+            body["notBefore"] = iso(self.not_before)
         if self.started_at is not None:
             body["startedAt"] = iso(self.started_at)
         if self.finished_at is not None:

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Protocol
 
 from .config import Config
-from .errors import BadRequest, TranscodeError
+from .errors import BadRequest, RetryLater, TranscodeError
 from .models import WAITING, Job, JobStatus
 from .store import JobStore
 from .transcode import Transcoder
 
 log = logging.getLogger(__name__)
+
+RETRY_BASE, RETRY_MAX = 30.0, 600.0  # back-off of a job requeued because the encoder was full
 
 
 class Admission(Protocol):
@@ -100,16 +102,25 @@ class Scheduler:
     # -- the queue ---------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        next_due: float | None = None
         while True:
-            await self._wake.wait()
+            timeout = None if next_due is None else max(0.0, next_due - self._clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             try:
-                self._fill_slots()
+                next_due = self._fill_slots()
             except Exception:  # a bug here must not stop the queue for good
                 log.exception("scheduler pass failed")
 
-    def _fill_slots(self) -> None:
-        eligible = self._apply_cache_limit(self._store.jobs(statuses=WAITING, oldest_first=True))
+    def _fill_slots(self) -> float | None:
+        """Start what may start; returns when a job held back by a back-off is due."""
+        now = self._clock()
+        waiting = self._store.jobs(statuses=WAITING, oldest_first=True)
+        later = [j.not_before for j in waiting if j.not_before is not None and j.not_before > now]
+        due = [j for j in waiting if j.not_before is None or j.not_before <= now]
+        eligible = self._apply_cache_limit(due)
         free = self._config.max_concurrent_jobs - len(self._running)
         while free > 0 and eligible:
             job = self._next_fair(eligible)
@@ -120,6 +131,7 @@ class Scheduler:
                 continue
             self._launch(job)
             free -= 1
+        return min(later, default=None)
 
     def _apply_cache_limit(self, waiting: list[Job]) -> list[Job]:
         """MAX_CACHED_PER_USER: a device with that many uncollected outputs waits."""
@@ -173,6 +185,19 @@ class Scheduler:
         except asyncio.CancelledError:
             self._end_interrupted(job, self._stop_as.pop(job.id, JobStatus.QUEUED))
             raise
+        except RetryLater as exc:
+            delay = min(RETRY_BASE * 2**job.retries, RETRY_MAX)
+            self._store.transition(
+                job,
+                JobStatus.QUEUED,
+                progress=0.0,
+                speed=None,
+                size=0,
+                started_at=None,
+                retries=job.retries + 1,
+                not_before=self._clock() + delay,
+                wait_reason=f"{exc.reason} (in {delay:g} s)",
+            )
         except TranscodeError as exc:
             self._store.transition(
                 job, JobStatus.FAILED, error=str(exc), speed=None, finished_at=self._clock()

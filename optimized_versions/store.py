@@ -57,7 +57,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL,
     collected_at REAL,
-    backend TEXT
+    backend TEXT,
+    encoder TEXT,
+    decoder TEXT,
+    fallbacks TEXT NOT NULL DEFAULT '[]',
+    retries INTEGER NOT NULL DEFAULT 0,
+    not_before REAL,
+    wait_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner_id, created_at);
@@ -80,7 +86,23 @@ _MUTABLE = (
     "finished_at",
     "collected_at",
     "backend",
+    "encoder",
+    "decoder",
+    "fallbacks",
+    "retries",
+    "not_before",
+    "wait_reason",
 )
+# columns added after the first release, with their declarations, for older databases
+_ADDED = {
+    "encoder": "TEXT",
+    "decoder": "TEXT",
+    "fallbacks": "TEXT NOT NULL DEFAULT '[]'",
+    "retries": "INTEGER NOT NULL DEFAULT 0",
+    "not_before": "REAL",
+    "wait_reason": "TEXT",
+}
+_JSON = ("item", "fallbacks")
 _FIELDS = (
     "id",
     "owner_id",
@@ -121,9 +143,16 @@ class InvalidTransition(RuntimeError):
 
 def _row_to_job(row: sqlite3.Row) -> Job:
     values = dict(zip(_FIELDS, row, strict=True))
-    values["item"] = json.loads(values["item"])
+    for name in _JSON:
+        values[name] = json.loads(values[name])
     values["status"] = JobStatus(values["status"])
     return Job(**values)
+
+
+def _column(name: str, value: Any) -> Any:
+    if name in _JSON:
+        return json.dumps(value, separators=(",", ":"))
+    return str(value) if name == "status" else value
 
 
 def _filters(
@@ -152,6 +181,10 @@ class JobStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, declaration in _ADDED.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
     def close(self) -> None:
         self._db.close()
@@ -159,9 +192,7 @@ class JobStore:
     # -- creating and reading ----------------------------------------------------------
 
     def add(self, job: Job, source_url: str) -> None:
-        values = [getattr(job, name) for name in _FIELDS]
-        values[_FIELDS.index("item")] = json.dumps(job.item, separators=(",", ":"))
-        values[_FIELDS.index("status")] = str(job.status)
+        values = [_column(name, getattr(job, name)) for name in _FIELDS]
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
@@ -229,6 +260,7 @@ class JobStore:
                 values = dict(zip(_FIELDS, row[:-1], strict=True))
                 item, values["item"] = values["item"], {}
                 values["status"] = JobStatus(values["status"])
+                values["fallbacks"] = json.loads(values["fallbacks"])
                 page.append((Job(**values), item))
             yield page
             last = (rows[-1][_FIELDS.index("created_at")], rows[-1][-1])
@@ -287,7 +319,7 @@ class JobStore:
             setattr(job, name, value)
         previous, job.status = job.status, status
         assignments = ", ".join(f"{name} = ?" for name in ("status", *_MUTABLE))
-        values = [str(status), *(getattr(job, name) for name in _MUTABLE)]
+        values = [str(status), *(_column(name, getattr(job, name)) for name in _MUTABLE)]
         with self._db:
             self._db.execute("BEGIN")
             cursor = self._db.execute(

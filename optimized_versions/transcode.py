@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import ffmpeg, media
-from .backends import Backend
-from .errors import TranscodeError
+from .errors import RetryLater, TranscodeError
+from .failures import Failure, classify
+from .hardware import Hardware
 from .models import Job
-from .plan import PlanError, Target, build_argv, make_plan, source_input
+from .plan import PlanError, build_argv, make_plan, source_input
 from .profiles import Profile
 from .urls import audio_stream_index, scrub, secrets_in
 
@@ -29,6 +30,10 @@ class Outcome:
     size: int
     checksum: str
     backend: str
+    encoder: str
+    decoder: str
+    fallbacks: list[str]
+    device: str
 
 
 ProgressCallback = Callable[[float, float | None, int], None]
@@ -57,7 +62,7 @@ class Transcoder:
         self,
         ffmpeg_path: str,
         profiles: dict[str, Profile],
-        backend: Backend,
+        hardware: Hardware,
         *,
         stall_timeout: float,
         stop_grace: float,
@@ -65,7 +70,7 @@ class Transcoder:
     ) -> None:
         self.ffmpeg_path = ffmpeg_path
         self.profiles = profiles
-        self.backend = backend
+        self.hardware = hardware
         self.stall_timeout = stall_timeout
         self.stop_grace = stop_grace
         self.probe_timeout = probe_timeout
@@ -73,7 +78,8 @@ class Transcoder:
     async def run(
         self, job: Job, source: str, output: Path, on_progress: ProgressCallback
     ) -> Outcome:
-        """Write ``output`` or raise TranscodeError; never leaves a partial file behind."""
+        """Write ``output`` or raise TranscodeError (or RetryLater); never leaves a partial
+        file behind."""
         partial = output.with_name(output.name + ".part")
         try:
             return await self._run(job, source, output, partial, on_progress)
@@ -91,36 +97,64 @@ class Transcoder:
         except media.ProbeError as exc:
             raise TranscodeError(f"cannot read the source: {scrub(str(exc), secrets)}") from None
         try:
-            target = Target(self.backend)
-            plan = make_plan(profile, info, target, audio_stream_index(source))
-            argv = build_argv(
-                self.ffmpeg_path, plan, profile, target, source_input(source), str(partial)
-            )
+            ladder = self.hardware.ladder(profile, info)
         except PlanError as exc:
             raise TranscodeError(str(exc)) from None
         duration = info.duration or _item_duration(job)
-        log.info(
-            "job %s: %s (source %s, %s s)",
-            job.id,
-            plan.describe(),
-            info.video.codec if info.video else "?",
-            f"{duration:.1f}" if duration else "?",
-        )
 
         def progress(update: ffmpeg.Progress) -> None:
             percent = min(99.9, 100 * update.out_time / duration) if duration else 0.0
             on_progress(percent, update.speed, update.total_size)
 
-        try:
-            await ffmpeg.run(
-                argv, progress, stall_timeout=self.stall_timeout, stop_grace=self.stop_grace
+        fallbacks: list[str] = []
+        for target in ladder:
+            try:
+                plan = make_plan(profile, info, target, audio_stream_index(source))
+            except PlanError as exc:
+                raise TranscodeError(str(exc)) from None
+            argv = build_argv(
+                self.ffmpeg_path, plan, profile, target, source_input(source), str(partial)
             )
-        except ffmpeg.FFmpegError as exc:
-            raise TranscodeError(_why(exc, secrets)) from None
+            log.info(
+                "job %s: %s on %s (%s s)",
+                job.id,
+                plan.describe(),
+                target.device.id,
+                f"{duration:.1f}" if duration else "?",
+            )
+            try:
+                await ffmpeg.run(
+                    argv, progress, stall_timeout=self.stall_timeout, stop_grace=self.stop_grace
+                )
+            except ffmpeg.FFmpegError as exc:
+                kind, meaning = classify(exc.stderr)
+                if plan.copy_video or not target.backend.hardware or kind is Failure.SOURCE:
+                    raise TranscodeError(_why(exc, secrets)) from None
+                if kind is Failure.SESSION_CAP:
+                    raise RetryLater(meaning) from None
+                if kind is Failure.DEVICE_LOST:
+                    self.hardware.trip(target.device.id, meaning)
+                fallbacks.append(f"{target.describe()}: {scrub(meaning, secrets)}")
+                log.warning(
+                    "job %s: %s failed (%s); stepping down", job.id, target.describe(), meaning
+                )
+                ffmpeg.remove_quietly(partial)
+                continue
+            break
+        else:
+            raise TranscodeError("no encoder could do it: " + "; ".join(fallbacks))
         await asyncio.to_thread(self._verify, partial, plan.audio is not None, duration, plan.codec)
         checksum = await asyncio.to_thread(sha256_file, partial)
         os.replace(partial, output)
-        return Outcome(size=output.stat().st_size, checksum=checksum, backend=plan.backend)
+        return Outcome(
+            size=output.stat().st_size,
+            checksum=checksum,
+            backend=plan.backend,
+            encoder=plan.encoder,
+            decoder=plan.decoder,
+            fallbacks=fallbacks,
+            device=target.device.id,
+        )
 
     @staticmethod
     def _verify(path: Path, with_audio: bool, duration: float | None, codec: str) -> None:

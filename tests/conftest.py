@@ -216,8 +216,14 @@ class Env:
         return f"{PUBLIC}/Videos/{item}/stream?{params}&api_key={token}"
 
 
+@pytest.fixture(scope="session")
+def hardware_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One probe of this machine for the whole session (the cache key stays the same)."""
+    return tmp_path_factory.mktemp("probe") / "hardware.json"
+
+
 @pytest.fixture
-async def env(media: Media, tmp_path: Path, aiohttp_server: Any) -> Env:
+async def env(media: Media, tmp_path: Path, aiohttp_server: Any, hardware_cache: Path) -> Env:
     jellyfin = FakeJellyfin(
         items={
             "hevc": media.hevc,
@@ -237,6 +243,7 @@ async def env(media: Media, tmp_path: Path, aiohttp_server: Any) -> Env:
         stall_timeout=20.0,
         removal_grace=60.0,
         cleanup_interval=3600.0,
+        hardware_cache=hardware_cache,
     )
     return Env(jellyfin=jellyfin, jellyfin_url=jellyfin_url, config=config)
 

@@ -29,7 +29,8 @@ async def test_client_flow_transcodes_hevc_and_downloads_in_two_ranges(
     assert job["progress"] == 100
     assert job["item"] == {"Id": "hevc", "Name": "Film hevc"}
     assert "REDACTED" in job["inputUrl"] and ALICE not in job["inputUrl"]
-    assert job["backend"] == "software"
+    assert (job["backend"], job["encoder"], job["decoder"]) == ("software", "libx264", "software")
+    assert "fallbacks" not in job
 
     head = await client.head(f"/download/{job_id}", headers=auth())
     total = int(head.headers["X-File-Size"])

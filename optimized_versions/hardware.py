@@ -1,0 +1,161 @@
+"""What this host can encode with, and the ladder of encoders for one job.
+
+Loads (or probes) the capability matrix at start, orders working backends by the
+configured preference and the profile's policy, and keeps a circuit breaker per device:
+a device that fails as "lost" is left alone for a while and the host is probed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .backends import Backend
+from .devices import Host, discover
+from .media import MediaInfo
+from .plan import PlanError, Target
+from .probe import Matrix, cache_key, ffmpeg_listing, probe_matrix
+from .profiles import Profile
+
+log = logging.getLogger(__name__)
+
+
+def source_key(media: MediaInfo) -> str:
+    """The decode check that covers this source: h264, hevc, hevc_10bit, or its codec."""
+    assert media.video is not None
+    codec = media.video.codec
+    return f"{codec}_10bit" if codec == "hevc" and media.video.bit_depth > 8 else codec
+
+
+def _filter_names(chain: str) -> set[str]:
+    return {part.split("=", 1)[0] for part in chain.split(",") if part}
+
+
+class Hardware:
+    def __init__(
+        self,
+        binary: str,
+        backends: dict[str, Backend],
+        host: Host,
+        cache: Path,
+        preference: list[str],
+        clock: Callable[[], float],
+        breaker_seconds: float = 600.0,
+    ) -> None:
+        self.binary = binary
+        self.backends = backends
+        self.host = host
+        self.cache = cache
+        self.preference = [p for p in preference if p in backends]
+        self.clock = clock
+        self.breaker_seconds = breaker_seconds
+        self._matrix: Matrix | None = None
+        self._open_until: dict[str, float] = {}
+        self._reprobe: asyncio.Task[Matrix] | None = None
+
+    @property
+    def matrix(self) -> Matrix:
+        if self._matrix is None:
+            raise RuntimeError("the hardware has not been probed yet")
+        return self._matrix
+
+    async def load(self, refresh: bool = False) -> Matrix:
+        """The matrix from the cache when nothing changed, else from a new probe."""
+        devices, notes = await asyncio.to_thread(discover, self.host)
+        version = (await ffmpeg_listing(self.binary, "-version")).split("\n", 1)[0].strip()
+        key = cache_key(version, devices, self.backends)
+        matrix = None if refresh else self._cached(key)
+        if matrix is None:
+            log.info("probing %d device(s) with ffmpeg: %s", len(devices), version)
+            matrix = await probe_matrix(self.binary, self.backends, devices, notes, key, version)
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            self.cache.write_text(json.dumps(matrix.to_json(), indent=1))
+        self._matrix = matrix
+        for line in self.summary():
+            log.info("hardware: %s", line)
+        return matrix
+
+    def _cached(self, key: str) -> Matrix | None:
+        try:
+            data = json.loads(self.cache.read_text())
+            return Matrix.from_json(data) if data.get("key") == key else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def summary(self) -> list[str]:
+        """One line per backend and device: what it can do, or why it is not used."""
+        lines = []
+        for check in self.matrix.checks:
+            if check.kind == "encode":
+                state = "works" if check.ok else f"not used: {check.reason}"
+                lines.append(f"{check.backend} {check.codec} on {check.device}: {state}")
+        return lines
+
+    def ladder(self, profile: Profile, media: MediaInfo) -> list[Target]:
+        """The encoders to try for a job, best first: hardware decode and encode, then
+        software decode with hardware encode, then the CPU (unless the profile forbids)."""
+        policy, codec = profile.hardware, profile.video.codec
+        rungs: list[Target] = []
+        if policy != "software" and media.video is not None:
+            for name in self.preference:
+                backend = self.backends[name]
+                if not backend.hardware:
+                    continue
+                for device in self.matrix.devices:
+                    if device.vendor not in backend.devices or self._tripped(device.id):
+                        continue
+                    if not self.matrix.encodes(device.id, name, codec):
+                        continue
+                    if self._can_decode(backend, device.id, media):
+                        rungs.append(Target(backend, device, hw_decode=True))
+                    rungs.append(Target(backend, device, hw_decode=False))
+        if policy != "require_hw":
+            rungs.append(Target(self.backends["software"]))
+        if not rungs:
+            reasons = sorted({c.reason for c in self.matrix.checks if not c.ok})
+            raise PlanError(
+                f"profile {profile.name} requires a hardware encoder and none works for "
+                f"{codec}" + (f" ({'; '.join(reasons)})" if reasons else "")
+            )
+        return rungs
+
+    def _can_decode(self, backend: Backend, device: str, media: MediaInfo) -> bool:
+        assert media.video is not None
+        if backend.decode is None or not self.matrix.decodes(
+            device, backend.name, source_key(media)
+        ):
+            return False
+        if media.video.hdr:  # tone-mapping on the device needs the filter in this ffmpeg
+            tonemap = backend.decode.tonemap
+            return tonemap is not None and _filter_names(tonemap) <= self.matrix.filters
+        return True
+
+    def _tripped(self, device: str) -> bool:
+        return self._open_until.get(device, 0.0) > self.clock()
+
+    def trip(self, device: str, reason: str) -> None:
+        """Stop using a device for a while, and probe the host again in the background."""
+        log.warning("device %s taken out of use for %g s: %s", device, self.breaker_seconds, reason)
+        self._open_until[device] = self.clock() + self.breaker_seconds
+        if self._reprobe is None or self._reprobe.done():
+            self._reprobe = asyncio.create_task(self.load(refresh=True), name="reprobe")
+
+    async def close(self) -> None:
+        if self._reprobe is not None:
+            self._reprobe.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reprobe
+
+    def describe(self) -> dict[str, Any]:
+        """The matrix and the breakers, for GET /hardware."""
+        data = self.matrix.to_json()
+        now = self.clock()
+        data["preference"] = self.preference
+        data["outOfUse"] = {d: round(t - now) for d, t in self._open_until.items() if t > now}
+        data["summary"] = self.summary()
+        return data

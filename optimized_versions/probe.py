@@ -1,0 +1,303 @@
+"""The functional probe: what each device can really encode and decode, by trying it.
+
+For every device x backend x codec it encodes a second of ``testsrc2`` through the very
+argv the planner builds, and decodes short H.264/HEVC samples with the backend's hardware
+decoder. Success is exit status 0 and frames in the output, never the absence of warnings.
+The answer (the capability matrix) is cached on disk, keyed by the ffmpeg build, the
+drivers, the device list and the backend files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+
+from . import ffmpeg
+from .backends import Backend
+from .devices import Device
+from .failures import classify
+from .media import MediaInfo, VideoInfo
+from .plan import Target, build_argv, make_plan
+from .profiles import AudioSpec, Profile, VideoSpec
+
+log = logging.getLogger(__name__)
+
+TEST_SIZE = (256, 144)
+TEST_SOURCE = f"testsrc2=size={TEST_SIZE[0]}x{TEST_SIZE[1]}:rate=25:duration=1"
+DECODE_SAMPLES = {  # probe key -> (software encoder args, pixel format)
+    "h264": (["-c:v", "libx264", "-preset", "ultrafast"], "yuv420p"),
+    "hevc": (["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"],
+             "yuv420p"),
+    "hevc_10bit": (["-c:v", "libx265", "-preset", "ultrafast", "-x265-params",
+                    "log-level=error"], "yuv420p10le"),
+}  # fmt: skip
+ATTEMPTS = 2  # some drivers fail once, then work
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    device: str
+    backend: str
+    kind: str  # "encode" or "decode"
+    codec: str  # h264, hevc, hevc_10bit, av1
+    ok: bool
+    reason: str  # "works", or why not in plain words
+    stderr: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Matrix:
+    key: str
+    ffmpeg: str
+    devices: tuple[Device, ...]
+    notes: tuple[str, ...]
+    checks: tuple[Check, ...]
+    filters: frozenset[str]
+
+    def encodes(self, device: str, backend: str, codec: str) -> bool:
+        return any(c.ok for c in self._find(device, backend, "encode", codec))
+
+    def decodes(self, device: str, backend: str, codec: str) -> bool:
+        return any(c.ok for c in self._find(device, backend, "decode", codec))
+
+    def _find(self, device: str, backend: str, kind: str, codec: str) -> list[Check]:
+        return [
+            c
+            for c in self.checks
+            if (c.device, c.backend, c.kind, c.codec) == (device, backend, kind, codec)
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "ffmpeg": self.ffmpeg,
+            "devices": [dataclasses.asdict(d) for d in self.devices],
+            "notes": list(self.notes),
+            "checks": [dataclasses.asdict(c) for c in self.checks],
+            "filters": sorted(self.filters),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Matrix:
+        return cls(
+            key=data["key"],
+            ffmpeg=data["ffmpeg"],
+            devices=tuple(Device(**d) for d in data["devices"]),
+            notes=tuple(data["notes"]),
+            checks=tuple(Check(**{**c, "stderr": tuple(c["stderr"])}) for c in data["checks"]),
+            filters=frozenset(data["filters"]),
+        )
+
+    def table(self) -> str:
+        """The matrix as a text table, one line per check, then the notes."""
+        rows = [("DEVICE", "BACKEND", "TEST", "CODEC", "RESULT")]
+        for c in self.checks:
+            rows.append(
+                (c.device, c.backend, c.kind, c.codec, "yes" if c.ok else f"no: {c.reason}")
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+        names = {
+            d.id: f"{d.id}: {d.name}"
+            + (f" (driver {d.driver})" if d.driver else "")
+            + (f" - {d.problem}" if d.problem else "")
+            for d in self.devices
+        }
+        return "\n".join(
+            [
+                f"ffmpeg: {self.ffmpeg}",
+                *names.values(),
+                "",
+                *lines,
+                *(f"note: {n}" for n in self.notes),
+            ]
+        )
+
+
+def cache_key(version: str, devices: list[Device], backends: dict[str, Backend]) -> str:
+    material = json.dumps(
+        [
+            version,
+            [dataclasses.asdict(d) for d in devices],
+            sorted(repr(b) for b in backends.values()),
+        ]
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+async def ffmpeg_listing(binary: str, what: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        binary,
+        "-hide_banner",
+        what,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await proc.communicate()
+    return out.decode("utf-8", "replace")
+
+
+def _names(listing: str) -> frozenset[str]:
+    """Encoder or filter names from ``-encoders``/``-filters`` output."""
+    names = set()
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and not line.startswith(" ="):
+            names.add(parts[1])
+    return frozenset(names)
+
+
+def _frames(path: Path) -> int:
+    try:
+        with av.open(str(path)) as box:
+            return sum(1 for packet in box.demux(video=0) if packet.size)
+    except (av.error.FFmpegError, OSError, IndexError):
+        return 0
+
+
+class Prober:
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+
+    async def run(
+        self,
+        backends: dict[str, Backend],
+        devices: list[Device],
+        notes: list[str],
+        key: str,
+        version: str,
+    ) -> Matrix:
+        encoders = _names(await ffmpeg_listing(self.binary, "-encoders"))
+        filters = _names(await ffmpeg_listing(self.binary, "-filters"))
+        checks: list[Check] = []
+        for backend in backends.values():
+            for device in (d for d in devices if d.vendor in backend.devices):
+                for codec in backend.encoders:
+                    checks.append(await self._encode(backend, device, codec, encoders))
+                if backend.decode is not None and device.usable:
+                    for codec in DECODE_SAMPLES:
+                        if codec.removesuffix("_10bit") in backend.decode.codecs:
+                            checks.append(await self._decode(backend, device, codec, filters))
+        return Matrix(
+            key=key,
+            ffmpeg=version,
+            devices=tuple(devices),
+            notes=tuple(notes),
+            checks=tuple(checks),
+            filters=filters,
+        )
+
+    async def _encode(
+        self, backend: Backend, device: Device, codec: str, encoders: frozenset[str]
+    ) -> Check:
+        spec = backend.encoders[codec]
+        base = (device.id, backend.name, "encode", codec)
+        if not device.usable:
+            return Check(*base, ok=False, reason=str(device.problem))
+        if spec.codec not in encoders:
+            return Check(*base, ok=False, reason=f"this ffmpeg has no {spec.codec} encoder")
+        # the 10-bit entry is probed as the profile's codec, through the planner
+        output_codec = codec.removesuffix("_10bit")
+        probe_backend = dataclasses.replace(backend, encoders={output_codec: spec})
+        profile = Profile(
+            name="probe", container="mp4",
+            video=VideoSpec(output_codec, *TEST_SIZE, max_bitrate=1_000_000, preset="fast"),
+            audio=AudioSpec("aac", 2, 64_000),
+        )  # fmt: skip
+        source = VideoInfo(
+            index=0,
+            codec="rawvideo",
+            width=TEST_SIZE[0],
+            height=TEST_SIZE[1],
+            pix_fmt="yuv420p",
+            bit_depth=8,
+            bit_rate=None,
+        )
+        media = MediaInfo(format="lavfi", duration=1.0, bit_rate=None, video=source, audio=())
+        target = Target(probe_backend, device)
+        output = self.workdir / f"encode-{backend.name}-{device.id.replace(':', '-')}-{codec}.mp4"
+        lavfi = [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={TEST_SIZE[0]}x{TEST_SIZE[1]}:rate=25:duration=1",
+        ]
+        argv = build_argv(
+            self.binary, make_plan(profile, media, target), profile, target, lavfi, str(output)
+        )
+        return await self._attempt(base, argv, lambda _last: _frames(output))
+
+    async def _decode(
+        self, backend: Backend, device: Device, codec: str, filters: frozenset[str]
+    ) -> Check:
+        assert backend.decode is not None
+        base = (device.id, backend.name, "decode", codec)
+        missing = [f for f in backend.decode.filters if f not in filters]
+        if missing:
+            return Check(*base, ok=False, reason=f"this ffmpeg has no {', '.join(missing)} filter")
+        sample = await self._sample(codec)
+        values = {
+            "index": device.index,
+            "render_node": device.render_node or "",
+            "pix_fmt": "yuv420p",
+            "width": TEST_SIZE[0],
+            "height": TEST_SIZE[1],
+        }
+        argv = [self.binary, "-hide_banner", "-v", "error", "-nostats", "-progress", "pipe:1",
+                *(a.format_map(values) for a in backend.init), *backend.decode.args,
+                "-i", str(sample), "-vf", backend.decode.format.format_map(values),
+                "-f", "null", "-"]  # fmt: skip
+        return await self._attempt(base, argv, lambda last: last.frames if last else 0)
+
+    async def _attempt(
+        self,
+        base: tuple[str, str, str, str],
+        argv: list[str],
+        count: Callable[[ffmpeg.Progress | None], int],
+    ) -> Check:
+        reason, stderr = "no frames came out", tuple[str, ...]()
+        for _ in range(ATTEMPTS):
+            updates: list[ffmpeg.Progress] = []
+            try:
+                await ffmpeg.run(argv, updates.append, stall_timeout=30, stop_grace=2)
+            except ffmpeg.FFmpegError as exc:
+                reason, stderr = classify(exc.stderr)[1], tuple(exc.stderr[-8:])
+                continue
+            if count(updates[-1] if updates else None) > 0:
+                return Check(*base, ok=True, reason="works")
+        log.info("probe: %s %s %s on %s: %s", base[1], base[2], base[3], base[0], reason)
+        return Check(*base, ok=False, reason=reason, stderr=stderr)
+
+    async def _sample(self, codec: str) -> Path:
+        path = self.workdir / f"sample-{codec}.mp4"
+        if not path.exists():
+            args, pix_fmt = DECODE_SAMPLES[codec]
+            argv = [self.binary, "-hide_banner", "-v", "error", "-nostats", "-progress", "pipe:1",
+                    "-f", "lavfi", "-i", TEST_SOURCE,
+                    "-pix_fmt", pix_fmt, *args, "-y", str(path)]  # fmt: skip
+            await ffmpeg.run(argv, lambda _: None, stall_timeout=30, stop_grace=2)
+        return path
+
+
+async def probe_matrix(
+    binary: str,
+    backends: dict[str, Backend],
+    devices: list[Device],
+    notes: list[str],
+    key: str,
+    version: str,
+) -> Matrix:
+    with tempfile.TemporaryDirectory(prefix="ovs-probe-") as tmp:
+        return await Prober(binary, Path(tmp)).run(backends, devices, notes, key, version)
