@@ -168,6 +168,8 @@ class Scheduler:
             speed=None,
             size=0,
             error=None,
+            not_before=None,
+            wait_reason=None,
         )
         self._running[job.id] = asyncio.create_task(self._run(job), name=f"job-{job.id}")
 
@@ -220,6 +222,9 @@ class Scheduler:
                 size=outcome.size,
                 checksum=outcome.checksum,
                 backend=outcome.backend,
+                encoder=outcome.encoder,
+                decoder=outcome.decoder,
+                fallbacks=outcome.fallbacks,
                 finished_at=self._clock(),
             )
         finally:
