@@ -21,7 +21,7 @@ from .errors import ConfigError
 from .ffmpeg import resolve_ffmpeg
 from .hardware import Hardware
 from .http import AUTHENTICATOR, RUNTIME, Runtime, errors_middleware
-from .profiles import load_profiles
+from .profiles import Profile, load_profiles
 from .scheduler import Scheduler
 from .store import JobStore
 from .transcode import Transcoder
@@ -31,10 +31,8 @@ log = logging.getLogger(__name__)
 TRANSCODER = web.AppKey("transcoder", Transcoder)
 
 
-def create_app(
-    config: Config, *, clock: Callable[[], float] = time.time, host: Host | None = None
-) -> web.Application:
-    """Build the server from a validated configuration; tests use this same factory."""
+def build_hardware(config: Config, host: Host | None = None) -> tuple[Hardware, dict[str, Profile]]:
+    """The hardware service and the profiles, from the configuration (server and CLI)."""
     profiles = load_profiles(config.profiles_dir)
     backends = load_backends(config.profiles_dir)
     if config.default_profile not in profiles:
@@ -42,25 +40,38 @@ def create_app(
             f"invalid configuration: default_profile = {config.default_profile!r}: "
             f"no such profile (known: {', '.join(sorted(profiles))})"
         )
-    app = web.Application(client_max_size=config.max_body_size, middlewares=[errors_middleware])
-    app[api.CONFIG] = config
-    app[api.CLOCK] = clock
-    app[api.PROFILE_NAMES] = frozenset(profiles)
-    app[RUNTIME] = Runtime()
     if "software" not in backends:
         raise ConfigError("the backend 'software' is missing: it is the last rung of every ladder")
-    binary = resolve_ffmpeg(config.ffmpeg_path)
+    unknown = [name for name in config.preference if name not in backends]
+    if unknown:
+        raise ConfigError(
+            f"invalid configuration: encoder_preference names unknown backends {unknown} "
+            f"(known: {', '.join(sorted(backends))})"
+        )
     hardware = Hardware(
-        binary,
+        resolve_ffmpeg(config.ffmpeg_path),
         backends,
         host or Host(nvml=Pynvml()),
         config.hardware_cache_path,
         config.preference,
         time.monotonic,
     )
+    return hardware, profiles
+
+
+def create_app(
+    config: Config, *, clock: Callable[[], float] = time.time, host: Host | None = None
+) -> web.Application:
+    """Build the server from a validated configuration; tests use this same factory."""
+    hardware, profiles = build_hardware(config, host)
+    app = web.Application(client_max_size=config.max_body_size, middlewares=[errors_middleware])
+    app[api.CONFIG] = config
+    app[api.CLOCK] = clock
+    app[api.PROFILE_NAMES] = frozenset(profiles)
+    app[RUNTIME] = Runtime()
     app[api.HARDWARE] = hardware
     app[TRANSCODER] = Transcoder(
-        binary,
+        hardware.binary,
         profiles,
         hardware,
         stall_timeout=config.stall_timeout,

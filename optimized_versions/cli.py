@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from . import __version__
-from .app import create_app
+from .app import build_hardware, create_app
 from .config import load_config
 from .errors import ConfigError
 from .http import AccessLogger
@@ -22,7 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--config", type=Path, help="YAML configuration file")
+    probe = commands.add_parser("probe", help="find and test the encoders this host has")
+    probe.add_argument("--config", type=Path, help="YAML configuration file")
+    probe.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    probe.add_argument(
+        "--cached",
+        action="store_true",
+        help="answer from the cache when nothing changed (default: probe anew)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "probe":
+        return run_probe(args.config, as_json=args.json, cached=args.cached)
 
     try:
         config = load_config(args.config)
@@ -50,6 +62,25 @@ def main(argv: list[str] | None = None) -> int:
         print=None,
         shutdown_timeout=config.stop_grace + 5,
     )
+    return 0
+
+
+def run_probe(config_path: Path | None, *, as_json: bool, cached: bool) -> int:
+    """Probe the host and print the capability matrix (also cached for the server)."""
+    try:
+        config = load_config(config_path)
+        logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+        hardware, _ = build_hardware(config)
+    except ConfigError as exc:
+        print(f"optimized-versions: {exc}", file=sys.stderr)
+        return 2
+    matrix = asyncio.run(hardware.load(refresh=not cached))
+    if as_json:
+        print(json.dumps(hardware.describe(), indent=2))
+    else:
+        print(matrix.table())
+        print()
+        print("\n".join(hardware.summary()))
     return 0
 
 

@@ -107,7 +107,7 @@ class Hardware:
                 if not backend.hardware:
                     continue
                 for device in self.matrix.devices:
-                    if device.vendor not in backend.devices or self._tripped(device.id):
+                    if device.vendor not in backend.devices or self.out_of_use(device.id):
                         continue
                     if not self.matrix.encodes(device.id, name, codec):
                         continue
@@ -135,7 +135,7 @@ class Hardware:
             return tonemap is not None and _filter_names(tonemap) <= self.matrix.filters
         return True
 
-    def _tripped(self, device: str) -> bool:
+    def out_of_use(self, device: str) -> bool:
         return self._open_until.get(device, 0.0) > self.clock()
 
     def trip(self, device: str, reason: str) -> None:

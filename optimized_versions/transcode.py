@@ -108,6 +108,8 @@ class Transcoder:
 
         fallbacks: list[str] = []
         for target in ladder:
+            if target.backend.hardware and self.hardware.out_of_use(target.device.id):
+                continue  # lost during an earlier rung of this job
             try:
                 plan = make_plan(profile, info, target, audio_stream_index(source))
             except PlanError as exc:

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from optimized_versions.app import create_app
 from optimized_versions.config import Config
+from optimized_versions.devices import Host
 from optimized_versions.ffmpeg import default_ffmpeg
 
 ALICE, BOB, ADMIN = "alice-token-0123456789", "bob-token-0123456789", "admin-token-0123456789"
@@ -255,10 +256,12 @@ StartApp = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 async def start_app(env: Env, aiohttp_client: Any) -> AsyncIterator[StartApp]:
     """Start the real app on the test's data folder; call again to simulate a restart."""
 
-    async def start(**overrides: Any) -> TestClient[web.Request, web.Application]:
+    async def start(
+        host: Host | None = None, **overrides: Any
+    ) -> TestClient[web.Request, web.Application]:
         config = replace(env.config, **overrides)
         client: TestClient[web.Request, web.Application] = await aiohttp_client(
-            create_app(config, clock=env.clock)
+            create_app(config, clock=env.clock, host=host)
         )
         return client
 

@@ -1,0 +1,332 @@
+"""Hardware without a GPU: fake hosts and a fake ffmpeg that fails like real drivers do.
+
+The fake ffmpeg (``fake_ffmpeg.py``) turns hardware command lines into real software
+encodes, so probes and jobs produce real files; a scenario file makes chosen encoders
+fail with the text real drivers print.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ADMIN, Env, StartApp, auth, post_job, wait_status
+
+from optimized_versions.api import SCHEDULER
+from optimized_versions.backends import load_backends
+from optimized_versions.devices import GpuInfo, Host, NvmlUnavailable, Pynvml
+from optimized_versions.ffmpeg import default_ffmpeg
+from optimized_versions.hardware import Hardware
+from optimized_versions.media import MediaInfo, VideoInfo
+from optimized_versions.profiles import load_profiles
+
+NO_ENCODER = (
+    "[h264_nvenc @ 0x55d0] OpenEncodeSessionEx failed: unsupported device (2): "
+    "(no details)\n[h264_nvenc @ 0x55d0] No capable devices found"
+)
+SESSION_CAP = "[h264_nvenc @ 0x5] OpenEncodeSessionEx failed: out of memory (10): (no details)"
+PREFERENCE = ["nvenc", "qsv", "vaapi", "software"]
+
+
+@dataclass
+class FakeNvml:
+    gpus: list[GpuInfo] = field(default_factory=list)
+    driver: str = "550.54.14"
+
+    def read(self) -> tuple[str, list[GpuInfo]]:
+        if not self.gpus:
+            raise NvmlUnavailable("NVML could not start: Driver Not Loaded")
+        return self.driver, self.gpus
+
+
+@dataclass
+class FakeHost:
+    root: Path
+    scenario: Path
+    ffmpeg: Path
+
+    def host(
+        self,
+        nvidia: tuple[str, ...] = (),
+        dri: dict[str, str] | None = None,
+        unreadable: frozenset[str] = frozenset(),
+    ) -> Host:
+        drm = self.root / "drm"
+        for node, vendor in (dri or {}).items():
+            (drm / node / "device").mkdir(parents=True, exist_ok=True)
+            (drm / node / "device" / "vendor").write_text(vendor + "\n")
+        drm.mkdir(exist_ok=True)
+        gpus = [GpuInfo(i, name, 0 if "H100" in name else 100) for i, name in enumerate(nvidia)]
+        return Host(nvml=FakeNvml(gpus), sys_drm=drm, readable=lambda path: path not in unreadable)
+
+    def set(self, **scenario: Any) -> None:
+        self.scenario.write_text(json.dumps({"log": str(self.root / "argv.log"), **scenario}))
+
+    def ran(self) -> list[list[str]]:
+        log = self.root / "argv.log"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeHost:
+    root = tmp_path / "host"
+    root.mkdir()
+    wrapper = root / "ffmpeg"
+    script = Path(__file__).with_name("fake_ffmpeg.py")
+    wrapper.write_text(
+        f"#!/bin/sh\nFAKE_FFMPEG_REAL='{default_ffmpeg()}' FAKE_FFMPEG_SCENARIO='{root}/s.json' "
+        f"exec '{sys.executable}' '{script}' \"$@\"\n"
+    )
+    wrapper.chmod(0o755)
+    host = FakeHost(root, root / "s.json", wrapper)
+    host.set()
+    return host
+
+
+async def probe(fake: FakeHost, host: Host) -> Hardware:
+    hardware = Hardware(
+        str(fake.ffmpeg), load_backends(), host, fake.root / "hw.json", PREFERENCE, time.monotonic
+    )
+    await hardware.load(refresh=True)
+    return hardware
+
+
+def works(hardware: Hardware) -> set[tuple[str, str, str, str]]:
+    return {(c.device, c.backend, c.kind, c.codec) for c in hardware.matrix.checks if c.ok}
+
+
+def reasons(hardware: Hardware, backend: str) -> set[str]:
+    return {c.reason for c in hardware.matrix.checks if c.backend == backend and not c.ok}
+
+
+MEDIA = MediaInfo(
+    format="matroska",
+    duration=3,
+    bit_rate=None,
+    audio=(),
+    video=VideoInfo(0, "hevc", 1920, 1080, "yuv420p10le", 10, 9_000_000),
+)
+
+
+async def test_nvidia_host(fake: FakeHost) -> None:
+    hardware = await probe(fake, fake.host(nvidia=("NVIDIA GeForce RTX 4070",)))
+    ok = works(hardware)
+    for codec in ("h264", "hevc", "hevc_10bit", "av1"):
+        assert ("nvidia:0", "nvenc", "encode", codec) in ok
+    assert ("nvidia:0", "nvenc", "decode", "hevc_10bit") in ok
+    assert not any(c.backend in ("qsv", "vaapi") for c in hardware.matrix.checks)
+    ladder = hardware.ladder(load_profiles()["h264-1080p"], MEDIA)
+    assert [(t.backend.name, t.hw_decode) for t in ladder] == [
+        ("nvenc", True),
+        ("nvenc", False),
+        ("software", False),
+    ]
+    probes = [argv for argv in fake.ran() if "h264_nvenc" in argv]
+    assert probes and "-init_hw_device" in probes[0] and "cuda=cu:0" in probes[0]
+
+
+async def test_gpu_without_encoder(fake: FakeHost) -> None:
+    fake.set(
+        fail={
+            e: {"text": NO_ENCODER.replace("h264_nvenc", e), "times": -1}
+            for e in ("h264_nvenc", "hevc_nvenc", "av1_nvenc")
+        }
+    )
+    hardware = await probe(fake, fake.host(nvidia=("NVIDIA H100 80GB HBM3",)))
+    assert reasons(hardware, "nvenc") == {"GPU found, no hardware encoder on it"}
+    assert ("nvidia:0", "nvenc", "decode", "h264") in works(hardware), "NVDEC still decodes"
+    ladder = hardware.ladder(load_profiles()["h264-1080p"], MEDIA)
+    assert [t.backend.name for t in ladder] == ["software"]
+    assert any("GPU found, no hardware encoder" in line for line in hardware.summary())
+
+
+async def test_intel_host(fake: FakeHost) -> None:
+    hardware = await probe(fake, fake.host(dri={"renderD128": "0x8086"}))
+    ok = works(hardware)
+    assert ("dri:renderD128", "qsv", "encode", "h264") in ok
+    assert ("dri:renderD128", "vaapi", "encode", "hevc") in ok
+    ladder = hardware.ladder(load_profiles()["hevc-1080p"], MEDIA)
+    assert [t.backend.name for t in ladder] == ["qsv", "qsv", "vaapi", "vaapi", "software"]
+    qsv = next(a for a in fake.ran() if "h264_qsv" in a)
+    assert "vaapi=va:/dev/dri/renderD128,driver=iHD" in qsv
+
+
+async def test_amd_host_with_a_mesa_that_lists_hevc_but_cannot(fake: FakeHost) -> None:
+    fake.set(
+        fail={
+            "hevc_vaapi": {
+                "text": "[hevc_vaapi @ 0x1] No usable encoding profile found.",
+                "times": -1,
+            }
+        }
+    )
+    hardware = await probe(fake, fake.host(dri={"renderD129": "0x1002"}))
+    ok = works(hardware)
+    assert ("dri:renderD129", "vaapi", "encode", "h264") in ok
+    assert ("dri:renderD129", "vaapi", "encode", "hevc") not in ok
+    assert reasons(hardware, "vaapi") == {"the driver offers no encoding profile for this codec"}
+    assert not any(c.backend == "qsv" for c in hardware.matrix.checks), "QSV is Intel only"
+    assert [t.backend.name for t in hardware.ladder(load_profiles()["hevc-1080p"], MEDIA)] == [
+        "software"
+    ]
+
+
+async def test_unreadable_render_node(fake: FakeHost) -> None:
+    host = fake.host(dri={"renderD128": "0x8086"}, unreadable=frozenset({"/dev/dri/renderD128"}))
+    hardware = await probe(fake, host)
+    assert works(hardware) == {
+        ("cpu", "software", "encode", c) for c in ("h264", "hevc", "hevc_10bit")
+    }
+    assert all(
+        "add the container to the render group" in r
+        for r in reasons(hardware, "qsv") | reasons(hardware, "vaapi")
+    )
+    assert not any("h264_qsv" in argv for argv in fake.ran()), "no test encode on a closed node"
+
+
+async def test_a_driver_that_fails_once_is_retried(fake: FakeHost) -> None:
+    fake.set(fail={"h264_nvenc": {"text": "[h264_nvenc] Device creation failed", "times": 1}})
+    hardware = await probe(fake, fake.host(nvidia=("RTX A2000",)))
+    assert ("nvidia:0", "nvenc", "encode", "h264") in works(hardware)
+
+
+async def test_the_matrix_is_cached_until_something_changes(fake: FakeHost) -> None:
+    host = fake.host(nvidia=("RTX A2000",))
+    first = await probe(fake, host)
+    runs = len(fake.ran())
+    again = Hardware(
+        str(fake.ffmpeg), load_backends(), host, fake.root / "hw.json", PREFERENCE, time.monotonic
+    )
+    assert await again.load() == first.matrix
+    assert len(fake.ran()) == runs + 1  # only `-version`, to check the cache key
+    newer = replace(host, nvml=FakeNvml([GpuInfo(0, "RTX A2000", 100)], driver="560.1"))
+    changed = Hardware(
+        str(fake.ffmpeg), load_backends(), newer, fake.root / "hw.json", PREFERENCE, time.monotonic
+    )
+    assert (await changed.load()).key != first.matrix.key
+
+
+def test_real_probe_of_this_machine(tmp_path: Path) -> None:
+    hardware = Hardware(
+        default_ffmpeg(),
+        load_backends(),
+        Host(nvml=Pynvml()),
+        tmp_path / "hw.json",
+        PREFERENCE,
+        time.monotonic,
+    )
+    matrix = asyncio.run(hardware.load())
+    assert matrix.encodes("cpu", "software", "h264") and matrix.encodes("cpu", "software", "hevc")
+    if not any(d.vendor != "cpu" for d in matrix.devices):  # CI and development machines
+        assert any("no NVIDIA GPU" in note for note in matrix.notes)
+        assert [t.backend.name for t in hardware.ladder(load_profiles()["h264-1080p"], MEDIA)] == [
+            "software"
+        ]
+
+
+# -- jobs on fake hardware, through the real app ---------------------------------------
+
+
+async def test_a_job_falls_back_from_nvenc_to_software(
+    env: Env, start_app: StartApp, fake: FakeHost
+) -> None:
+    client = await start_fake(env, start_app, fake, fake.host(nvidia=("RTX 3060",)))
+    fake.set(
+        fail={"h264_nvenc": {"text": "[h264_nvenc] Cannot load libnvidia-encode.so.1", "times": -1}}
+    )
+    job = await wait_status(client, await post_job(client, env, "hevc"), "completed", "failed")
+    assert job["status"] == "completed", job
+    assert (job["backend"], job["encoder"]) == ("software", "libx264")
+    assert len(job["fallbacks"]) == 2
+    assert "nvenc on nvidia:0 (hardware decode)" in job["fallbacks"][0]
+    assert "NVIDIA_DRIVER_CAPABILITIES" in job["fallbacks"][0]
+
+
+async def test_a_job_on_nvenc_records_it(env: Env, start_app: StartApp, fake: FakeHost) -> None:
+    client = await start_fake(env, start_app, fake, fake.host(nvidia=("RTX 3060",)))
+    job = await wait_status(client, await post_job(client, env, "hevc"), "completed", "failed")
+    assert (job["backend"], job["encoder"], job["decoder"]) == ("nvenc", "h264_nvenc", "nvenc")
+    assert "fallbacks" not in job
+    hardware = await (await client.get("/hardware", headers=auth())).json()
+    assert hardware["devices"][1]["name"] == "RTX 3060"
+    assert (await client.get("/hardware")).status == 401
+
+
+async def test_the_session_cap_requeues_instead_of_failing(
+    env: Env, start_app: StartApp, fake: FakeHost
+) -> None:
+    env.now = 1_800_000_000.0
+    client = await start_fake(env, start_app, fake, fake.host(nvidia=("GeForce GTX 1660",)))
+    fake.set(fail={"h264_nvenc": {"text": SESSION_CAP, "times": 1}})
+    job_id = await post_job(client, env, "hevc")
+    waiting = await wait_status(client, job_id, "queued")
+    for _ in range(100):
+        waiting = await (await client.get(f"/job-status/{job_id}", headers=auth(ADMIN))).json()
+        if "waitReason" in waiting:
+            break
+        await asyncio.sleep(0.02)
+    assert "NVENC encode sessions are in use" in waiting["waitReason"]
+    assert waiting["status"] == "queued" and "error" not in waiting
+    env.now += 31
+    client.app[SCHEDULER].wake()
+    done = await wait_status(client, job_id, "completed", "failed")
+    assert (done["status"], done["encoder"]) == ("completed", "h264_nvenc")
+
+
+async def test_require_hw_fails_clearly_without_hardware(
+    env: Env, start_app: StartApp, fake: FakeHost, tmp_path: Path
+) -> None:
+    user = tmp_path / "user"
+    (user / "profiles").mkdir(parents=True)
+    (user / "profiles" / "gpu-only.yaml").write_text(
+        "name: gpu-only\ncontainer: mp4\nhardware: require_hw\n"
+        "video: {codec: h264, max_width: 1920, max_height: 1080, max_bitrate: 8000000}\n"
+        "audio: {codec: aac, channels: 2, bitrate: 128000}\n"
+    )
+    fake.set(
+        fail={
+            e: {"text": NO_ENCODER, "times": -1} for e in ("h264_nvenc", "hevc_nvenc", "av1_nvenc")
+        }
+    )
+    client = await start_fake(
+        env, start_app, fake, fake.host(nvidia=("NVIDIA H100",)), profiles_dir=user
+    )
+    job = await wait_status(
+        client, await post_job(client, env, "hevc", profile="gpu-only"), "failed", "completed"
+    )
+    assert job["status"] == "failed"
+    assert "requires a hardware encoder and none works for h264" in job["error"]
+    assert "GPU found, no hardware encoder on it" in job["error"]
+
+
+async def test_a_lost_device_is_taken_out_of_use(
+    env: Env, start_app: StartApp, fake: FakeHost
+) -> None:
+    client = await start_fake(env, start_app, fake, fake.host(dri={"renderD128": "0x1002"}))
+    fake.set(
+        fail={
+            "h264_vaapi": {
+                "text": "Failed to initialise VAAPI connection: -1 (unknown)",
+                "times": -1,
+            }
+        }
+    )
+    job = await wait_status(client, await post_job(client, env, "hevc"), "completed", "failed")
+    assert (job["status"], job["backend"]) == ("completed", "software")
+    assert len(job["fallbacks"]) == 1, "the lost device's other rung is skipped"
+    hardware = await (await client.get("/hardware", headers=auth())).json()
+    assert "dri:renderD128" in hardware["outOfUse"]
+
+
+async def start_fake(
+    env: Env, start_app: StartApp, fake: FakeHost, host: Host, **overrides: Any
+) -> Any:
+    return await start_app(
+        ffmpeg_path=str(fake.ffmpeg), hardware_cache=fake.root / "hw.json", host=host, **overrides
+    )
