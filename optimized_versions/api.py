@@ -10,25 +10,29 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import aiohttp
 import jsonschema
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from . import cleanup
+from .auth import extract_token
 from .config import Config
 from .errors import BadRequest, Forbidden, NotFound, UnsupportedMediaType
 from .hardware import Hardware
 from .http import authenticate
 from .models import DOWNLOADABLE, Job, JobStatus, Principal
 from .scheduler import Scheduler
+from .sources import choose_source
 from .store import JobStore
-from .urls import redact_url, rewrite_onto
+from .urls import redact_url
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", JobStore)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 JANITOR = web.AppKey("janitor", cleanup.Janitor)
 HARDWARE = web.AppKey("hardware", Hardware)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
 PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
@@ -94,6 +98,12 @@ async def optimize_version(request: web.Request) -> web.Response:
     if profile not in names:
         known = ", ".join(sorted(names))
         raise BadRequest(f"invalid profile: {profile!r} does not exist (known: {known})")
+    # Before the duplicate check: from there to store.add nothing awaits, so two
+    # concurrent retries of one request cannot both create a job.
+    token = extract_token(request.headers, request.query) or ""
+    source = await choose_source(
+        body["url"], body["itemId"], principal.user_id, token, config, app.get(HTTP)
+    )
     earlier = store.find_duplicate(
         principal.user_id, body["deviceId"], body["itemId"], profile, _REUSABLE
     )
@@ -106,7 +116,6 @@ async def optimize_version(request: web.Request) -> web.Response:
             earlier = None
     if earlier is not None:
         return web.json_response({"id": earlier.id}, status=201)
-    source = rewrite_onto(body["url"], config.jellyfin_url) if config.jellyfin_url else body["url"]
     job_id = str(uuid.uuid4())
     job = Job(
         id=job_id,

@@ -106,6 +106,7 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     async with aiohttp.ClientSession() as session:
+        app[api.HTTP] = session
         app[AUTHENTICATOR] = JellyfinAuth(
             session, config.jellyfin_url, config.auth_cache_ttl, time.monotonic
         )

@@ -38,6 +38,11 @@ SCHEMA: dict[str, Any] = {
         "profiles_dir": {"type": ["string", "null"]},
         "encoder_preference": {"type": "string", "pattern": "^[a-z0-9_-]+(,[a-z0-9_-]+)*$"},
         "hardware_cache": {"type": ["string", "null"]},
+        "fetch_original": {"type": "boolean"},
+        "path_map": {
+            "type": ["string", "null"],
+            "pattern": "^(/[^=;]*=/[^=;]*)(;/[^=;]*=/[^=;]*)*;?$",
+        },
         "stall_timeout": {"type": "number", "exclusiveMinimum": 0},
         "stop_grace": {"type": "number", "exclusiveMinimum": 0},
         "cleanup_interval": {"type": "number", "exclusiveMinimum": 0},
@@ -85,6 +90,8 @@ class Config:
     profiles_dir: Path | None = None
     encoder_preference: str = "nvenc,qsv,vaapi,software"  # backends, best first
     hardware_cache: Path | None = None  # the probe's answer; default DATA_DIR/hardware.json
+    fetch_original: bool = True  # fetch the original file when the client's URL is a transcode
+    path_map: str | None = None  # "/media=/mnt/media;...": read sources from mounted folders
     stall_timeout: float = 120.0  # seconds without progress before ffmpeg is killed
     stop_grace: float = 5.0  # seconds between asking ffmpeg to quit and killing it
     cleanup_interval: float = 300.0  # seconds between retention sweeps

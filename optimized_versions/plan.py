@@ -209,9 +209,12 @@ def _video_args(plan: Plan, target: Target, values: dict[str, object]) -> list[s
         filters = [SOFTWARE_TONEMAP] if plan.tonemap else []
         filters += [backend.scale] if plan.scale else []
         filters += [backend.format] + ([backend.upload] if backend.upload else [])
+    # a tone-mapped picture is BT.709: say so, or players guess from the size
+    tags = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
     return [
         "-vf", ",".join(f.format_map(values) for f in filters),
         "-c:v", encoder.codec,
         *(arg.format_map(values) for arg in encoder.args),
+        *(tags if plan.tonemap else []),
         "-force_key_frames:0", "expr:gte(t,n_forced*5)",
     ]  # fmt: skip

@@ -40,6 +40,7 @@ class Media:
     two_audio: Path  # H.264 + two audio tracks (stereo, then 5.1 AC-3)
     corrupt: Path
     long: Path  # 20 s, for jobs that must still be running when a test acts
+    hdr: Path  # HEVC 10-bit tagged PQ (HDR10)
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +129,20 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
         "aac",
         str(long),
     )
-    return Media(hevc=hevc, h264=h264, two_audio=two, corrupt=corrupt, long=long)
+    hdr = folder / "hdr.mkv"
+    _ffmpeg(
+        *video,
+        "-vf",
+        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc",
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        "log-level=error",
+        "-pix_fmt",
+        "yuv420p10le",
+        str(hdr),
+    )
+    return Media(hevc=hevc, h264=h264, two_audio=two, corrupt=corrupt, long=long, hdr=hdr)
 
 
 @dataclass
@@ -142,12 +156,15 @@ class FakeJellyfin:
     hang: set[str] = field(default_factory=set)  # items that stop after their first 256 KiB
     cut: set[str] = field(default_factory=set)  # items whose connection drops half-way
     stream_tokens: list[str] = field(default_factory=list)
+    stream_requests: list[str] = field(default_factory=list)  # path?query of each stream
+    paths: dict[str, str] = field(default_factory=dict)  # item -> its file's path on "Jellyfin"
 
     def app(self) -> web.Application:
         app = web.Application()
         for prefix in ("", PREFIX):
             app.router.add_get(prefix + "/Users/Me", self.users_me)
             app.router.add_get(prefix + "/Videos/{item}/{name}", self.stream)
+            app.router.add_get(prefix + "/Users/{user}/Items/{item}", self.item)
         return app
 
     async def users_me(self, request: web.Request) -> web.Response:
@@ -160,6 +177,20 @@ class FakeJellyfin:
             return web.Response(status=401)
         return web.json_response(USERS[token])
 
+    async def item(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix('MediaBrowser Token="').removesuffix('"')
+        if token not in USERS or USERS[token]["Id"] != request.match_info["user"]:
+            return web.Response(status=401)
+        item = request.match_info["item"]
+        if item not in self.paths:
+            return web.Response(status=404)
+        sources = [
+            {"Id": "other", "Path": "/media/elsewhere.mkv"},
+            {"Id": f"ms-{item}", "Path": self.paths[item]},
+        ]
+        return web.json_response({"Id": item, "MediaSources": sources})
+
     async def stream(self, request: web.Request) -> web.StreamResponse:
         if self.mode == "error":
             return web.Response(status=500)
@@ -167,6 +198,7 @@ class FakeJellyfin:
         if token not in USERS:
             return web.Response(status=401)
         self.stream_tokens.append(token)
+        self.stream_requests.append(request.path_qs)
         item = request.match_info["item"]
         if item not in self.items:
             return web.Response(status=404, text="item not found")
@@ -232,6 +264,7 @@ async def env(media: Media, tmp_path: Path, aiohttp_server: Any, hardware_cache:
             "two-audio": media.two_audio,
             "corrupt": media.corrupt,
             "long": media.long,
+            "hdr": media.hdr,
         }
     )
     server: TestServer = await aiohttp_server(jellyfin.app())

@@ -226,3 +226,13 @@ async def test_a_source_cut_short_does_not_complete(env: Env, start_app: StartAp
     assert job["status"] == "failed", job
     assert "the output lasts" in job["error"], job["error"]  # caught by the verification
     assert list(Path(env.config.cache_dir).iterdir()) == []
+
+
+async def test_hdr_is_tone_mapped_to_sdr(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    job = await wait_status(client, await post_job(client, env, "hdr"), "completed", "failed")
+    assert job["status"] == "completed", job
+    with av.open(job["outputPath"]) as out:
+        video = out.streams.video[0].codec_context
+        assert (video.name, video.pix_fmt) == ("h264", "yuv420p")
+        assert video.color_trc == 1  # BT.709, not PQ (16)
