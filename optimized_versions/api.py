@@ -12,13 +12,13 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import jsonschema
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 
 from . import cleanup
 from .auth import extract_token
 from .config import Config
-from .errors import BadRequest, Forbidden, NotFound, UnsupportedMediaType
+from .errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable, UnsupportedMediaType
 from .hardware import Hardware
 from .http import authenticate
 from .models import DOWNLOADABLE, Job, JobStatus, Principal
@@ -66,14 +66,23 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
             f"the body must be JSON (Content-Type: application/json), not {request.content_type!r}"
         )
     try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json.loads(await request.read(), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     error = jsonschema.exceptions.best_match(_REQUEST_VALIDATOR.iter_errors(body))
     if error is not None:
         field = ".".join(str(p) for p in error.path) or "body"
         raise BadRequest(f"invalid {field}: {error.message}")
+    for field, value in body.items():  # lone surrogates cannot be stored or sent back
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"invalid {field}: it is not valid Unicode text") from None
     return dict(body)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _check_url(url: str) -> None:
@@ -216,6 +225,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     path = Path(job.output_path)
     if job.status not in DOWNLOADABLE or not path.is_file():
         raise NotFound(f"job {job.id} has no file to download (it is {job.status})")
+    _check_range(request, job.size)
     name = _download_name(job)
     ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
     headers = {
@@ -230,8 +240,14 @@ async def download(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(path, headers=headers)
 
     async def collect_when_whole(response: web.StreamResponse) -> None:
-        if _reached_end(response, job.size) and job.status is JobStatus.COMPLETED:
-            await request.app[SCHEDULER].cancel(job)
+        # read again: a cancel-job or delete-cache may have come while the file was sent
+        now = request.app[STORE].get(job.id)
+        if (
+            now is not None
+            and now.status is JobStatus.COMPLETED
+            and _reached_end(response, now.size)
+        ):
+            await request.app[SCHEDULER].cancel(now)
 
     return _FileResponseWithCallback(path, headers, collect_when_whole)
 
@@ -253,6 +269,20 @@ class _FileResponseWithCallback(web.FileResponse):
         if request.method == "GET":
             await self._on_sent(self)
         return writer
+
+
+def _check_range(request: web.Request, size: int) -> None:
+    """Answer an unsatisfiable Range in JSON here (aiohttp's own 416 has no body)."""
+    header = request.headers.get(hdrs.RANGE)
+    if header is None or hdrs.IF_RANGE in request.headers:
+        return  # with If-Range, aiohttp decides whether the range applies at all
+    try:
+        start = request.http_range.start
+    except ValueError:  # malformed or several ranges
+        raise RangeNotSatisfiable(size) from None
+    empty_suffix = header.replace(" ", "").lower().rstrip("0") == "bytes=-"
+    if empty_suffix or (start is not None and start >= size):
+        raise RangeNotSatisfiable(size)
 
 
 def _reached_end(response: web.StreamResponse, size: int) -> bool:

@@ -120,10 +120,10 @@ async def _hardware_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-    janitor = Janitor(app[api.STORE], app[api.CONFIG], app[api.CLOCK])
+    scheduler = Scheduler(app[api.STORE], app[TRANSCODER], app[api.CONFIG], app[api.CLOCK])
+    janitor = Janitor(app[api.STORE], app[api.CONFIG], app[api.CLOCK], scheduler.wake)
     janitor.reconcile()
     app[api.JANITOR] = janitor
-    scheduler = Scheduler(app[api.STORE], app[TRANSCODER], app[api.CONFIG], app[api.CLOCK])
     app[api.SCHEDULER] = scheduler
     await scheduler.start()
     yield

@@ -47,10 +47,17 @@ def file_intact(output_path: str, size: int) -> bool:
 
 
 class Janitor:
-    def __init__(self, store: JobStore, config: Config, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        config: Config,
+        clock: Callable[[], float],
+        on_removed: Callable[[], None] = lambda: None,
+    ) -> None:
         self._store = store
         self._config = config
         self._clock = clock
+        self._on_removed = on_removed  # the scheduler: a device may be under its limit now
 
     def reconcile(self) -> None:
         """Make the store and the cache folder agree after a start (or a crash)."""
@@ -82,6 +89,8 @@ class Janitor:
             if expired or collected:
                 self._drop(job)
                 removed += 1
+        if removed:
+            self._on_removed()
         return removed
 
     def clear_cache(self) -> int:
@@ -105,6 +114,8 @@ class Janitor:
         self._store.delete(job.id)
 
     def _remove_strays(self, keep: set[str]) -> None:
+        running = self._store.files([JobStatus.OPTIMIZING])  # started since the caller looked
+        keep = keep | {Path(job.output_path).name + ".part" for job in running}
         for path in self._config.cache_dir.iterdir():
             if path.suffix in OUTPUT_SUFFIXES and path.name not in keep and path.is_file():
                 log.info("removing %s: it belongs to no job", path.name)

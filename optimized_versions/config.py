@@ -6,6 +6,7 @@ upper-case form (``MAX_CONCURRENT_JOBS``), which keeps the original server's nam
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -131,9 +132,12 @@ def _env_value(key: str, raw: str, kind: Any) -> Any:
             raise ConfigError(f"{key}={raw!r}: expected a whole number") from None
     if "number" in kinds:
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             raise ConfigError(f"{key}={raw!r}: expected a number") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}={raw!r}: expected a finite number")
+        return number
     if "null" in kinds and text == "":
         return None
     return text
@@ -159,6 +163,11 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         if raw is not None:
             data[key] = _env_value(key.upper(), raw, spec.get("type", "string"))
             origin[key] = key.upper()
+    for key, value in data.items():  # YAML's .nan and .inf are numbers too
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(
+                f"invalid configuration: {origin.get(key, key)} = {value}: expected a finite number"
+            )
     if isinstance(data.get("log_level"), str):
         data["log_level"] = data["log_level"].upper()
     if data.get("jellyfin_url") == "":

@@ -6,9 +6,10 @@ class ServiceError(Exception):
 
     status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers
 
 
 class BadRequest(ServiceError):
@@ -29,6 +30,15 @@ class NotFound(ServiceError):
 
 class UnsupportedMediaType(ServiceError):
     status = 415
+
+
+class RangeNotSatisfiable(ServiceError):
+    status = 416
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"the range is outside the file (0-{size - 1})", {"Content-Range": f"bytes */{size}"}
+        )
 
 
 class Unavailable(ServiceError):

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from .auth import Authenticator, extract_token
+from .auth import TOKEN_SHAPE, Authenticator, extract_token
 from .errors import ServiceError, Unauthorized, Unavailable
 from .models import Principal
 
@@ -49,7 +49,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise Unavailable("the server is shutting down")
         return await handler(request)
     except ServiceError as exc:
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -74,6 +74,8 @@ async def authenticate(request: web.Request) -> Principal:
     token = extract_token(request.headers, request.query)
     if token is None:
         raise Unauthorized("no access token: send it in Authorization, X-Emby-Token or ?api_key=")
+    if not TOKEN_SHAPE.match(token):
+        raise Unauthorized("the access token is malformed")
     return await request.app[AUTHENTICATOR].authenticate(token)
 
 

@@ -120,7 +120,7 @@ class Scheduler:
         waiting = self._store.jobs(statuses=WAITING, oldest_first=True)
         later = [j.not_before for j in waiting if j.not_before is not None and j.not_before > now]
         due = [j for j in waiting if j.not_before is None or j.not_before <= now]
-        eligible = self._apply_cache_limit(due)
+        eligible, room = self._apply_cache_limit(due)
         free = self._config.max_concurrent_jobs - len(self._running)
         while free > 0 and eligible:
             job = self._next_fair(eligible)
@@ -131,25 +131,30 @@ class Scheduler:
                 continue
             self._launch(job)
             free -= 1
+            room[job.device_id] -= 1
+            if room[job.device_id] <= 0:  # its output will count against the limit too
+                eligible = [j for j in eligible if j.device_id != job.device_id]
         return min(later, default=None)
 
-    def _apply_cache_limit(self, waiting: list[Job]) -> list[Job]:
-        """MAX_CACHED_PER_USER: a device with that many uncollected outputs waits."""
-        limit = self._config.max_cached_per_user
-        held: dict[str, bool] = {}
+    def _apply_cache_limit(self, waiting: list[Job]) -> tuple[list[Job], dict[str, float]]:
+        """MAX_CACHED_PER_USER: a device whose uncollected (and running) jobs reach the
+        limit waits. Returns the jobs that may start and the room left per device."""
+        limit = self._config.max_cached_per_user or float("inf")
+        room: dict[str, float] = {}
         eligible = []
         for job in waiting:
-            if job.device_id not in held:
+            if job.device_id not in room:
                 done = self._store.count(JobStatus.COMPLETED, job.device_id)
-                held[job.device_id] = limit > 0 and done >= limit
-            if held[job.device_id]:
+                running = self._store.count(JobStatus.OPTIMIZING, job.device_id)
+                room[job.device_id] = limit - done - running
+            if room[job.device_id] <= 0:
                 if job.status is JobStatus.QUEUED:
                     self._store.transition(job, JobStatus.PENDING_DOWNLOADS)
             else:
                 if job.status is JobStatus.PENDING_DOWNLOADS:
                     self._store.transition(job, JobStatus.QUEUED)
                 eligible.append(job)
-        return eligible
+        return eligible, room
 
     def _next_fair(self, eligible: list[Job]) -> Job:
         """Round-robin across devices: the device served longest ago goes first, FIFO within."""
@@ -244,7 +249,8 @@ class Scheduler:
         for job_id in job_ids:
             task = self._running.get(job_id)
             if task is not None:
-                self._stop_as[job_id] = end_as
+                if self._stop_as.get(job_id) is not JobStatus.CANCELLED:  # a cancel wins
+                    self._stop_as[job_id] = end_as
                 task.cancel()
                 tasks.append(task)
         if tasks:

@@ -315,11 +315,10 @@ class JobStore:
             raise InvalidTransition(f"job {job.id}: {job.status} -> {status} is not allowed")
         if unknown := set(changes) - set(_MUTABLE):
             raise AttributeError(f"job fields {sorted(unknown)} cannot be changed")
-        for name, value in changes.items():
-            setattr(job, name, value)
-        previous, job.status = job.status, status
+        previous = job.status
+        fields = {name: changes.get(name, getattr(job, name)) for name in _MUTABLE}
         assignments = ", ".join(f"{name} = ?" for name in ("status", *_MUTABLE))
-        values = [str(status), *(_column(name, getattr(job, name)) for name in _MUTABLE)]
+        values = [str(status), *(_column(name, value) for name, value in fields.items())]
         with self._db:
             self._db.execute("BEGIN")
             cursor = self._db.execute(
@@ -328,10 +327,16 @@ class JobStore:
             )
             if cursor.rowcount != 1:
                 raise InvalidTransition(f"job {job.id} was no longer {previous}")
-            if status not in ACTIVE:
+            ended = status not in ACTIVE
+            if ended:
                 self._db.execute("DELETE FROM job_sources WHERE job_id = ?", (job.id,))
             if status is JobStatus.COMPLETED and previous is JobStatus.OPTIMIZING:
                 self._bump("completed_jobs")
+        if ended:  # the credential must not linger in the write-ahead log either
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for name, value in changes.items():
+            setattr(job, name, value)
+        job.status = status
         detail = f" ({job.error})" if status is JobStatus.FAILED and job.error else ""
         log.info("job %s: %s -> %s%s", job.id, previous, status, detail)
         return job

@@ -130,13 +130,14 @@ class Transcoder:
                 )
             except ffmpeg.FFmpegError as exc:
                 kind, meaning = classify(exc.stderr)
+                meaning = scrub(meaning, secrets)
                 if plan.copy_video or not target.backend.hardware or kind is Failure.SOURCE:
                     raise TranscodeError(_why(exc, secrets)) from None
                 if kind is Failure.SESSION_CAP:
                     raise RetryLater(meaning) from None
                 if kind is Failure.DEVICE_LOST:
                     self.hardware.trip(target.device.id, meaning)
-                fallbacks.append(f"{target.describe()}: {scrub(meaning, secrets)}")
+                fallbacks.append(f"{target.describe()}: {meaning}")
                 log.warning(
                     "job %s: %s failed (%s); stepping down", job.id, target.describe(), meaning
                 )

@@ -18,6 +18,7 @@ from optimized_versions.app import create_app
 from optimized_versions.config import Config
 from optimized_versions.devices import Host
 from optimized_versions.ffmpeg import default_ffmpeg
+from optimized_versions.http import AccessLogger
 
 ALICE, BOB, ADMIN = "alice-token-0123456789", "bob-token-0123456789", "admin-token-0123456789"
 USERS: dict[str, dict[str, Any]] = {
@@ -267,7 +268,8 @@ async def env(media: Media, tmp_path: Path, aiohttp_server: Any, hardware_cache:
             "hdr": media.hdr,
         }
     )
-    server: TestServer = await aiohttp_server(jellyfin.app())
+    # the stand-in logs nothing: any token in a test's log records is the server's fault
+    server: TestServer = await aiohttp_server(jellyfin.app(), access_log=None)
     jellyfin_url = str(server.make_url(PREFIX))
     config = Config(
         jellyfin_url=jellyfin_url,
@@ -294,7 +296,8 @@ async def start_app(env: Env, aiohttp_client: Any) -> AsyncIterator[StartApp]:
     ) -> TestClient[web.Request, web.Application]:
         config = replace(env.config, **overrides)
         client: TestClient[web.Request, web.Application] = await aiohttp_client(
-            create_app(config, clock=env.clock, host=host)
+            create_app(config, clock=env.clock, host=host),
+            server_kwargs={"access_log_class": AccessLogger},
         )
         return client
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from conftest import ADMIN, ALICE, BOB, Env, StartApp, auth, post_job, wait_status
 
+from optimized_versions.auth import token_hash
 from optimized_versions.config import StaticToken
+from optimized_versions.http import AUTHENTICATOR
 
 TOKEN_FORMS = [
     ({"Authorization": ALICE}, ""),
@@ -71,6 +74,29 @@ async def test_good_answers_are_cached_by_hash(env: Env, start_app: StartApp) ->
     assert env.jellyfin.me_calls == 2
     env.jellyfin.mode = "error"  # the cache still answers for a known token
     assert (await client.get("/statistics", headers=auth())).status == 200
+
+
+async def test_the_cache_never_holds_a_raw_token(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    await client.get("/statistics", headers=auth())
+    cache = client.app[AUTHENTICATOR]._cache  # type: ignore[attr-defined]
+    assert len(cache) == 1 and ALICE not in cache and token_hash(ALICE) in cache
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe", b"caf\xc3\xa9-token-123", b"a b c"])
+async def test_a_strange_token_is_401_in_both_modes(
+    env: Env, start_app: StartApp, raw: bytes
+) -> None:
+    for client in (await start_app(), await start_app(jellyfin_url=None)):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            b"GET /statistics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Authorization: " + raw + b"\r\n\r\n"
+        )
+        await writer.drain()
+        status = (await reader.readline()).split()[1]
+        writer.close()
+        assert status == b"401"
 
 
 async def test_cache_expires(env: Env, start_app: StartApp) -> None:

@@ -65,6 +65,10 @@ def test_false_booleans(value: str) -> None:
         ("PORT", "70000", "maximum"),
         ("JELLYFIN_URL", "jellyfin:8096", "does not match"),
         ("LOG_LEVEL", "LOUD", "is not one of"),
+        ("TIME_TO_KEEP_FILES", "nan", "finite"),
+        ("STALL_TIMEOUT", "inf", "finite"),
+        ("ENCODER_PREFERENCE", "nvenc, qsv", "does not match"),
+        ("PATH_MAP", "media:/mnt", "does not match"),
     ],
 )
 def test_bad_values_stop_the_start_naming_the_variable(name: str, value: str, says: str) -> None:
@@ -92,6 +96,7 @@ def test_yaml_file_and_environment_wins(tmp_path: Path) -> None:
         ("- a list\n", "mapping"),
         ("port: {unclosed\n", "cannot read"),
         ("tokens: [{token: short, name: x}]\n", "tokens"),
+        ("time_to_keep_files: .nan\n", "finite"),
     ],
 )
 def test_bad_yaml_names_the_file_or_key(tmp_path: Path, text: str, says: str) -> None:

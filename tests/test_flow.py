@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -236,3 +237,34 @@ async def test_hdr_is_tone_mapped_to_sdr(env: Env, start_app: StartApp) -> None:
         video = out.streams.video[0].codec_context
         assert (video.name, video.pix_fmt) == ("h264", "yuv420p")
         assert video.color_trc == 1  # BT.709, not PQ (16)
+
+
+async def test_cache_limit_holds_with_several_slots(env: Env, start_app: StartApp) -> None:
+    client = await start_app(max_cached_per_user=1, max_concurrent_jobs=3)
+    jobs = [await post_job(client, env, item) for item in ("h264", "hevc", "two-audio")]
+    await wait_status(client, jobs[0], "completed")
+    states = [(await wait_status(client, j, "pending downloads limit"))["status"] for j in jobs[1:]]
+    assert states == ["pending downloads limit"] * 2
+
+
+async def test_concurrent_start_job_runs_it_once(env: Env, start_app: StartApp) -> None:
+    env.jellyfin.trickle.add("long")
+    client = await start_app()
+    blocker = await post_job(client, env, "long")
+    await wait_status(client, blocker, "optimizing")
+    waiting = await post_job(client, env, "h264", device="other")
+    answers = await asyncio.gather(
+        *(client.post(f"/start-job/{waiting}", headers=auth()) for _ in range(5))
+    )
+    assert sorted(r.status for r in answers) == [200, 400, 400, 400, 400]
+    await client.delete(f"/cancel-job/{blocker}", headers=auth())
+
+
+async def test_active_jobs_are_counted(env: Env, start_app: StartApp) -> None:
+    env.jellyfin.trickle.add("long")
+    client = await start_app()
+    job_id = await post_job(client, env, "long")
+    await wait_status(client, job_id, "optimizing")
+    stats = await (await client.get("/statistics", headers=auth())).json()
+    assert (stats["activeJobs"], stats["totalTranscodes"], stats["uniqueDevices"]) == (1, 1, 1)
+    await client.delete(f"/cancel-job/{job_id}", headers=auth())

@@ -9,8 +9,9 @@ from conftest import ALICE, Env, StartApp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+TEXT = st.text(st.characters(exclude_categories=()), max_size=20)  # lone surrogates too
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
@@ -37,6 +38,12 @@ FIELDS = st.fixed_dictionaries(
         "profile": JSON,
     },
 )
+
+
+def _strict(name: str) -> None:
+    raise AssertionError(f"{name} in a response: not JSON")
+
+
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -55,6 +62,8 @@ async def test_random_bodies_never_500(env: Env, start_app: StartApp, body: Any)
         assert resp.status in (201, 400), (resp.status, await resp.text())
         if resp.status == 400:
             assert (await resp.json())["message"]
+        listing = await client.get("/all-jobs", headers={"Authorization": ALICE})
+        json.loads(await listing.text(), parse_constant=_strict)  # what the phone must parse
     finally:
         await client.close()
 

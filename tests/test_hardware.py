@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ADMIN, Env, StartApp, auth, post_job, wait_status
+from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 
 from optimized_versions.api import SCHEDULER
 from optimized_versions.backends import load_backends
@@ -330,3 +330,16 @@ async def start_fake(
     return await start_app(
         ffmpeg_path=str(fake.ffmpeg), hardware_cache=fake.root / "hw.json", host=host, **overrides
     )
+
+
+async def test_no_token_in_logs_or_fallbacks_when_ffmpeg_prints_the_url(
+    env: Env, start_app: StartApp, fake: FakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    client = await start_fake(env, start_app, fake, fake.host(nvidia=("RTX 3060",)))
+    leak = f"{env.jellyfin_url}/Videos/hevc/stream?static=true&api_key={ALICE}: I/O error"
+    fake.set(fail={"h264_nvenc": {"text": leak, "times": -1}})
+    job = await wait_status(client, await post_job(client, env, "hevc"), "completed", "failed")
+    assert job["status"] == "completed" and len(job["fallbacks"]) == 2
+    assert ALICE not in json.dumps(job) and "REDACTED" in job["fallbacks"][0]
+    assert ALICE not in caplog.text

@@ -62,3 +62,17 @@ async def test_the_sweep_runs_by_itself(env: Env, start_app: StartApp) -> None:
             break
         await asyncio.sleep(0.02)
     assert not Path(job["outputPath"]).exists()
+
+
+async def test_expiry_releases_a_device_held_by_the_cache_limit(
+    env: Env, start_app: StartApp
+) -> None:
+    env.now = 1_800_000_000.0
+    client = await start_app(max_cached_per_user=1, time_to_keep_files=1)
+    first = await wait_status(client, await post_job(client, env, "h264"), "completed")
+    held = await post_job(client, env, "hevc")
+    await wait_status(client, held, "pending downloads limit")
+    env.now += HOUR
+    assert client.app[JANITOR].sweep() == 1  # the phone never collected it: it expired
+    assert not Path(first["outputPath"]).exists()
+    assert (await wait_status(client, held, "completed"))["status"] == "completed"

@@ -70,14 +70,21 @@ def test_the_source_credential_is_gone_when_the_job_ends(tmp_path: Path) -> None
 
 
 async def test_no_token_reaches_the_database_of_a_finished_job(
-    env: Env, start_app: StartApp
+    env: Env, start_app: StartApp, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("DEBUG")
     client = await start_app()
     job_id = await post_job(client, env, "h264")
+    failing = await post_job(client, env, "no-such-item", device="d2")
     await wait_status(client, job_id, "completed")
+    failed = await wait_status(client, failing, "failed")
+    assert ALICE not in failed["error"] and "REDACTED" in failed["error"]
+    for file in env.config.data_dir.iterdir():  # while running: the WAL counts too
+        assert ALICE.encode() not in file.read_bytes(), file.name
     await client.close()
     for file in env.config.data_dir.iterdir():
         assert ALICE.encode() not in file.read_bytes(), file.name
+    assert ALICE not in caplog.text
 
 
 def test_pages_cover_every_job_once_newest_first(tmp_path: Path) -> None:

@@ -107,6 +107,44 @@ async def test_a_large_item_is_fine_and_too_large_a_body_is_413(
     assert error["statusCode"] == 413 and "too large" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (
+            '{"url": "http://a/b", "deviceId": "d", "itemId": "x", "item": {"n": NaN}}',
+            "NaN is not a JSON number",
+        ),
+        (
+            '{"url": "http://a/b", "deviceId": "d", "itemId": "x", "item": {"n": -Infinity}}',
+            "-Infinity is not a JSON number",
+        ),
+        ('{"url": "http://a/b", "deviceId": "\\ud800", "itemId": "x"}', "invalid deviceId"),
+        ('{"url": "http://a/\\udfff", "deviceId": "d", "itemId": "x"}', "invalid url"),
+        ("[" * 5000 + "]" * 5000, "not valid JSON"),
+        (
+            '{"url": "http://a/b", "deviceId": "d", "itemId": "x", "item": '
+            + '{"a":' * 3000
+            + "1"
+            + "}" * 3001,
+            "not valid JSON",
+        ),
+    ],
+)
+async def test_bodies_that_json_allows_but_nobody_can_use(
+    env: Env, start_app: StartApp, raw: str, says: str
+) -> None:
+    client = await start_app()
+    resp = await client.post(
+        "/optimize-version",
+        data=raw.encode(),
+        headers={**auth(), "Content-Type": "application/json"},
+    )
+    assert resp.status == 400, await resp.text()
+    assert says in (await resp.json())["message"]
+    jobs = await (await client.get("/all-jobs", headers=auth())).json()
+    assert jobs == []
+
+
 async def test_unknown_fields_are_ignored(env: Env, start_app: StartApp) -> None:
     client = await start_app()
     resp = await client.post("/optimize-version", json={**GOOD, "extra": {"a": 1}}, headers=auth())
@@ -123,13 +161,17 @@ async def test_unknown_routes_and_methods_answer_json(env: Env, start_app: Start
     assert (await resp.json())["statusCode"] == 405
 
 
-@pytest.mark.parametrize("rng", ["bytes=abc", "bytes=5-2", "items=0-1", "bytes=0-1,4-5", "bytes="])
-async def test_malformed_ranges_never_500(env: Env, start_app: StartApp, rng: str) -> None:
+@pytest.mark.parametrize(
+    "rng", ["bytes=abc", "bytes=5-2", "items=0-1", "bytes=0-1,4-5", "bytes=", "bytes=-0"]
+)
+async def test_malformed_ranges_are_416_in_json(env: Env, start_app: StartApp, rng: str) -> None:
     client = await start_app()
     job_id = await post_job(client, env, "h264")
-    await wait_status(client, job_id, "completed")
+    job = await wait_status(client, job_id, "completed")
     resp = await client.get(f"/download/{job_id}", headers={**auth(), "Range": rng})
-    assert resp.status in (200, 416), resp.status
+    assert resp.status == 416, resp.status
+    assert resp.headers["Content-Range"] == f"bytes */{job['size']}"
+    assert (await resp.json())["statusCode"] == 416
 
 
 async def test_real_responses_match_the_openapi_document(env: Env, start_app: StartApp) -> None:
