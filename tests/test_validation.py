@@ -197,6 +197,9 @@ async def test_real_responses_match_the_openapi_document(env: Env, start_app: St
     schema_validator("Job").validate(job)
     for job in await (await client.get("/all-jobs", headers=auth(ADMIN))).json():
         schema_validator("Job").validate(job)
+    schema_validator("Hardware").validate(
+        await (await client.get("/hardware", headers=auth())).json()
+    )
     schema_validator("Statistics").validate(
         await (await client.get("/statistics", headers=auth())).json()
     )
