@@ -324,6 +324,15 @@ async def hardware(request: web.Request) -> web.Response:
     return web.json_response(request.app[HARDWARE].describe())
 
 
+@routes.post("/hardware/probe")
+async def reprobe(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    if not principal.is_admin:
+        raise Forbidden("only an administrator can probe the hardware again")
+    await request.app[HARDWARE].load(refresh=True)
+    return web.json_response(request.app[HARDWARE].describe())
+
+
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 
-from optimized_versions.api import SCHEDULER
+from optimized_versions.api import HARDWARE, SCHEDULER
 from optimized_versions.backends import load_backends
 from optimized_versions.devices import GpuInfo, Host, NvmlUnavailable, Pynvml
 from optimized_versions.ffmpeg import default_ffmpeg
@@ -343,3 +343,17 @@ async def test_no_token_in_logs_or_fallbacks_when_ffmpeg_prints_the_url(
     assert job["status"] == "completed" and len(job["fallbacks"]) == 2
     assert ALICE not in json.dumps(job) and "REDACTED" in job["fallbacks"][0]
     assert ALICE not in caplog.text
+
+
+async def test_an_admin_can_probe_again(env: Env, start_app: StartApp, fake: FakeHost) -> None:
+    client = await start_fake(env, start_app, fake, fake.host(nvidia=("RTX 3060",)))
+    before = await (await client.get("/hardware", headers=auth())).json()
+    assert "nvenc h264 on nvidia:0: works" in before["summary"]
+    fake.set(fail={"h264_nvenc": {"text": NO_ENCODER, "times": -1}})
+    assert (await client.post("/hardware/probe", headers=auth())).status == 403
+    resp = await client.post("/hardware/probe", headers=auth(ADMIN))
+    after = await resp.json()
+    assert (
+        "nvenc h264 on nvidia:0: not used: GPU found, no hardware encoder on it" in after["summary"]
+    )
+    assert client.app[HARDWARE].matrix.key == after["key"]
