@@ -22,6 +22,7 @@ from .errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable, Unsupp
 from .hardware import Hardware
 from .http import authenticate
 from .models import DOWNLOADABLE, Job, JobStatus, Principal
+from .placement import Placement
 from .scheduler import Scheduler
 from .sources import choose_source
 from .store import JobStore
@@ -33,6 +34,7 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 JANITOR = web.AppKey("janitor", cleanup.Janitor)
 HARDWARE = web.AppKey("hardware", Hardware)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+PLACEMENT = web.AppKey("placement", Placement)
 PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
@@ -321,7 +323,9 @@ async def delete_cache(request: web.Request) -> web.Response:
 @routes.get("/hardware")
 async def hardware(request: web.Request) -> web.Response:
     await authenticate(request)
-    return web.json_response(request.app[HARDWARE].describe())
+    return web.json_response(
+        {**request.app[HARDWARE].describe(), "load": request.app[PLACEMENT].describe()}
+    )
 
 
 @routes.post("/hardware/probe")
@@ -330,7 +334,9 @@ async def reprobe(request: web.Request) -> web.Response:
     if not principal.is_admin:
         raise Forbidden("only an administrator can probe the hardware again")
     await request.app[HARDWARE].load(refresh=True)
-    return web.json_response(request.app[HARDWARE].describe())
+    return web.json_response(
+        {**request.app[HARDWARE].describe(), "load": request.app[PLACEMENT].describe()}
+    )
 
 
 @routes.get("/openapi.json")

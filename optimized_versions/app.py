@@ -21,6 +21,16 @@ from .errors import ConfigError
 from .ffmpeg import resolve_ffmpeg
 from .hardware import Hardware
 from .http import AUTHENTICATOR, RUNTIME, Runtime, errors_middleware
+from .load import (
+    GpuReader,
+    HostReader,
+    Limits,
+    LoadMonitor,
+    NvmlGpuReader,
+    PsutilReader,
+    default_cpu_slots,
+)
+from .placement import Placement, SlotConfig
 from .profiles import Profile, load_profiles
 from .scheduler import Scheduler
 from .store import JobStore
@@ -60,9 +70,14 @@ def build_hardware(config: Config, host: Host | None = None) -> tuple[Hardware, 
 
 
 def create_app(
-    config: Config, *, clock: Callable[[], float] = time.time, host: Host | None = None
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    host: Host | None = None,
+    readers: tuple[HostReader, GpuReader] | None = None,
 ) -> web.Application:
-    """Build the server from a validated configuration; tests use this same factory."""
+    """Build the server from a validated configuration; tests use this same factory
+    (with fake device and load readers where the real ones would need a GPU)."""
     hardware, profiles = build_hardware(config, host)
     app = web.Application(client_max_size=config.max_body_size, middlewares=[errors_middleware])
     app[api.CONFIG] = config
@@ -70,6 +85,22 @@ def create_app(
     app[api.PROFILE_NAMES] = frozenset(profiles)
     app[RUNTIME] = Runtime()
     app[api.HARDWARE] = hardware
+    host_reader, gpu_reader = readers or (PsutilReader(), NvmlGpuReader())
+    limits = Limits(
+        cpu_high=config.cpu_high,
+        memory_low=config.memory_low,
+        gpu_high=config.gpu_high,
+        hysteresis=config.load_hysteresis,
+        min_free_space=config.min_free_space,
+    )
+    monitor = LoadMonitor(host_reader, gpu_reader, config.cache_dir, limits)
+    slots = SlotConfig(
+        cpu=config.cpu_slots or default_cpu_slots(),
+        gpu=config.gpu_slots,
+        nvenc_sessions=config.nvenc_sessions,
+        spill_to_cpu=config.spill_to_cpu,
+    )
+    app[api.PLACEMENT] = Placement(hardware, monitor, slots)
     app[TRANSCODER] = Transcoder(
         hardware.binary,
         profiles,
@@ -77,7 +108,9 @@ def create_app(
         stall_timeout=config.stall_timeout,
         stop_grace=config.stop_grace,
     )
-    app.cleanup_ctx.extend([_store_ctx, _auth_ctx, _hardware_ctx, _scheduler_ctx, _janitor_ctx])
+    app.cleanup_ctx.extend(
+        [_store_ctx, _auth_ctx, _hardware_ctx, _scheduler_ctx, _load_ctx, _janitor_ctx]
+    )
     app.on_shutdown.append(_refuse_new_work)
     app.add_routes(api.routes)
     return app
@@ -120,7 +153,12 @@ async def _hardware_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-    scheduler = Scheduler(app[api.STORE], app[TRANSCODER], app[api.CONFIG], app[api.CLOCK])
+    placement = app[api.PLACEMENT]
+    placement.monitor.sample(_nvidia_indexes(app))  # gate the first jobs on a real reading
+    scheduler = Scheduler(
+        app[api.STORE], app[TRANSCODER], app[api.CONFIG], app[api.CLOCK], placement
+    )
+    placement.monitor.on_change = scheduler.wake
     janitor = Janitor(app[api.STORE], app[api.CONFIG], app[api.CLOCK], scheduler.wake)
     janitor.reconcile()
     app[api.JANITOR] = janitor
@@ -129,6 +167,27 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     app[RUNTIME].shutting_down = True
     await scheduler.close()
+
+
+def _nvidia_indexes(app: web.Application) -> list[int]:
+    return [d.index for d in app[api.HARDWARE].matrix.devices if d.vendor == "nvidia"]
+
+
+async def _load_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Read the load on an interval; the monitor wakes the scheduler when a verdict flips."""
+    placement, interval = app[api.PLACEMENT], app[api.CONFIG].load_interval
+
+    async def sample_forever() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            placement.monitor.sample(_nvidia_indexes(app))
+            placement.refreshed()
+
+    task = asyncio.create_task(sample_forever(), name="load")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _janitor_ctx(app: web.Application) -> AsyncIterator[None]:

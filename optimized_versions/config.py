@@ -40,6 +40,16 @@ SCHEMA: dict[str, Any] = {
         "encoder_preference": {"type": "string", "pattern": "^[a-z0-9_-]+(,[a-z0-9_-]+)*$"},
         "hardware_cache": {"type": ["string", "null"]},
         "fetch_original": {"type": "boolean"},
+        "cpu_slots": {"type": ["integer", "null"], "minimum": 1},
+        "gpu_slots": {"type": "integer", "minimum": 1},
+        "nvenc_sessions": {"type": ["integer", "null"], "minimum": 1},
+        "spill_to_cpu": {"type": "boolean"},
+        "cpu_high": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+        "memory_low": {"type": "number", "minimum": 0, "maximum": 100},
+        "gpu_high": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+        "load_hysteresis": {"type": "number", "minimum": 0, "maximum": 50},
+        "min_free_space": {"type": "integer", "minimum": 0},
+        "load_interval": {"type": "number", "exclusiveMinimum": 0},
         "path_map": {
             "type": ["string", "null"],
             "pattern": "^(/[^=;]*=/[^=;]*)(;/[^=;]*=/[^=;]*)*;?$",
@@ -92,6 +102,16 @@ class Config:
     encoder_preference: str = "nvenc,qsv,vaapi,software"  # backends, best first
     hardware_cache: Path | None = None  # the probe's answer; default DATA_DIR/hardware.json
     fetch_original: bool = True  # fetch the original file when the client's URL is a transcode
+    cpu_slots: int | None = None  # software jobs at once; default one per four cores
+    gpu_slots: int = 2  # jobs at once per QSV/VAAPI device
+    nvenc_sessions: int | None = None  # NVENC session cap; default from the driver version
+    spill_to_cpu: bool = True  # GPU slots full: a job whose profile allows it runs on the CPU
+    cpu_high: float = 85.0  # percent (smoothed): no new job at or above it
+    memory_low: float = 10.0  # percent of memory available: no new job at or below it
+    gpu_high: float = 90.0  # percent NVENC utilisation: no new job on that GPU
+    load_hysteresis: float = 10.0  # a held job starts again this far below a threshold
+    min_free_space: int = 2 * 1024**3  # bytes free in CACHE_DIR below which jobs wait
+    load_interval: float = 2.0  # seconds between load readings
     path_map: str | None = None  # "/media=/mnt/media;...": read sources from mounted folders
     stall_timeout: float = 120.0  # seconds without progress before ffmpeg is killed
     stop_grace: float = 5.0  # seconds between asking ffmpeg to quit and killing it

@@ -56,6 +56,7 @@ class TranscodeError(Exception):
 class RetryLater(Exception):
     """The job cannot run now but will later (all NVENC sessions busy): requeue it."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, device: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.device = device  # whose capacity proved smaller than believed

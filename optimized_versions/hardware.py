@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import Backend
-from .devices import Host, discover
+from .devices import Device, Host, discover
 from .media import MediaInfo
 from .plan import PlanError, Target
 from .probe import Matrix, cache_key, ffmpeg_listing, probe_matrix
@@ -96,33 +96,56 @@ class Hardware:
                 lines.append(f"{check.backend} {check.codec} on {check.device}: {state}")
         return lines
 
-    def ladder(self, profile: Profile, media: MediaInfo) -> list[Target]:
+    def devices_for(self, codec: str) -> list[Device]:
+        """Devices whose hardware encodes ``codec``, in preference order, none twice."""
+        found: list[Device] = []
+        for name in self.preference:
+            backend = self.backends[name]
+            for device in self.matrix.devices:
+                if (
+                    backend.hardware
+                    and device.vendor in backend.devices
+                    and device not in found
+                    and not self.out_of_use(device.id)
+                    and self.matrix.encodes(device.id, name, codec)
+                ):
+                    found.append(device)
+        return found
+
+    def ladder(self, profile: Profile, media: MediaInfo, device: str | None = None) -> list[Target]:
         """The encoders to try for a job, best first: hardware decode and encode, then
-        software decode with hardware encode, then the CPU (unless the profile forbids)."""
+        software decode with hardware encode, then the CPU (unless the profile forbids).
+        With ``device`` (where the scheduler placed the job) only that device's hardware."""
         policy, codec = profile.hardware, profile.video.codec
         rungs: list[Target] = []
-        if policy != "software" and media.video is not None:
+        if policy != "software" and media.video is not None and device != "cpu":
             for name in self.preference:
                 backend = self.backends[name]
                 if not backend.hardware:
                     continue
-                for device in self.matrix.devices:
-                    if device.vendor not in backend.devices or self.out_of_use(device.id):
+                for gpu in self.matrix.devices:
+                    if gpu.vendor not in backend.devices or self.out_of_use(gpu.id):
                         continue
-                    if not self.matrix.encodes(device.id, name, codec):
+                    if device is not None and gpu.id != device:
                         continue
-                    if self._can_decode(backend, device.id, media):
-                        rungs.append(Target(backend, device, hw_decode=True))
-                    rungs.append(Target(backend, device, hw_decode=False))
+                    if not self.matrix.encodes(gpu.id, name, codec):
+                        continue
+                    if self._can_decode(backend, gpu.id, media):
+                        rungs.append(Target(backend, gpu, hw_decode=True))
+                    rungs.append(Target(backend, gpu, hw_decode=False))
         if policy != "require_hw":
             rungs.append(Target(self.backends["software"]))
         if not rungs:
-            reasons = sorted({c.reason for c in self.matrix.checks if not c.ok})
-            raise PlanError(
-                f"profile {profile.name} requires a hardware encoder and none works for "
-                f"{codec}" + (f" ({'; '.join(reasons)})" if reasons else "")
-            )
+            raise PlanError(self.none_works(profile))
         return rungs
+
+    def none_works(self, profile: Profile) -> str:
+        """Why a profile that requires hardware cannot run on this host."""
+        reasons = sorted({c.reason for c in self.matrix.checks if not c.ok})
+        return (
+            f"profile {profile.name} requires a hardware encoder and none works for "
+            f"{profile.video.codec}" + (f" ({'; '.join(reasons)})" if reasons else "")
+        )
 
     def _can_decode(self, backend: Backend, device: str, media: MediaInfo) -> bool:
         assert media.video is not None

@@ -11,30 +11,18 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from .config import Config
+from .devices import Device
 from .errors import BadRequest, RetryLater, TranscodeError
 from .models import WAITING, Job, JobStatus
+from .placement import Placement
 from .store import JobStore
 from .transcode import Transcoder
 
 log = logging.getLogger(__name__)
 
 RETRY_BASE, RETRY_MAX = 30.0, 600.0  # back-off of a job requeued because the encoder was full
-
-
-class Admission(Protocol):
-    """Decides whether a job may start now; the seam for load-aware gating."""
-
-    def hold_reason(self, job: Job) -> str | None:
-        """None to let the job start, or a short reason why it waits."""
-        ...
-
-
-class AdmitAll:
-    def hold_reason(self, job: Job) -> str | None:
-        return None
 
 
 class Scheduler:
@@ -44,16 +32,18 @@ class Scheduler:
         transcoder: Transcoder,
         config: Config,
         clock: Callable[[], float],
-        admission: Admission | None = None,
+        placement: Placement,
     ) -> None:
         self._store = store
         self._transcoder = transcoder
         self._config = config
         self._clock = clock
-        self._admission = admission or AdmitAll()
+        self._placement = placement
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._placed: dict[str, str] = {}  # job id -> the device it holds a slot on
         self._stop_as: dict[str, JobStatus] = {}  # how an interrupted job ends
-        self._last_turn: dict[str, int] = {}  # device id -> turn it was last served
+        self._user_turn: dict[str, int] = {}  # user id -> turn it was last served
+        self._device_turn: dict[str, int] = {}  # client device id -> turn it was last served
         self._turn = 0
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -80,10 +70,18 @@ class Scheduler:
     # -- requests from the API ---------------------------------------------------------
 
     def start_now(self, job: Job) -> None:
-        """Run a waiting job at once, ahead of the queue and beside the running ones."""
+        """Run a waiting job at once, ahead of the queue and beside the running ones: on a
+        free device if there is one, else on the best device for its profile."""
         if job.status not in WAITING:
             raise BadRequest(f"job {job.id} is {job.status}: only a queued job can be started")
-        self._launch(job)
+        profile = self._transcoder.profiles[job.profile]
+        where = self._placement.place(profile)
+        if isinstance(where, str):
+            candidates = self._placement.candidates(profile)
+            if not candidates:
+                raise BadRequest(f"job {job.id} cannot start: {where}")
+            where = candidates[0]
+        self._launch(job, where)
 
     async def cancel(self, job: Job) -> None:
         if job.status in WAITING:
@@ -122,19 +120,35 @@ class Scheduler:
         due = [j for j in waiting if j.not_before is None or j.not_before <= now]
         eligible, room = self._apply_cache_limit(due)
         free = self._config.max_concurrent_jobs - len(self._running)
-        while free > 0 and eligible:
+        while eligible:
             job = self._next_fair(eligible)
             eligible.remove(job)
-            reason = self._admission.hold_reason(job)
-            if reason is not None:
-                log.debug("job %s waits: %s", job.id, reason)
+            if free <= 0:
+                self._wait(job, f"all {self._config.max_concurrent_jobs} job slots are in use")
                 continue
-            self._launch(job)
+            profile = self._transcoder.profiles[job.profile]
+            if not self._placement.candidates(profile):  # no device ever will: say so now
+                self._store.transition(
+                    job,
+                    JobStatus.FAILED,
+                    finished_at=self._clock(),
+                    error=self._placement.hardware.none_works(profile),
+                )
+                continue
+            where = self._placement.place(profile)
+            if isinstance(where, str):
+                self._wait(job, where)
+                continue
+            self._launch(job, where)
             free -= 1
             room[job.device_id] -= 1
             if room[job.device_id] <= 0:  # its output will count against the limit too
                 eligible = [j for j in eligible if j.device_id != job.device_id]
         return min(later, default=None)
+
+    def _wait(self, job: Job, reason: str) -> None:
+        if job.wait_reason != reason:
+            self._store.note_wait(job, reason)
 
     def _apply_cache_limit(self, waiting: list[Job]) -> tuple[list[Job], dict[str, float]]:
         """MAX_CACHED_PER_USER: a device whose uncollected (and running) jobs reach the
@@ -150,6 +164,11 @@ class Scheduler:
             if room[job.device_id] <= 0:
                 if job.status is JobStatus.QUEUED:
                     self._store.transition(job, JobStatus.PENDING_DOWNLOADS)
+                self._wait(
+                    job,
+                    f"device {job.device_id} has {self._config.max_cached_per_user}"
+                    " output(s) not collected yet (MAX_CACHED_PER_USER)",
+                )
             else:
                 if job.status is JobStatus.PENDING_DOWNLOADS:
                     self._store.transition(job, JobStatus.QUEUED)
@@ -157,14 +176,23 @@ class Scheduler:
         return eligible, room
 
     def _next_fair(self, eligible: list[Job]) -> Job:
-        """Round-robin across devices: the device served longest ago goes first, FIFO within."""
-        return min(eligible, key=lambda j: (self._last_turn.get(j.device_id, -1), j.created_at))
+        """Round-robin across users, then across a user's devices, FIFO within a device:
+        the user served longest ago goes first, so a season queued by one user does not
+        hold back another user's film by more than one job."""
+        return min(
+            eligible,
+            key=lambda j: (
+                self._user_turn.get(j.owner_id, -1),
+                self._device_turn.get(j.device_id, -1),
+                j.created_at,
+            ),
+        )
 
     # -- running one job ---------------------------------------------------------------
 
-    def _launch(self, job: Job) -> None:
+    def _launch(self, job: Job, device: Device) -> None:
         self._turn += 1
-        self._last_turn[job.device_id] = self._turn
+        self._user_turn[job.owner_id] = self._device_turn[job.device_id] = self._turn
         self._store.transition(
             job,
             JobStatus.OPTIMIZING,
@@ -176,9 +204,12 @@ class Scheduler:
             not_before=None,
             wait_reason=None,
         )
-        self._running[job.id] = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        self._placement.claim(device.id)
+        self._placed[job.id] = device.id
+        log.info("job %s placed on %s", job.id, device.id)
+        self._running[job.id] = asyncio.create_task(self._run(job, device.id), name=f"job-{job.id}")
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, device: str) -> None:
         def on_progress(percent: float, speed: float | None, size: int) -> None:
             job.progress = max(job.progress, percent)  # monotonic, whatever ffmpeg reports
             job.speed, job.size = speed, size
@@ -188,11 +219,15 @@ class Scheduler:
             source = self._store.source_url(job.id)
             if source is None:
                 raise TranscodeError("the job's source URL was lost")
-            outcome = await self._transcoder.run(job, source, Path(job.output_path), on_progress)
+            outcome = await self._transcoder.run(
+                job, source, Path(job.output_path), on_progress, device
+            )
         except asyncio.CancelledError:
             self._end_interrupted(job, self._stop_as.pop(job.id, JobStatus.QUEUED))
             raise
         except RetryLater as exc:
+            if exc.device is not None:
+                self._placement.shrink(exc.device)
             delay = min(RETRY_BASE * 2**job.retries, RETRY_MAX)
             self._store.transition(
                 job,
@@ -234,7 +269,13 @@ class Scheduler:
             )
         finally:
             self._running.pop(job.id, None)
+            self._release(job.id)
             self.wake()
+
+    def _release(self, job_id: str) -> None:
+        device = self._placed.pop(job_id, None)
+        if device is not None:
+            self._placement.release(device)
 
     def _end_interrupted(self, job: Job, end_as: JobStatus) -> None:
         if end_as is JobStatus.CANCELLED:
@@ -265,4 +306,5 @@ class Scheduler:
             job = self._store.get(job_id)
             if job is not None and job.status is JobStatus.OPTIMIZING:
                 self._running.pop(job_id, None)
+                self._release(job_id)
                 self._end_interrupted(job, unhandled)

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 S = JobStatus
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
-    S.QUEUED: frozenset({S.OPTIMIZING, S.PENDING_DOWNLOADS, S.CANCELLED}),
-    S.PENDING_DOWNLOADS: frozenset({S.QUEUED, S.OPTIMIZING, S.CANCELLED}),
+    S.QUEUED: frozenset({S.OPTIMIZING, S.PENDING_DOWNLOADS, S.CANCELLED, S.FAILED}),
+    S.PENDING_DOWNLOADS: frozenset({S.QUEUED, S.OPTIMIZING, S.CANCELLED, S.FAILED}),
     S.OPTIMIZING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.QUEUED}),
     S.COMPLETED: frozenset({S.READY_FOR_REMOVAL}),
     S.READY_FOR_REMOVAL: frozenset({S.COMPLETED}),
@@ -340,6 +340,14 @@ class JobStore:
         detail = f" ({job.error})" if status is JobStatus.FAILED and job.error else ""
         log.info("job %s: %s -> %s%s", job.id, previous, status, detail)
         return job
+
+    def note_wait(self, job: Job, reason: str) -> None:
+        """Why a waiting job waits (shown in job-status); not a status change."""
+        self._db.execute(
+            "UPDATE jobs SET wait_reason = ? WHERE id = ? AND status IN (?, ?)",
+            (reason, job.id, str(JobStatus.QUEUED), str(JobStatus.PENDING_DOWNLOADS)),
+        )
+        job.wait_reason = reason
 
     def save_progress(self, job: Job) -> None:
         self._db.execute(

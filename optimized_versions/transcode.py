@@ -76,19 +76,30 @@ class Transcoder:
         self.probe_timeout = probe_timeout
 
     async def run(
-        self, job: Job, source: str, output: Path, on_progress: ProgressCallback
+        self,
+        job: Job,
+        source: str,
+        output: Path,
+        on_progress: ProgressCallback,
+        device: str | None = None,
     ) -> Outcome:
         """Write ``output`` or raise TranscodeError (or RetryLater); never leaves a partial
         file behind."""
         partial = output.with_name(output.name + ".part")
         try:
-            return await self._run(job, source, output, partial, on_progress)
+            return await self._run(job, source, output, partial, on_progress, device)
         except BaseException:
             ffmpeg.remove_quietly(partial, output)
             raise
 
     async def _run(
-        self, job: Job, source: str, output: Path, partial: Path, on_progress: ProgressCallback
+        self,
+        job: Job,
+        source: str,
+        output: Path,
+        partial: Path,
+        on_progress: ProgressCallback,
+        device: str | None,
     ) -> Outcome:
         secrets = secrets_in(source)
         profile = self.profiles[job.profile]
@@ -97,7 +108,7 @@ class Transcoder:
         except media.ProbeError as exc:
             raise TranscodeError(f"cannot read the source: {scrub(str(exc), secrets)}") from None
         try:
-            ladder = self.hardware.ladder(profile, info)
+            ladder = self.hardware.ladder(profile, info, device)
         except PlanError as exc:
             raise TranscodeError(str(exc)) from None
         duration = info.duration or _item_duration(job)
@@ -134,7 +145,7 @@ class Transcoder:
                 if plan.copy_video or not target.backend.hardware or kind is Failure.SOURCE:
                     raise TranscodeError(_why(exc, secrets)) from None
                 if kind is Failure.SESSION_CAP:
-                    raise RetryLater(meaning) from None
+                    raise RetryLater(meaning, target.device.id) from None
                 if kind is Failure.DEVICE_LOST:
                     self.hardware.trip(target.device.id, meaning)
                 fallbacks.append(f"{target.describe()}: {meaning}")

@@ -16,9 +16,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from optimized_versions.app import create_app
 from optimized_versions.config import Config
-from optimized_versions.devices import Host
+from optimized_versions.devices import Host, NvmlUnavailable
 from optimized_versions.ffmpeg import default_ffmpeg
 from optimized_versions.http import AccessLogger
+from optimized_versions.load import GpuReading, HostReading
 
 ALICE, BOB, ADMIN = "alice-token-0123456789", "bob-token-0123456789", "admin-token-0123456789"
 USERS: dict[str, dict[str, Any]] = {
@@ -236,11 +237,37 @@ class FakeJellyfin:
 
 
 @dataclass
+class FakeHostLoad:
+    """psutil's readings, set by tests: idle unless a test says otherwise."""
+
+    cpu: float = 5.0
+    memory: float = 80.0
+    disk: int = 10**12
+
+    def read(self, cache_dir: Path) -> HostReading:
+        return HostReading(self.cpu, self.memory, self.disk)
+
+
+@dataclass
+class FakeGpuLoad:
+    """NVML's encoder readings per GPU index, set by tests."""
+
+    gpus: dict[int, GpuReading] = field(default_factory=dict)
+
+    def read(self, index: int) -> GpuReading:
+        if index not in self.gpus:
+            raise NvmlUnavailable("no such GPU")
+        return self.gpus[index]
+
+
+@dataclass
 class Env:
     jellyfin: FakeJellyfin
     jellyfin_url: str
     config: Config
     now: float | None = None  # set it to freeze the server's clock at that time
+    load: FakeHostLoad = field(default_factory=FakeHostLoad)
+    gpu_load: FakeGpuLoad = field(default_factory=FakeGpuLoad)
 
     def clock(self) -> float:
         return time.time() if self.now is None else self.now
@@ -280,6 +307,8 @@ async def env(media: Media, tmp_path: Path, aiohttp_server: Any, hardware_cache:
         removal_grace=60.0,
         cleanup_interval=3600.0,
         hardware_cache=hardware_cache,
+        cpu_slots=8,  # concurrency in these tests is MAX_CONCURRENT_JOBS's
+        load_interval=3600.0,  # tests sample the load themselves
     )
     return Env(jellyfin=jellyfin, jellyfin_url=jellyfin_url, config=config)
 
@@ -296,7 +325,7 @@ async def start_app(env: Env, aiohttp_client: Any) -> AsyncIterator[StartApp]:
     ) -> TestClient[web.Request, web.Application]:
         config = replace(env.config, **overrides)
         client: TestClient[web.Request, web.Application] = await aiohttp_client(
-            create_app(config, clock=env.clock, host=host),
+            create_app(config, clock=env.clock, host=host, readers=(env.load, env.gpu_load)),
             server_kwargs={"access_log_class": AccessLogger},
         )
         return client

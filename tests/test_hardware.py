@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 
-from optimized_versions.api import HARDWARE, SCHEDULER
+from optimized_versions.api import HARDWARE, PLACEMENT, SCHEDULER
 from optimized_versions.backends import load_backends
 from optimized_versions.devices import GpuInfo, Host, NvmlUnavailable, Pynvml
 from optimized_versions.ffmpeg import default_ffmpeg
@@ -273,7 +273,12 @@ async def test_the_session_cap_requeues_instead_of_failing(
         await asyncio.sleep(0.02)
     assert "NVENC encode sessions are in use" in waiting["waitReason"]
     assert waiting["status"] == "queued" and "error" not in waiting
+    load = await (await client.get("/hardware", headers=auth())).json()
+    assert load["load"]["devices"]["nvidia:0"]["slots"] == 0, "believed full until a reading"
     env.now += 31
+    placement = client.app[PLACEMENT]
+    placement.monitor.sample([0])  # the next reading: the other process's session is gone
+    placement.refreshed()
     client.app[SCHEDULER].wake()
     done = await wait_status(client, job_id, "completed", "failed")
     assert (done["status"], done["encoder"]) == ("completed", "h264_nvenc")
