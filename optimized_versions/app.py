@@ -180,8 +180,9 @@ async def _load_ctx(app: web.Application) -> AsyncIterator[None]:
     async def sample_forever() -> None:
         while True:
             await asyncio.sleep(interval)
-            placement.monitor.sample(_nvidia_indexes(app))
             placement.refreshed()
+            placement.monitor.sample(_nvidia_indexes(app))
+            app[api.SCHEDULER].wake()  # capacities may have grown without a verdict changing
 
     task = asyncio.create_task(sample_forever(), name="load")
     yield

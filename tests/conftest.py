@@ -21,6 +21,8 @@ from optimized_versions.ffmpeg import default_ffmpeg
 from optimized_versions.http import AccessLogger
 from optimized_versions.load import GpuReading, HostReading
 
+pytest_plugins = ["gpu_host"]  # the fake GPU host's fixtures
+
 ALICE, BOB, ADMIN = "alice-token-0123456789", "bob-token-0123456789", "admin-token-0123456789"
 USERS: dict[str, dict[str, Any]] = {
     ALICE: {"Id": "u-alice", "Name": "alice", "Policy": {"IsAdministrator": False}},

@@ -9,84 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
+from gpu_host import NO_ENCODER, PREFERENCE, SESSION_CAP, FakeHost, FakeNvml, start_fake
 
 from optimized_versions.api import HARDWARE, PLACEMENT, SCHEDULER
 from optimized_versions.backends import load_backends
-from optimized_versions.devices import GpuInfo, Host, NvmlUnavailable, Pynvml
+from optimized_versions.devices import GpuInfo, Host, Pynvml
 from optimized_versions.ffmpeg import default_ffmpeg
 from optimized_versions.hardware import Hardware
 from optimized_versions.media import MediaInfo, VideoInfo
 from optimized_versions.profiles import load_profiles
-
-NO_ENCODER = (
-    "[h264_nvenc @ 0x55d0] OpenEncodeSessionEx failed: unsupported device (2): "
-    "(no details)\n[h264_nvenc @ 0x55d0] No capable devices found"
-)
-SESSION_CAP = "[h264_nvenc @ 0x5] OpenEncodeSessionEx failed: out of memory (10): (no details)"
-PREFERENCE = ["nvenc", "qsv", "vaapi", "software"]
-
-
-@dataclass
-class FakeNvml:
-    gpus: list[GpuInfo] = field(default_factory=list)
-    driver: str = "550.54.14"
-
-    def read(self) -> tuple[str, list[GpuInfo]]:
-        if not self.gpus:
-            raise NvmlUnavailable("NVML could not start: Driver Not Loaded")
-        return self.driver, self.gpus
-
-
-@dataclass
-class FakeHost:
-    root: Path
-    scenario: Path
-    ffmpeg: Path
-
-    def host(
-        self,
-        nvidia: tuple[str, ...] = (),
-        dri: dict[str, str] | None = None,
-        unreadable: frozenset[str] = frozenset(),
-    ) -> Host:
-        drm = self.root / "drm"
-        for node, vendor in (dri or {}).items():
-            (drm / node / "device").mkdir(parents=True, exist_ok=True)
-            (drm / node / "device" / "vendor").write_text(vendor + "\n")
-        drm.mkdir(exist_ok=True)
-        gpus = [GpuInfo(i, name, 0 if "H100" in name else 100) for i, name in enumerate(nvidia)]
-        return Host(nvml=FakeNvml(gpus), sys_drm=drm, readable=lambda path: path not in unreadable)
-
-    def set(self, **scenario: Any) -> None:
-        self.scenario.write_text(json.dumps({"log": str(self.root / "argv.log"), **scenario}))
-
-    def ran(self) -> list[list[str]]:
-        log = self.root / "argv.log"
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> FakeHost:
-    root = tmp_path / "host"
-    root.mkdir()
-    wrapper = root / "ffmpeg"
-    script = Path(__file__).with_name("fake_ffmpeg.py")
-    wrapper.write_text(
-        f"#!/bin/sh\nFAKE_FFMPEG_REAL='{default_ffmpeg()}' FAKE_FFMPEG_SCENARIO='{root}/s.json' "
-        f"exec '{sys.executable}' '{script}' \"$@\"\n"
-    )
-    wrapper.chmod(0o755)
-    host = FakeHost(root, root / "s.json", wrapper)
-    host.set()
-    return host
 
 
 async def probe(fake: FakeHost, host: Host) -> Hardware:
@@ -327,14 +264,6 @@ async def test_a_lost_device_is_taken_out_of_use(
     assert len(job["fallbacks"]) == 1, "the lost device's other rung is skipped"
     hardware = await (await client.get("/hardware", headers=auth())).json()
     assert "dri:renderD128" in hardware["outOfUse"]
-
-
-async def start_fake(
-    env: Env, start_app: StartApp, fake: FakeHost, host: Host, **overrides: Any
-) -> Any:
-    return await start_app(
-        ffmpeg_path=str(fake.ffmpeg), hardware_cache=fake.root / "hw.json", host=host, **overrides
-    )
 
 
 async def test_no_token_in_logs_or_fallbacks_when_ffmpeg_prints_the_url(
