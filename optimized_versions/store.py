@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .models import ACTIVE, Job, JobStatus
+from .rows import ADDED, COLUMNS, FIELDS, MUTABLE, SCHEMA, column, filters, row_to_job
 
 log = logging.getLogger(__name__)
 
@@ -34,92 +35,6 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),
 }
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    owner_id TEXT NOT NULL,
-    owner_name TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    item TEXT NOT NULL,
-    input_url TEXT NOT NULL,
-    file_extension TEXT,
-    profile TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    output_path TEXT NOT NULL,
-    progress REAL NOT NULL DEFAULT 0,
-    speed REAL,
-    size INTEGER NOT NULL DEFAULT 0,
-    checksum TEXT,
-    error TEXT,
-    started_at REAL,
-    finished_at REAL,
-    collected_at REAL,
-    backend TEXT,
-    encoder TEXT,
-    decoder TEXT,
-    fallbacks TEXT NOT NULL DEFAULT '[]',
-    retries INTEGER NOT NULL DEFAULT 0,
-    not_before REAL,
-    wait_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
-CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner_id, created_at);
-CREATE INDEX IF NOT EXISTS jobs_by_device ON jobs (device_id, status);
-CREATE TABLE IF NOT EXISTS job_sources (
-    job_id TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
-    url TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY);
-"""
-
-_MUTABLE = (
-    "progress",
-    "speed",
-    "size",
-    "checksum",
-    "error",
-    "started_at",
-    "finished_at",
-    "collected_at",
-    "backend",
-    "encoder",
-    "decoder",
-    "fallbacks",
-    "retries",
-    "not_before",
-    "wait_reason",
-)
-# columns added after the first release, with their declarations, for older databases
-_ADDED = {
-    "encoder": "TEXT",
-    "decoder": "TEXT",
-    "fallbacks": "TEXT NOT NULL DEFAULT '[]'",
-    "retries": "INTEGER NOT NULL DEFAULT 0",
-    "not_before": "REAL",
-    "wait_reason": "TEXT",
-}
-_JSON = ("item", "fallbacks")
-_FIELDS = (
-    "id",
-    "owner_id",
-    "owner_name",
-    "device_id",
-    "item_id",
-    "item",
-    "input_url",
-    "file_extension",
-    "profile",
-    "status",
-    "created_at",
-    "output_path",
-    *_MUTABLE,
-)
-_COLUMNS = ", ".join(_FIELDS)
-
 
 PAGE = 500  # rows per query when streaming a long list
 
@@ -141,37 +56,6 @@ class InvalidTransition(RuntimeError):
     """A status change the job's life cycle does not allow: a bug, not bad input."""
 
 
-def _row_to_job(row: sqlite3.Row) -> Job:
-    values = dict(zip(_FIELDS, row, strict=True))
-    for name in _JSON:
-        values[name] = json.loads(values[name])
-    values["status"] = JobStatus(values["status"])
-    return Job(**values)
-
-
-def _column(name: str, value: Any) -> Any:
-    if name in _JSON:
-        return json.dumps(value, separators=(",", ":"))
-    return str(value) if name == "status" else value
-
-
-def _filters(
-    owner_id: str | None, device_id: str | None, statuses: Iterable[JobStatus] | None
-) -> tuple[str, list[str]]:
-    where, args = [], []
-    if owner_id is not None:
-        where.append("owner_id = ?")
-        args.append(owner_id)
-    if device_id is not None:
-        where.append("device_id = ?")
-        args.append(device_id)
-    if statuses is not None:
-        wanted = [str(s) for s in statuses]
-        where.append(f"status IN ({', '.join('?' * len(wanted))})")
-        args.extend(wanted)
-    return (" WHERE " + " AND ".join(where) if where else ""), args
-
-
 class JobStore:
     def __init__(self, path: Path, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -180,9 +64,9 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA secure_delete=ON")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         present = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        for name, declaration in _ADDED.items():
+        for name, declaration in ADDED.items():
             if name not in present:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
@@ -192,11 +76,11 @@ class JobStore:
     # -- creating and reading ----------------------------------------------------------
 
     def add(self, job: Job, source_url: str) -> None:
-        values = [_column(name, getattr(job, name)) for name in _FIELDS]
+        values = [column(name, getattr(job, name)) for name in FIELDS]
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
-                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})", values
+                f"INSERT INTO jobs ({COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})", values
             )
             self._db.execute("INSERT INTO job_sources VALUES (?, ?)", (job.id, source_url))
             self._bump("total_transcodes")
@@ -211,8 +95,8 @@ class JobStore:
         )
 
     def get(self, job_id: str) -> Job | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _row_to_job(row) if row else None
+        row = self._db.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row_to_job(row) if row else None
 
     def source_url(self, job_id: str) -> str | None:
         row = self._db.execute("SELECT url FROM job_sources WHERE job_id = ?", (job_id,)).fetchone()
@@ -226,10 +110,10 @@ class JobStore:
         statuses: Iterable[JobStatus] | None = None,
         oldest_first: bool = False,
     ) -> list[Job]:
-        where, args = _filters(owner_id, device_id, statuses)
+        where, args = filters(owner_id, device_id, statuses)
         order = "ASC" if oldest_first else "DESC"
-        sql = f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY created_at {order}, rowid {order}"
-        return [_row_to_job(row) for row in self._db.execute(sql, args)]
+        sql = f"SELECT {COLUMNS} FROM jobs{where} ORDER BY created_at {order}, rowid {order}"
+        return [row_to_job(row) for row in self._db.execute(sql, args)]
 
     def pages_raw(
         self,
@@ -244,12 +128,12 @@ class JobStore:
         written out without building thousands of item objects. Each page is its own
         query, so no cursor stays open while the caller awaits between pages.
         """
-        where, args = _filters(owner_id, device_id, statuses)
+        where, args = filters(owner_id, device_id, statuses)
         where += " AND " if where else " WHERE "
         last: tuple[float, int] = (float("inf"), 0)
         while True:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS}, rowid FROM jobs{where}(created_at, rowid) < (?, ?)"
+                f"SELECT {COLUMNS}, rowid FROM jobs{where}(created_at, rowid) < (?, ?)"
                 f" ORDER BY created_at DESC, rowid DESC LIMIT {PAGE}",
                 [*args, *last],
             ).fetchall()
@@ -257,13 +141,13 @@ class JobStore:
                 return
             page = []
             for row in rows:
-                values = dict(zip(_FIELDS, row[:-1], strict=True))
+                values = dict(zip(FIELDS, row[:-1], strict=True))
                 item, values["item"] = values["item"], {}
                 values["status"] = JobStatus(values["status"])
                 values["fallbacks"] = json.loads(values["fallbacks"])
                 page.append((Job(**values), item))
             yield page
-            last = (rows[-1][_FIELDS.index("created_at")], rows[-1][-1])
+            last = (rows[-1][FIELDS.index("created_at")], rows[-1][-1])
 
     def files(self, statuses: Iterable[JobStatus]) -> list[FileRecord]:
         wanted = [str(s) for s in statuses]
@@ -284,12 +168,12 @@ class JobStore:
     ) -> Job | None:
         wanted = [str(s) for s in statuses]
         row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE owner_id = ? AND device_id = ? AND item_id = ?"
+            f"SELECT {COLUMNS} FROM jobs WHERE owner_id = ? AND device_id = ? AND item_id = ?"
             f" AND profile = ? AND status IN ({', '.join('?' * len(wanted))})"
             " ORDER BY created_at DESC LIMIT 1",
             [owner_id, device_id, item_id, profile, *wanted],
         ).fetchone()
-        return _row_to_job(row) if row else None
+        return row_to_job(row) if row else None
 
     def count(self, status: JobStatus, device_id: str | None = None) -> int:
         sql, args = "SELECT COUNT(*) FROM jobs WHERE status = ?", [str(status)]
@@ -313,12 +197,12 @@ class JobStore:
         """Move a job to ``status``, writing ``changes`` with it; logs one line."""
         if status not in ALLOWED[job.status]:
             raise InvalidTransition(f"job {job.id}: {job.status} -> {status} is not allowed")
-        if unknown := set(changes) - set(_MUTABLE):
+        if unknown := set(changes) - set(MUTABLE):
             raise AttributeError(f"job fields {sorted(unknown)} cannot be changed")
         previous = job.status
-        fields = {name: changes.get(name, getattr(job, name)) for name in _MUTABLE}
-        assignments = ", ".join(f"{name} = ?" for name in ("status", *_MUTABLE))
-        values = [str(status), *(_column(name, value) for name, value in fields.items())]
+        fields = {name: changes.get(name, getattr(job, name)) for name in MUTABLE}
+        assignments = ", ".join(f"{name} = ?" for name in ("status", *MUTABLE))
+        values = [str(status), *(column(name, value) for name, value in fields.items())]
         with self._db:
             self._db.execute("BEGIN")
             cursor = self._db.execute(

@@ -1,0 +1,126 @@
+"""How a job is laid out in SQLite: the schema, its columns, and the conversions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from .models import Job, JobStatus
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner_id TEXT NOT NULL,
+    owner_name TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    item TEXT NOT NULL,
+    input_url TEXT NOT NULL,
+    file_extension TEXT,
+    profile TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    output_path TEXT NOT NULL,
+    progress REAL NOT NULL DEFAULT 0,
+    speed REAL,
+    size INTEGER NOT NULL DEFAULT 0,
+    checksum TEXT,
+    error TEXT,
+    started_at REAL,
+    finished_at REAL,
+    collected_at REAL,
+    backend TEXT,
+    encoder TEXT,
+    decoder TEXT,
+    fallbacks TEXT NOT NULL DEFAULT '[]',
+    retries INTEGER NOT NULL DEFAULT 0,
+    not_before REAL,
+    wait_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner_id, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_device ON jobs (device_id, status);
+CREATE TABLE IF NOT EXISTS job_sources (
+    job_id TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    url TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY);
+"""
+
+MUTABLE = (
+    "progress",
+    "speed",
+    "size",
+    "checksum",
+    "error",
+    "started_at",
+    "finished_at",
+    "collected_at",
+    "backend",
+    "encoder",
+    "decoder",
+    "fallbacks",
+    "retries",
+    "not_before",
+    "wait_reason",
+)
+# columns added after the first release, with their declarations, for older databases
+ADDED = {
+    "encoder": "TEXT",
+    "decoder": "TEXT",
+    "fallbacks": "TEXT NOT NULL DEFAULT '[]'",
+    "retries": "INTEGER NOT NULL DEFAULT 0",
+    "not_before": "REAL",
+    "wait_reason": "TEXT",
+}
+JSON_FIELDS = ("item", "fallbacks")
+FIELDS = (
+    "id",
+    "owner_id",
+    "owner_name",
+    "device_id",
+    "item_id",
+    "item",
+    "input_url",
+    "file_extension",
+    "profile",
+    "status",
+    "created_at",
+    "output_path",
+    *MUTABLE,
+)
+COLUMNS = ", ".join(FIELDS)
+
+
+def row_to_job(row: sqlite3.Row) -> Job:
+    values = dict(zip(FIELDS, row, strict=True))
+    for name in JSON_FIELDS:
+        values[name] = json.loads(values[name])
+    values["status"] = JobStatus(values["status"])
+    return Job(**values)
+
+
+def column(name: str, value: Any) -> Any:
+    if name in JSON_FIELDS:
+        return json.dumps(value, separators=(",", ":"))
+    return str(value) if name == "status" else value
+
+
+def filters(
+    owner_id: str | None, device_id: str | None, statuses: Iterable[JobStatus] | None
+) -> tuple[str, list[str]]:
+    where, args = [], []
+    if owner_id is not None:
+        where.append("owner_id = ?")
+        args.append(owner_id)
+    if device_id is not None:
+        where.append("device_id = ?")
+        args.append(device_id)
+    if statuses is not None:
+        wanted = [str(s) for s in statuses]
+        where.append(f"status IN ({', '.join('?' * len(wanted))})")
+        args.extend(wanted)
+    return (" WHERE " + " AND ".join(where) if where else ""), args
