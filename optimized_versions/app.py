@@ -189,6 +189,7 @@ async def _load_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    placement.monitor.close()
 
 
 async def _janitor_ctx(app: web.Application) -> AsyncIterator[None]:

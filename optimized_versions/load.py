@@ -44,6 +44,8 @@ class GpuReader(Protocol):
         """Raises NvmlUnavailable when the GPU or NVML is gone."""
         ...
 
+    def close(self) -> None: ...
+
 
 class PsutilReader:
     def __init__(self) -> None:
@@ -143,6 +145,9 @@ class LoadMonitor:
         self._cpu = Latch(limits.cpu_high, limits.hysteresis)
         self._memory = Latch(-limits.memory_low, limits.hysteresis)  # low available = busy
         self._gpu: dict[int, Latch] = {}
+
+    def close(self) -> None:
+        self._gpus.close()
 
     def sample(self, nvidia: list[int]) -> None:
         """Take one reading of everything; wakes the scheduler when a verdict changes."""

@@ -261,6 +261,9 @@ class FakeGpuLoad:
             raise NvmlUnavailable("no such GPU")
         return self.gpus[index]
 
+    def close(self) -> None:
+        """The readings outlive a server: tests restart servers on the same GPU."""
+
 
 @dataclass
 class Env:

@@ -45,6 +45,9 @@ class Idle:
     def read(self, _: Any) -> Any:
         return HostReading(5, 80, 10**12) if isinstance(_, Path) else GpuReading(0, 0)
 
+    def close(self) -> None:
+        """Nothing to close."""
+
 
 @dataclass
 class FakeTranscoder:
