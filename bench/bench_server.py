@@ -20,16 +20,16 @@ import aiohttp
 from aiohttp import web
 
 from optimized_versions.app import create_app
-from optimized_versions.backends import load_backends
+from optimized_versions.catalog.backends import load_backends
+from optimized_versions.catalog.profiles import load_profiles
 from optimized_versions.config import Config, StaticToken
-from optimized_versions.ffmpeg import default_ffmpeg
-from optimized_versions.http import AccessLogger
-from optimized_versions.media import probe
-from optimized_versions.models import Job, JobStatus
-from optimized_versions.plan import Target, build_argv, make_plan, source_input
-from optimized_versions.profiles import load_profiles
-from optimized_versions.store import JobStore
-from optimized_versions.urls import audio_stream_index
+from optimized_versions.jellyfin.urls import audio_stream_index
+from optimized_versions.jobs.models import Job, JobStatus
+from optimized_versions.jobs.store import JobStore
+from optimized_versions.media.ffmpeg import default_ffmpeg
+from optimized_versions.media.plan import Target, build_argv, make_plan, source_input
+from optimized_versions.media.probe import probe
+from optimized_versions.web.access_log import AccessLogger
 
 TOKEN = "bench-token-0123456789"
 TOKENS = (StaticToken(token=TOKEN, name="bench", admin=True),)

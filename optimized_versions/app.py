@@ -1,4 +1,6 @@
-"""The application factory: wires the store, authentication, scheduler and cleanup."""
+"""The application factory: builds the parts from a validated configuration and gives
+each long-lived resource one cleanup context (store, Jellyfin client, hardware, load,
+scheduler, retention)."""
 
 from __future__ import annotations
 
@@ -6,39 +8,58 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from . import api
-from .auth import JellyfinAuth, StaticAuth, standalone_tokens
-from .backends import load_backends
-from .cleanup import Janitor
+from .catalog.backends import load_backends
+from .catalog.device import Vendor
+from .catalog.profiles import Profile, load_profiles
 from .config import Config
-from .devices import Host, Pynvml
 from .errors import ConfigError
-from .ffmpeg import resolve_ffmpeg
-from .hardware import Hardware
-from .http import AUTHENTICATOR, RUNTIME, Runtime, errors_middleware
-from .load import (
+from .hardware.devices import Host
+from .hardware.ladder import Hardware
+from .hardware.load import (
     GpuReader,
     HostReader,
     Limits,
     LoadMonitor,
-    NvmlGpuReader,
     PsutilReader,
     default_cpu_slots,
 )
-from .placement import Placement, SlotConfig
-from .profiles import Profile, load_profiles
-from .scheduler import Scheduler
-from .store import JobStore
-from .transcode import Transcoder
+from .hardware.nvml import Nvml
+from .jellyfin.client import JellyfinClient
+from .jobs.cleanup import Janitor
+from .jobs.placement import Placer, SlotConfig
+from .jobs.runner import Runner
+from .jobs.scheduler import Scheduler
+from .jobs.service import JobService
+from .jobs.store import JobStore
+from .keys import (
+    AUTHENTICATOR,
+    CLOCK,
+    CONFIG,
+    HARDWARE,
+    JANITOR,
+    JELLYFIN,
+    MONITOR,
+    PLACER,
+    PROFILE_NAMES,
+    RUNNER,
+    RUNTIME,
+    SCHEDULER,
+    SERVICE,
+    STORE,
+    Runtime,
+)
+from .media.ffmpeg import resolve_ffmpeg
+from .web import api, downloads
+from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
+from .web.middleware import errors_middleware
 
 log = logging.getLogger(__name__)
-
-TRANSCODER = web.AppKey("transcoder", Transcoder)
 
 
 def build_hardware(config: Config, host: Host | None = None) -> tuple[Hardware, dict[str, Profile]]:
@@ -61,10 +82,11 @@ def build_hardware(config: Config, host: Host | None = None) -> tuple[Hardware, 
     hardware = Hardware(
         resolve_ffmpeg(config.ffmpeg_path),
         backends,
-        host or Host(nvml=Pynvml()),
+        host or Host(nvml=Nvml()),
         config.hardware_cache_path,
         config.preference,
         time.monotonic,
+        probe_timeout=config.probe_timeout,
     )
     return hardware, profiles
 
@@ -80,12 +102,12 @@ def create_app(
     (with fake device and load readers where the real ones would need a GPU)."""
     hardware, profiles = build_hardware(config, host)
     app = web.Application(client_max_size=config.max_body_size, middlewares=[errors_middleware])
-    app[api.CONFIG] = config
-    app[api.CLOCK] = clock
-    app[api.PROFILE_NAMES] = frozenset(profiles)
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[PROFILE_NAMES] = frozenset(profiles)
     app[RUNTIME] = Runtime()
-    app[api.HARDWARE] = hardware
-    host_reader, gpu_reader = readers or (PsutilReader(), NvmlGpuReader())
+    app[HARDWARE] = hardware
+    host_reader, gpu_reader = readers or (PsutilReader(), Nvml())
     limits = Limits(
         cpu_high=config.cpu_high,
         memory_low=config.memory_low,
@@ -93,26 +115,32 @@ def create_app(
         hysteresis=config.load_hysteresis,
         min_free_space=config.min_free_space,
     )
-    monitor = LoadMonitor(host_reader, gpu_reader, config.cache_dir, limits)
+    app[MONITOR] = LoadMonitor(
+        host_reader,
+        gpu_reader,
+        config.cache_dir,
+        limits,
+        nvidia=lambda: [d.index for d in hardware.matrix.devices if d.vendor is Vendor.NVIDIA],
+    )
     slots = SlotConfig(
         cpu=config.cpu_slots or default_cpu_slots(),
         gpu=config.gpu_slots,
         nvenc_sessions=config.nvenc_sessions,
         spill_to_cpu=config.spill_to_cpu,
     )
-    app[api.PLACEMENT] = Placement(hardware, monitor, slots)
-    app[TRANSCODER] = Transcoder(
+    app[PLACER] = Placer(hardware, app[MONITOR], slots)
+    app[RUNNER] = Runner(
         hardware.binary,
         profiles,
         hardware,
         stall_timeout=config.stall_timeout,
         stop_grace=config.stop_grace,
     )
-    app.cleanup_ctx.extend(
-        [_store_ctx, _auth_ctx, _hardware_ctx, _scheduler_ctx, _load_ctx, _janitor_ctx]
-    )
+    app.cleanup_ctx.extend([_store_ctx, _jellyfin_ctx, _hardware_ctx, _scheduler_ctx, _load_ctx])
+    app.cleanup_ctx.append(_janitor_ctx)
     app.on_shutdown.append(_refuse_new_work)
     app.add_routes(api.routes)
+    app.add_routes(downloads.routes)
     return app
 
 
@@ -121,80 +149,70 @@ async def _refuse_new_work(app: web.Application) -> None:
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[api.CONFIG]
+    config = app[CONFIG]
     for folder in (config.data_dir, config.cache_dir):
         folder.mkdir(parents=True, exist_ok=True)
     config.data_dir.chmod(0o700)  # it holds credentials of jobs that may still run
-    store = JobStore(config.data_dir / "jobs.sqlite3", app[api.CLOCK])
-    app[api.STORE] = store
+    store = JobStore(config.data_dir / "jobs.sqlite3", app[CLOCK])
+    app[STORE] = store
     yield
     store.close()
 
 
-async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[api.CONFIG]
+async def _jellyfin_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
     if config.jellyfin_url is None:
-        tokens = standalone_tokens(config.tokens, config.data_dir)
-        app[AUTHENTICATOR] = StaticAuth(tokens)
+        app[AUTHENTICATOR] = StaticAuth(standalone_tokens(config.tokens, config.data_dir))
         yield
         return
     async with aiohttp.ClientSession() as session:
-        app[api.HTTP] = session
-        app[AUTHENTICATOR] = JellyfinAuth(
-            session, config.jellyfin_url, config.auth_cache_ttl, time.monotonic
-        )
+        client = app[JELLYFIN] = JellyfinClient(session, config.jellyfin_url)
+        app[AUTHENTICATOR] = JellyfinAuth(client, config.auth_cache_ttl, time.monotonic)
         yield
 
 
 async def _hardware_ctx(app: web.Application) -> AsyncIterator[None]:
-    await app[api.HARDWARE].load()
+    await app[HARDWARE].load()
     yield
-    await app[api.HARDWARE].close()
+    await app[HARDWARE].close()
 
 
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-    placement = app[api.PLACEMENT]
-    placement.monitor.sample(_nvidia_indexes(app))  # gate the first jobs on a real reading
-    scheduler = Scheduler(
-        app[api.STORE], app[TRANSCODER], app[api.CONFIG], app[api.CLOCK], placement
+    monitor, store, config = app[MONITOR], app[STORE], app[CONFIG]
+    monitor.sample()  # gate the first jobs on a real reading
+    scheduler = Scheduler(store, app[RUNNER], config, app[CLOCK], app[PLACER])
+    monitor.on_change = scheduler.wake
+    app[SERVICE] = JobService(
+        store, config, app[PROFILE_NAMES], app[CLOCK], app.get(JELLYFIN), scheduler.wake
     )
-    placement.monitor.on_change = scheduler.wake
-    janitor = Janitor(app[api.STORE], app[api.CONFIG], app[api.CLOCK], scheduler.wake)
+    janitor = app[JANITOR] = Janitor(store, config, app[CLOCK], scheduler.wake)
     janitor.reconcile()
-    app[api.JANITOR] = janitor
-    app[api.SCHEDULER] = scheduler
+    app[SCHEDULER] = scheduler
     await scheduler.start()
     yield
     app[RUNTIME].shutting_down = True
     await scheduler.close()
 
 
-def _nvidia_indexes(app: web.Application) -> list[int]:
-    return [d.index for d in app[api.HARDWARE].matrix.devices if d.vendor == "nvidia"]
-
-
 async def _load_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Read the load on an interval; the monitor wakes the scheduler when a verdict flips."""
-    placement, interval = app[api.PLACEMENT], app[api.CONFIG].load_interval
-
-    async def sample_forever() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            placement.refreshed()
-            placement.monitor.sample(_nvidia_indexes(app))
-            app[api.SCHEDULER].wake()  # capacities may have grown without a verdict changing
-
-    task = asyncio.create_task(sample_forever(), name="load")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    placement.monitor.close()
+    monitor = app[MONITOR]
+    async with _background(monitor.run(app[CONFIG].load_interval), "load"):
+        yield
+    monitor.close()
 
 
 async def _janitor_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[api.JANITOR].run_sweeps(), name="retention")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _background(app[JANITOR].run_sweeps(), "retention"):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run ``work`` as a task for the duration; cancel and await it at the end."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -15,7 +15,7 @@ from . import __version__
 from .app import build_hardware, create_app
 from .config import load_config
 from .errors import ConfigError
-from .http import AccessLogger
+from .web.access_log import AccessLogger
 
 
 def main(argv: list[str] | None = None) -> int:

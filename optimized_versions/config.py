@@ -39,6 +39,7 @@ SCHEMA: dict[str, Any] = {
         "profiles_dir": {"type": ["string", "null"]},
         "encoder_preference": {"type": "string", "pattern": "^[a-z0-9_-]+(,[a-z0-9_-]+)*$"},
         "hardware_cache": {"type": ["string", "null"]},
+        "probe_timeout": {"type": "number", "exclusiveMinimum": 0},
         "fetch_original": {"type": "boolean"},
         "cpu_slots": {"type": ["integer", "null"], "minimum": 1},
         "gpu_slots": {"type": "integer", "minimum": 1},
@@ -101,6 +102,7 @@ class Config:
     profiles_dir: Path | None = None
     encoder_preference: str = "nvenc,qsv,vaapi,software"  # backends, best first
     hardware_cache: Path | None = None  # the probe's answer; default DATA_DIR/hardware.json
+    probe_timeout: float = 30.0  # seconds each ffmpeg call of the hardware probe may take
     fetch_original: bool = True  # fetch the original file when the client's URL is a transcode
     cpu_slots: int | None = None  # software jobs at once; default one per four cores
     gpu_slots: int = 2  # jobs at once per QSV/VAAPI device

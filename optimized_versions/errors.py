@@ -60,3 +60,14 @@ class RetryLater(Exception):
         super().__init__(reason)
         self.reason = reason
         self.device = device  # whose capacity proved smaller than believed
+
+
+class MustWait(Exception):
+    """A running job stepped down to another device that has no free slot: it goes back
+    to the queue, pinned to that device, with the rungs it gave up."""
+
+    def __init__(self, device: str, reason: str, fallbacks: list[str]) -> None:
+        super().__init__(reason)
+        self.device = device
+        self.reason = reason
+        self.fallbacks = fallbacks

@@ -16,10 +16,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from optimized_versions.app import create_app
 from optimized_versions.config import Config
-from optimized_versions.devices import Host, NvmlUnavailable
-from optimized_versions.ffmpeg import default_ffmpeg
-from optimized_versions.http import AccessLogger
-from optimized_versions.load import GpuReading, HostReading
+from optimized_versions.hardware.devices import Host
+from optimized_versions.hardware.load import HostReading
+from optimized_versions.hardware.nvml import GpuReading, NvmlUnavailable
+from optimized_versions.media.ffmpeg import default_ffmpeg
+from optimized_versions.web.access_log import AccessLogger
 
 pytest_plugins = ["gpu_host"]  # the fake GPU host's fixtures
 
@@ -364,6 +365,9 @@ async def post_job(
     return job_id
 
 
+TERMINAL = frozenset({"completed", "failed", "cancelled", "ready-for-removal"})
+
+
 async def wait_status(
     client: TestClient[web.Request, web.Application],
     job_id: str,
@@ -372,13 +376,18 @@ async def wait_status(
     timeout: float = 60.0,
     min_progress: float = -1.0,
 ) -> dict[str, Any]:
-    """Poll job-status as the phone does (but every 50 ms) until the job is in ``wanted``."""
+    """Poll job-status as the phone does (but every 50 ms) until the job is in ``wanted``;
+    the wait is the assertion: it fails at once, with the job's last state, when the job
+    ends any other way (and after ``timeout`` when it never gets there)."""
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
         resp = await client.get(f"/job-status/{job_id}", headers=auth(token))
         job = await resp.json()
-        if job.get("status") in wanted and job.get("progress", 0) > min_progress:
+        status = job.get("status")
+        if status in wanted and job.get("progress", 0) > min_progress:
             return job
+        if (status in TERMINAL and status not in wanted) or resp.status != 200:
+            raise AssertionError(f"job {job_id} ended {status}, not {wanted}: {job}")
         await asyncio.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached {wanted}: {job}")
+    raise AssertionError(f"job {job_id} never reached {wanted} in {timeout:g} s: {job}")

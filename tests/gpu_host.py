@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from conftest import Env, StartApp
 
-from optimized_versions.devices import GpuInfo, Host, NvmlUnavailable
-from optimized_versions.ffmpeg import default_ffmpeg
+from optimized_versions.hardware.devices import Host
+from optimized_versions.hardware.nvml import GpuInfo, NvmlUnavailable
+from optimized_versions.media.ffmpeg import default_ffmpeg
 
 NO_ENCODER = (
     "[h264_nvenc @ 0x55d0] OpenEncodeSessionEx failed: unsupported device (2): "
@@ -27,7 +28,7 @@ class FakeNvml:
     gpus: list[GpuInfo] = field(default_factory=list)
     driver: str = "550.54.14"
 
-    def read(self) -> tuple[str, list[GpuInfo]]:
+    def devices(self) -> tuple[str, list[GpuInfo]]:
         if not self.gpus:
             raise NvmlUnavailable("NVML could not start: Driver Not Loaded")
         return self.driver, self.gpus

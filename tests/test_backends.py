@@ -7,22 +7,28 @@ from dataclasses import replace
 
 import pytest
 
-from optimized_versions.backends import load_backends
-from optimized_versions.devices import CPU, Device
-from optimized_versions.media import AudioInfo, MediaInfo, VideoInfo
-from optimized_versions.plan import SOFTWARE_TONEMAP, Target, build_argv, make_plan, source_input
-from optimized_versions.profiles import load_profiles
+from optimized_versions.catalog.backends import load_backends
+from optimized_versions.catalog.device import CPU, Device, Vendor
+from optimized_versions.catalog.profiles import load_profiles
+from optimized_versions.media.plan import (
+    SOFTWARE_TONEMAP,
+    Target,
+    build_argv,
+    make_plan,
+    source_input,
+)
+from optimized_versions.media.probe import AudioInfo, MediaInfo, VideoInfo
 
 BACKENDS = load_backends()
 PROFILES = load_profiles()
 DEVICES = {
     "software": CPU,
-    "nvenc": Device(id="nvidia:1", vendor="nvidia", name="RTX", index=1, driver="550.54"),
+    "nvenc": Device(id="nvidia:1", vendor=Vendor.NVIDIA, name="RTX", index=1, driver="550.54"),
     "qsv": Device(
-        id="dri:renderD129", vendor="intel", name="Intel", render_node="/dev/dri/renderD129"
+        id="dri:renderD129", vendor=Vendor.INTEL, name="Intel", render_node="/dev/dri/renderD129"
     ),
     "vaapi": Device(
-        id="dri:renderD128", vendor="amd", name="AMD", render_node="/dev/dri/renderD128"
+        id="dri:renderD128", vendor=Vendor.AMD, name="AMD", render_node="/dev/dri/renderD128"
     ),
 }
 HEVC_4K = VideoInfo(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from optimized_versions import ffmpeg
-from optimized_versions.ffmpeg import FFmpegError, Progress, default_ffmpeg
+from optimized_versions.media import ffmpeg
+from optimized_versions.media.ffmpeg import FFmpegError, Progress, default_ffmpeg
 
 
 def _lavfi(seconds: float, out: Path, realtime: bool = False) -> list[str]:

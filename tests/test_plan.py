@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from optimized_versions.backends import load_backends
-from optimized_versions.media import AudioInfo, MediaInfo, VideoInfo
-from optimized_versions.plan import (
+from optimized_versions.catalog.backends import load_backends
+from optimized_versions.catalog.profiles import load_profiles
+from optimized_versions.media.plan import (
     PlanError,
     Target,
     build_argv,
@@ -16,7 +16,7 @@ from optimized_versions.plan import (
     make_plan,
     source_input,
 )
-from optimized_versions.profiles import load_profiles
+from optimized_versions.media.probe import AudioInfo, MediaInfo, VideoInfo
 
 PROFILE = load_profiles()["h264-1080p"]
 SOFTWARE = load_backends()["software"]

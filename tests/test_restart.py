@@ -7,10 +7,10 @@ from pathlib import Path
 
 from conftest import ALICE, Env, StartApp, auth, post_job, wait_status
 
-from optimized_versions.api import STORE
-from optimized_versions.models import Job, JobStatus
-from optimized_versions.store import JobStore
-from optimized_versions.urls import rewrite_onto
+from optimized_versions.jellyfin.urls import rewrite_onto
+from optimized_versions.jobs.models import Job, JobStatus
+from optimized_versions.jobs.store import JobStore
+from optimized_versions.keys import STORE
 
 
 async def test_restart_in_the_middle_of_a_transcode(env: Env, start_app: StartApp) -> None:

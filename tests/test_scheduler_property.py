@@ -1,5 +1,6 @@
-"""A property of the scheduler: whatever arrives, fails, is requeued or cancelled, no device
-ever runs more jobs than its slots, the overall cap holds, and every job ends truthfully."""
+"""A property of the scheduler: whatever arrives, fails, falls back to another device, is
+requeued, started by start-job or cancelled, no device ever runs more jobs than its slots,
+the overall cap holds, and every job ends truthfully."""
 
 from __future__ import annotations
 
@@ -13,21 +14,23 @@ from typing import Any, cast
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimized_versions.backends import load_backends
+from optimized_versions.catalog.backends import load_backends
+from optimized_versions.catalog.device import CPU, Device, Vendor
+from optimized_versions.catalog.profiles import load_profiles
 from optimized_versions.config import Config
-from optimized_versions.devices import CPU, Device, Host
-from optimized_versions.errors import RetryLater, TranscodeError
-from optimized_versions.hardware import Hardware
-from optimized_versions.load import GpuReading, HostReading, Limits, LoadMonitor
-from optimized_versions.models import ACTIVE, Job, JobStatus
-from optimized_versions.placement import Placement, SlotConfig
-from optimized_versions.probe import Check, Matrix
-from optimized_versions.profiles import load_profiles
-from optimized_versions.scheduler import Scheduler
-from optimized_versions.store import JobStore
-from optimized_versions.transcode import Outcome, Transcoder
+from optimized_versions.errors import MustWait, RetryLater, TranscodeError
+from optimized_versions.hardware.devices import Host
+from optimized_versions.hardware.ladder import Hardware
+from optimized_versions.hardware.load import HostReading, Limits, LoadMonitor
+from optimized_versions.hardware.matrix import Check, CheckKind, Matrix
+from optimized_versions.hardware.nvml import GpuReading
+from optimized_versions.jobs.models import ACTIVE, Job, JobStatus
+from optimized_versions.jobs.placement import Placer, SlotConfig
+from optimized_versions.jobs.runner import Lease, Outcome, Runner
+from optimized_versions.jobs.scheduler import Scheduler
+from optimized_versions.jobs.store import JobStore
 
-GPU = Device(id="nvidia:0", vendor="nvidia", name="RTX", driver="550.1")
+GPU = Device(id="nvidia:0", vendor=Vendor.NVIDIA, name="RTX", driver="550.1")
 MATRIX = Matrix(
     key="k",
     ffmpeg="test",
@@ -35,8 +38,8 @@ MATRIX = Matrix(
     notes=(),
     filters=frozenset(),
     checks=(
-        Check("nvidia:0", "nvenc", "encode", "h264", True, "works"),
-        Check("cpu", "software", "encode", "h264", True, "works"),
+        Check("nvidia:0", "nvenc", CheckKind.ENCODE, "h264", True, "works"),
+        Check("cpu", "software", CheckKind.ENCODE, "h264", True, "works"),
     ),
 )
 
@@ -50,29 +53,41 @@ class Idle:
 
 
 @dataclass
-class FakeTranscoder:
-    """Runs nothing: each job takes some event-loop turns and ends as its script says."""
+class FakeRunner:
+    """Runs nothing: each job takes some event-loop turns and ends as its script says; a
+    job scripted to fall back steps from the GPU to the CPU through its lease, as the
+    ladder does."""
 
-    placement: Placement
     script: dict[str, tuple[int, str]]
     profiles: dict[str, Any] = field(default_factory=load_profiles)
     running: dict[str, int] = field(default_factory=dict)
     peak: dict[str, int] = field(default_factory=dict)
     total_peak: int = 0
-    ran_on: dict[str, str] = field(default_factory=dict)  # item -> device
+    ran_on: dict[str, str] = field(default_factory=dict)  # item -> device it ended on
 
-    async def run(
-        self, job: Job, source: str, output: Path, on_progress: Any, device: str | None = None
-    ) -> Outcome:
-        assert device is not None
-        self.ran_on[job.item_id] = device
+    def _enter(self, device: str) -> None:
         self.running[device] = self.running.get(device, 0) + 1
         self.peak[device] = max(self.peak.get(device, 0), self.running[device])
         self.total_peak = max(self.total_peak, sum(self.running.values()))
+
+    async def run(
+        self, job: Job, source: str, output: Path, on_progress: Any, lease: Lease
+    ) -> Outcome:
+        device = lease.device
+        self.ran_on[job.item_id] = device
+        self._enter(device)
         try:
             turns, end = self.script[job.item_id]
             for _ in range(turns):
                 await asyncio.sleep(0)
+            if end == "fallback" and device != "cpu":
+                if why := lease.move(CPU):
+                    raise MustWait("cpu", why, ["nvenc on nvidia:0: scripted failure"])
+                self.running[device] -= 1
+                device = self.ran_on[job.item_id] = "cpu"
+                self._enter(device)
+                for _ in range(turns):
+                    await asyncio.sleep(0)
             if end == "fail":
                 raise TranscodeError("scripted failure")
             if end == "full" and job.retries == 0:
@@ -86,7 +101,7 @@ JOBS = st.lists(
     st.tuples(
         st.integers(0, 3),
         st.integers(0, 6),
-        st.sampled_from(["ok", "ok", "fail", "full", "cancel"]),
+        st.sampled_from(["ok", "ok", "fail", "full", "cancel", "fallback", "fallback", "start"]),
         st.sampled_from(["h264-1080p", "hevc-1080p"]),
     ),
     min_size=1,
@@ -123,14 +138,14 @@ async def _scenario(
             time.monotonic,
             matrix=MATRIX,
         )
-        monitor = LoadMonitor(Idle(), Idle(), Path(tmp), Limits())
-        placement = Placement(
+        monitor = LoadMonitor(Idle(), Idle(), Path(tmp), Limits(), nvidia=lambda: [0])
+        placement = Placer(
             hardware, monitor, SlotConfig(cpu=cpu_slots, nvenc_sessions=nvenc, spill_to_cpu=spill)
         )
         store = JobStore(Path(tmp) / "jobs.sqlite3", lambda: now[0])
         script = {f"item{n}": (turns, end) for n, (_, turns, end, _) in enumerate(jobs)}
-        fake = FakeTranscoder(placement, script)
-        scheduler = Scheduler(store, cast(Transcoder, fake), config, lambda: now[0], placement)
+        fake = FakeRunner(script)
+        scheduler = Scheduler(store, cast(Runner, fake), config, lambda: now[0], placement)
         await scheduler.start()
         for n, (user, _, end, profile) in enumerate(jobs):
             job = Job(
@@ -150,11 +165,14 @@ async def _scenario(
             store.add(job, "http://x/")
             scheduler.wake()
             await asyncio.sleep(0)
+            current = store.get(job.id) or job
             if end == "cancel":
-                await scheduler.cancel(store.get(job.id) or job)
+                await scheduler.cancel(current)
+            elif end == "start" and current.status is JobStatus.QUEUED:
+                scheduler.start_now(current)
         for _ in range(2000):  # let everything run out; requeued jobs come back later
             now[0] += 100
-            placement.refreshed()  # a load reading, as the server takes every interval
+            monitor.sample()  # a load reading, as the server takes every interval
             scheduler.wake()
             await asyncio.sleep(0)
             if not store.jobs(statuses=ACTIVE):
@@ -167,7 +185,7 @@ async def _scenario(
             where = fake.ran_on.get(f"item{n}")
             if profile == "hevc-1080p":
                 assert where in (None, "cpu")
-            elif not spill:
+            elif not spill and jobs[n][2] != "fallback":
                 assert where in (None, "nvidia:0"), "spilled to the CPU against the setting"
         assert store.jobs(statuses=ACTIVE) == [], "a job is left lying about its state"
         assert all(v == 0 for v in placement.used.values())
@@ -175,6 +193,8 @@ async def _scenario(
         for n, (_, _, end, _) in enumerate(jobs):
             expected = {
                 "ok": JobStatus.COMPLETED,
+                "start": JobStatus.COMPLETED,
+                "fallback": JobStatus.COMPLETED,
                 "full": JobStatus.COMPLETED,
                 "fail": JobStatus.FAILED,
             }.get(end)

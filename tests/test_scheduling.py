@@ -7,17 +7,15 @@ from typing import Any
 from conftest import ADMIN, BOB, Env, StartApp, auth, post_job, wait_status
 from gpu_host import FakeHost, start_fake
 
-from optimized_versions.api import PLACEMENT, SCHEDULER
-from optimized_versions.load import GpuReading, Latch
-from optimized_versions.placement import nvenc_session_cap
+from optimized_versions.hardware.load import Latch
+from optimized_versions.hardware.nvml import GpuReading
+from optimized_versions.jobs.placement import nvenc_session_cap
+from optimized_versions.keys import MONITOR
 
 
-def sample(client: Any, nvidia: list[int] | None = None) -> None:
-    """One load reading, as the server's interval would take it."""
-    placement = client.app[PLACEMENT]
-    placement.refreshed()
-    placement.monitor.sample(nvidia or [])
-    client.app[SCHEDULER].wake()
+def sample(client: Any) -> None:
+    """One load reading, as the server's interval takes it (it wakes the scheduler)."""
+    client.app[MONITOR].sample()
 
 
 async def load(client: Any) -> dict[str, Any]:
@@ -61,7 +59,7 @@ async def test_high_cpu_holds_jobs_until_it_drops(env: Env, start_app: StartApp)
     assert (await load(client))["hostBusy"].startswith("CPU above threshold")
     env.load.cpu = 10
     sample(client)  # 46.9: free, and the monitor wakes the scheduler
-    assert (await wait_status(client, job_id, "completed"))["status"] == "completed"
+    await wait_status(client, job_id, "completed")
 
 
 async def test_the_disk_floor_holds_jobs(env: Env, start_app: StartApp) -> None:
@@ -74,7 +72,7 @@ async def test_the_disk_floor_holds_jobs(env: Env, start_app: StartApp) -> None:
     assert job["waitReason"] == ("disk floor: 1.0 GiB free in the cache folder, 2.0 GiB needed")
     env.load.disk = 10 * 1024**3
     sample(client)
-    assert (await wait_status(client, job_id, "completed"))["status"] == "completed"
+    await wait_status(client, job_id, "completed")
 
 
 async def test_low_memory_holds_jobs(env: Env, start_app: StartApp) -> None:
@@ -99,14 +97,14 @@ async def test_other_processes_nvenc_sessions_reduce_capacity(
         nvenc_sessions=5,
     )
     job_id = await post_job(client, env, "hevc")
-    sample(client, [0])
+    sample(client)
     job = await wait_status(client, job_id, "queued")
     slots = (await load(client))["devices"]["nvidia:0"]
     assert slots["sessions"] == 5 and slots["slots"] <= 0
     job = await (await client.get(f"/job-status/{job_id}", headers=auth(ADMIN))).json()
     assert job["waitReason"] == "no free slot on nvidia:0"
     env.gpu_load.gpus[0] = GpuReading(encoder_percent=30, sessions=2)
-    sample(client, [0])
+    sample(client)
     done = await wait_status(client, job_id, "completed", "failed")
     assert done["encoder"] == "h264_nvenc"
 
@@ -119,12 +117,12 @@ async def test_a_busy_encoder_holds_or_spills(
         env, start_app, fake, fake.host(nvidia=("RTX A4000",)), spill_to_cpu=False
     )
     job_id = await post_job(client, env, "hevc")
-    sample(client, [0])
+    sample(client)
     job = await (await client.get(f"/job-status/{job_id}", headers=auth(ADMIN))).json()
     assert job["waitReason"].startswith("nvidia:0: GPU encoder busy (97% >= 90%)")
     await client.close()
     spilling = await start_fake(env, start_app, fake, fake.host(nvidia=("RTX A4000",)))
-    sample(spilling, [0])
+    sample(spilling)
     done = await wait_status(spilling, job_id, "completed", "failed")
     assert (done["status"], done["encoder"]) == ("completed", "libx264"), "spilled to the CPU"
 
@@ -190,4 +188,4 @@ async def test_two_software_slots_run_three_jobs(env: Env, start_app: StartApp) 
     assert (await load(client))["devices"]["cpu"] == {"slots": 2, "used": 2}
     env.jellyfin.trickle.clear()
     for job in jobs:
-        assert (await wait_status(client, job, "completed"))["status"] == "completed"
+        await wait_status(client, job, "completed")

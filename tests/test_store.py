@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 
-from optimized_versions.api import STORE
-from optimized_versions.models import Job, JobStatus
-from optimized_versions.store import PAGE, InvalidTransition, JobStore
+from optimized_versions.jobs.models import Job, JobStatus
+from optimized_versions.jobs.store import PAGE, InvalidTransition, JobStore
+from optimized_versions.keys import STORE
 
 SECRET = "very-secret-token-4242"
 

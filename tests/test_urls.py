@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from optimized_versions.urls import audio_stream_index, redact_url, rewrite_onto, scrub, secrets_in
+from optimized_versions.jellyfin.urls import (
+    audio_stream_index,
+    redact_url,
+    rewrite_onto,
+    scrub,
+    secrets_in,
+)
 
 
 def test_every_credential_is_redacted() -> None:

@@ -1,6 +1,6 @@
 """Encoder backends: how to decode, scale and encode on one kind of device, as YAML data.
 
-The Python side stays generic: ``plan.build_argv`` turns a backend, a device and a
+The Python side stays generic: ``media.plan.build_argv`` turns a backend, a device and a
 profile into an ffmpeg argv. A user's ``backends/`` folder replaces shipped files by name.
 """
 
@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .profiles import load_folder
+from .device import Vendor
+from .loader import load_folder
 
-VENDORS = ["cpu", "nvidia", "intel", "amd"]
 _ARGS = {"type": "array", "items": {"type": "string"}}
 
 BACKEND_SCHEMA: dict[str, Any] = {
@@ -22,7 +22,7 @@ BACKEND_SCHEMA: dict[str, Any] = {
     "properties": {
         "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"},
         "description": {"type": "string"},
-        "devices": {"type": "array", "minItems": 1, "items": {"enum": VENDORS}},
+        "devices": {"type": "array", "minItems": 1, "items": {"enum": [str(v) for v in Vendor]}},
         "init": _ARGS,
         "decode": {
             "type": "object",
@@ -82,7 +82,7 @@ class Decode:
 @dataclass(frozen=True, slots=True)
 class Backend:
     name: str
-    devices: tuple[str, ...]
+    devices: tuple[Vendor, ...]
     encoders: dict[str, EncoderSpec]
     scale: str  # software scaling (software-decoded frames)
     format: str  # software pixel format conversion
@@ -94,7 +94,7 @@ class Backend:
 
     @property
     def hardware(self) -> bool:
-        return "cpu" not in self.devices
+        return Vendor.CPU not in self.devices
 
     def preset(self, name: str) -> str:
         """The backend's name for an x264-style preset (medium -> p4 on NVENC)."""
@@ -107,7 +107,7 @@ def _backend(name: str, data: dict[str, Any]) -> Backend:
     decode = data.get("decode")
     return Backend(
         name=name,
-        devices=tuple(data["devices"]),
+        devices=tuple(Vendor(v) for v in data["devices"]),
         encoders={
             codec: EncoderSpec(spec["codec"], spec["pix_fmt"], tuple(spec["args"]))
             for codec, spec in data["encoders"].items()

@@ -14,8 +14,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import Config
-from .ffmpeg import remove_quietly
+from ..config import Config
+from ..media.ffmpeg import remove_quietly
 from .models import DOWNLOADABLE, JobStatus
 from .store import FileRecord, JobStore
 

@@ -1,11 +1,10 @@
-"""The devices a backend can run on: the CPU, NVIDIA GPUs (NVML), DRI render nodes.
+"""Discovery: the CPU, NVIDIA GPUs (through NVML), Intel and AMD render nodes (by PCI vendor).
 
 Every reading goes through a reader that tests replace, so any host can be presented.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -13,76 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..catalog.device import CPU, Device, Vendor
+from .nvml import GpuInfo, NvmlUnavailable
+
 log = logging.getLogger(__name__)
 
-PCI_VENDORS = {"0x8086": "intel", "0x1002": "amd", "0x10de": "nvidia"}
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    id: str  # "cpu", "nvidia:0", "dri:renderD128"
-    vendor: str  # cpu, nvidia, intel, amd
-    name: str
-    index: int = 0  # the CUDA/NVML index of an NVIDIA GPU
-    render_node: str | None = None
-    driver: str | None = None
-    encoder_capacity: int | None = None  # NVML's H.264 encoder capacity, percent
-    problem: str | None = None  # why it cannot be used, in plain words
-
-    @property
-    def usable(self) -> bool:
-        return self.problem is None
-
-
-CPU = Device(id="cpu", vendor="cpu", name="CPU")
-
-
-@dataclass(frozen=True, slots=True)
-class GpuInfo:
-    index: int
-    name: str
-    encoder_capacity: int | None
+PCI_VENDORS = {"0x8086": Vendor.INTEL, "0x1002": Vendor.AMD, "0x10de": Vendor.NVIDIA}
 
 
 class NvmlReader(Protocol):
-    def read(self) -> tuple[str, list[GpuInfo]]:
+    def devices(self) -> tuple[str, list[GpuInfo]]:
         """The driver version and the GPUs; raises NvmlUnavailable."""
         ...
-
-
-class NvmlUnavailable(Exception):
-    """No NVIDIA driver, no GPU, or NVML lost: no NVIDIA backend, never a crash."""
-
-
-class Pynvml:
-    """The real reader, through ``nvidia-ml-py``; NVML is opened and closed per reading."""
-
-    def read(self) -> tuple[str, list[GpuInfo]]:
-        try:
-            import pynvml as nv
-        except ImportError as exc:
-            raise NvmlUnavailable(f"nvidia-ml-py is not installed ({exc})") from None
-        try:
-            nv.nvmlInit()
-        except nv.NVMLError as exc:
-            raise NvmlUnavailable(f"NVML could not start: {exc}") from None
-        try:
-            gpus = []
-            for index in range(nv.nvmlDeviceGetCount()):
-                handle = nv.nvmlDeviceGetHandleByIndex(index)
-                try:
-                    capacity: int | None = int(
-                        nv.nvmlDeviceGetEncoderCapacity(handle, nv.NVML_ENCODER_QUERY_H264)
-                    )
-                except nv.NVMLError:
-                    capacity = None
-                gpus.append(GpuInfo(index, str(nv.nvmlDeviceGetName(handle)), capacity))
-            return str(nv.nvmlSystemGetDriverVersion()), gpus
-        except nv.NVMLError as exc:
-            raise NvmlUnavailable(f"NVML failed: {exc}") from None
-        finally:
-            with contextlib.suppress(nv.NVMLError):
-                nv.nvmlShutdown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +38,18 @@ class Host:
 def nvidia_devices(nvml: NvmlReader) -> tuple[list[Device], str | None]:
     """NVIDIA GPUs, or none and the reason."""
     try:
-        driver, gpus = nvml.read()
+        driver, gpus = nvml.devices()
     except NvmlUnavailable as exc:
         return [], str(exc)
     return [
         Device(
             id=f"nvidia:{g.index}",
-            vendor="nvidia",
+            vendor=Vendor.NVIDIA,
             name=g.name,
             index=g.index,
             driver=driver,
             encoder_capacity=g.encoder_capacity,
+            uuid=g.uuid or None,
         )
         for g in gpus
     ], None
@@ -122,7 +64,7 @@ def render_nodes(host: Host) -> list[Device]:
         except OSError:
             continue
         vendor = PCI_VENDORS.get(vendor_id)
-        if vendor is None or vendor == "nvidia":  # NVIDIA is driven through CUDA, not VAAPI
+        if vendor is None or vendor is Vendor.NVIDIA:  # NVIDIA is driven through CUDA, not VAAPI
             continue
         path = f"/dev/dri/{node.name}"
         try:
@@ -153,7 +95,7 @@ def discover(host: Host) -> tuple[list[Device], list[str]]:
     notes = []
     nvidia, why = nvidia_devices(host.nvml)
     if why:
-        notes.append(f"no NVIDIA GPU: {why}")
+        notes.append(f"no NVIDIA GPU ({why})")
     dri = render_nodes(host)
     if not dri:
         notes.append(f"no Intel or AMD render node under {host.sys_drm}")

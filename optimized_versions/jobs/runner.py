@@ -1,4 +1,10 @@
-"""One job's work: probe the source, plan, run ffmpeg, verify the output, hash it."""
+"""One job's work: probe the source, walk the ladder of encoders (running ffmpeg on each
+rung until one works), verify the output, hash it.
+
+Where the job runs is not decided here: the job holds a ``Lease`` on a device from the
+scheduler, and a rung on another device (a GPU job stepping down to the CPU) must first
+``move`` the lease; when that device has no free slot the job goes back to the queue.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from . import ffmpeg, media
-from .errors import RetryLater, TranscodeError
-from .failures import Failure, classify
-from .hardware import Hardware
+from ..catalog.device import Device
+from ..catalog.profiles import Profile
+from ..errors import MustWait, RetryLater, TranscodeError
+from ..hardware.ladder import Hardware
+from ..jellyfin.urls import audio_stream_index, scrub, secrets_in
+from ..media import ffmpeg, probe
+from ..media.failures import Failure, classify
+from ..media.plan import PlanError, build_argv, make_plan, source_input
 from .models import Job
-from .plan import PlanError, build_argv, make_plan, source_input
-from .profiles import Profile
-from .urls import audio_stream_index, scrub, secrets_in
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,17 @@ class Outcome:
 ProgressCallback = Callable[[float, float | None, int], None]
 
 
+class Lease(Protocol):
+    """The slot a running job holds, from the scheduler."""
+
+    @property
+    def device(self) -> str: ...
+
+    def move(self, target: Device) -> str | None:
+        """Hold a slot on ``target`` instead; why not, when it has none free."""
+        ...
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -57,7 +76,7 @@ def _item_duration(job: Job) -> float | None:
     return ticks / 10_000_000 if isinstance(ticks, int | float) and ticks > 0 else None
 
 
-class Transcoder:
+class Runner:
     def __init__(
         self,
         ffmpeg_path: str,
@@ -81,13 +100,13 @@ class Transcoder:
         source: str,
         output: Path,
         on_progress: ProgressCallback,
-        device: str | None = None,
+        lease: Lease,
     ) -> Outcome:
-        """Write ``output`` or raise TranscodeError (or RetryLater); never leaves a partial
-        file behind."""
+        """Write ``output`` or raise TranscodeError (or RetryLater, MustWait); never leaves
+        a partial file behind."""
         partial = output.with_name(output.name + ".part")
         try:
-            return await self._run(job, source, output, partial, on_progress, device)
+            return await self._run(job, source, output, partial, on_progress, lease)
         except BaseException:
             ffmpeg.remove_quietly(partial, output)
             raise
@@ -99,16 +118,16 @@ class Transcoder:
         output: Path,
         partial: Path,
         on_progress: ProgressCallback,
-        device: str | None,
+        lease: Lease,
     ) -> Outcome:
         secrets = secrets_in(source)
         profile = self.profiles[job.profile]
         try:
-            info = await asyncio.to_thread(media.probe, source, self.probe_timeout)
-        except media.ProbeError as exc:
+            info = await asyncio.to_thread(probe.probe, source, self.probe_timeout)
+        except probe.ProbeError as exc:
             raise TranscodeError(f"cannot read the source: {scrub(str(exc), secrets)}") from None
         try:
-            ladder = self.hardware.ladder(profile, info, device)
+            ladder = self.hardware.ladder(profile, info, lease.device)
         except PlanError as exc:
             raise TranscodeError(str(exc)) from None
         duration = info.duration or _item_duration(job)
@@ -121,6 +140,8 @@ class Transcoder:
         for target in ladder:
             if target.backend.hardware and self.hardware.out_of_use(target.device.id):
                 continue  # lost during an earlier rung of this job
+            if why := lease.move(target.device):  # never beside that device's own jobs
+                raise MustWait(target.device.id, why, fallbacks)
             try:
                 plan = make_plan(profile, info, target, audio_stream_index(source))
             except PlanError as exc:
@@ -173,8 +194,8 @@ class Transcoder:
     @staticmethod
     def _verify(path: Path, with_audio: bool, duration: float | None, codec: str) -> None:
         try:
-            out = media.probe(str(path))
-        except media.ProbeError as exc:
+            out = probe.probe(str(path))
+        except probe.ProbeError as exc:
             raise TranscodeError(f"the output cannot be read back: {exc}") from None
         if out.video is None or out.video.codec != codec:
             raise TranscodeError(f"the output has no {codec} video stream")

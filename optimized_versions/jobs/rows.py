@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .models import Job, JobStatus
@@ -37,7 +36,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     fallbacks TEXT NOT NULL DEFAULT '[]',
     retries INTEGER NOT NULL DEFAULT 0,
     not_before REAL,
-    wait_reason TEXT
+    wait_reason TEXT,
+    promoted_at REAL,
+    pinned_device TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner_id, created_at);
@@ -66,6 +67,8 @@ MUTABLE = (
     "retries",
     "not_before",
     "wait_reason",
+    "promoted_at",
+    "pinned_device",
 )
 # columns added after the first release, with their declarations, for older databases
 ADDED = {
@@ -75,6 +78,8 @@ ADDED = {
     "retries": "INTEGER NOT NULL DEFAULT 0",
     "not_before": "REAL",
     "wait_reason": "TEXT",
+    "promoted_at": "REAL",
+    "pinned_device": "TEXT",
 }
 JSON_FIELDS = ("item", "fallbacks")
 FIELDS = (
@@ -95,12 +100,22 @@ FIELDS = (
 COLUMNS = ", ".join(FIELDS)
 
 
-def row_to_job(row: sqlite3.Row) -> Job:
-    values = dict(zip(FIELDS, row, strict=True))
-    for name in JSON_FIELDS:
-        values[name] = json.loads(values[name])
+def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:
+    """A job from a row of ``COLUMNS``; without its item (left empty) when the caller
+    writes the stored item text out as it is (``api_json``)."""
+    values = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
+    values["item"] = json.loads(values["item"]) if with_item else {}
+    values["fallbacks"] = json.loads(values["fallbacks"])
     values["status"] = JobStatus(values["status"])
     return Job(**values)
+
+
+def api_json(job: Job, item: str) -> str:
+    """The job object as JSON text with its stored item JSON spliced in unparsed: a list of
+    thousands of jobs is written without building thousands of item objects."""
+    body = job.to_api()
+    del body["item"]
+    return f'{json.dumps(body)[:-1]}, "item": {item}}}'
 
 
 def column(name: str, value: Any) -> Any:
@@ -110,9 +125,12 @@ def column(name: str, value: Any) -> Any:
 
 
 def filters(
-    owner_id: str | None, device_id: str | None, statuses: Iterable[JobStatus] | None
+    owner_id: str | None,
+    device_id: str | None,
+    statuses: Iterable[JobStatus] | None,
+    hide_collected: bool = False,
 ) -> tuple[str, list[str]]:
-    where, args = [], []
+    where, args = (["collected_at IS NULL"] if hide_collected else []), []
     if owner_id is not None:
         where.append("owner_id = ?")
         args.append(owner_id)

@@ -16,13 +16,12 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import aiohttp
-
-from .config import StaticToken
-from .errors import Unauthorized, Unavailable
-from .models import Principal
+from ..config import StaticToken
+from ..errors import Unauthorized
+from ..jellyfin.client import JellyfinClient
+from ..jobs.models import Principal
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +63,10 @@ class Authenticator(Protocol):
 
 
 class JellyfinAuth:
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        ttl: float,
-        clock: Callable[[], float],
-        timeout: float = 10.0,
-    ) -> None:
-        self._session = session
-        self._base_url = base_url
+    def __init__(self, client: JellyfinClient, ttl: float, clock: Callable[[], float]) -> None:
+        self._client = client
         self._ttl = ttl
         self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def authenticate(self, token: str) -> Principal:
@@ -84,39 +74,20 @@ class JellyfinAuth:
         hit = self._cache.get(key)
         if hit is not None and hit[1] > self._clock():
             return hit[0]
-        principal = await self._ask_jellyfin(token)
+        user = await self._client.users_me(token)
+        policy = user.get("Policy")
+        if not isinstance(policy, dict):
+            policy = {}
+        principal = Principal(
+            user_id=user["Id"],
+            name=str(user.get("Name") or user["Id"]),
+            is_admin=bool(policy.get("IsAdministrator", False)),
+        )
         self._cache[key] = (principal, self._clock() + self._ttl)
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return principal
-
-    async def _ask_jellyfin(self, token: str) -> Principal:
-        url = f"{self._base_url}/Users/Me"
-        headers = {"Authorization": f'MediaBrowser Token="{token}"'}
-        try:
-            async with self._session.get(url, headers=headers, timeout=self._timeout) as resp:
-                if resp.status in (401, 403):
-                    raise Unauthorized("Jellyfin did not accept the access token")
-                if resp.status != 200:
-                    raise Unavailable(
-                        f"Jellyfin could not be reached: {url} answered HTTP {resp.status}"
-                    )
-                user: Any = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise Unavailable(
-                f"Jellyfin could not be reached at {self._base_url} ({type(exc).__name__})"
-            ) from None
-        if not isinstance(user, dict) or not isinstance(user.get("Id"), str):
-            raise Unavailable("Jellyfin answered /Users/Me without a user id")
-        policy = user.get("Policy")
-        if not isinstance(policy, dict):
-            policy = {}
-        return Principal(
-            user_id=user["Id"],
-            name=str(user.get("Name") or user["Id"]),
-            is_admin=bool(policy.get("IsAdministrator", False)),
-        )
 
 
 class StaticAuth:

@@ -12,7 +12,6 @@ may still run (so a restart can run it again) and is deleted when the job ends.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .models import ACTIVE, Job, JobStatus
+from .models import ACTIVE, RUN_RESET, Job, JobStatus
 from .rows import ADDED, COLUMNS, FIELDS, MUTABLE, SCHEMA, column, filters, row_to_job
 
 log = logging.getLogger(__name__)
@@ -121,15 +120,14 @@ class JobStore:
         owner_id: str | None = None,
         device_id: str | None = None,
         statuses: Iterable[JobStatus] | None = None,
+        hide_collected: bool = False,
     ) -> Iterator[list[tuple[Job, str]]]:
-        """Jobs newest first, a page at a time, each with its item as stored JSON text.
-
-        The item is left unparsed (``job.item`` is empty): a list of thousands of jobs is
-        written out without building thousands of item objects. Each page is its own
-        query, so no cursor stays open while the caller awaits between pages.
-        """
-        where, args = filters(owner_id, device_id, statuses)
+        """Jobs newest first, a page at a time, each with its item as stored JSON text
+        (``job.item`` is left empty; ``rows.api_json`` splices the text in). Each page is
+        its own query, so no cursor stays open while the caller awaits between pages."""
+        where, args = filters(owner_id, device_id, statuses, hide_collected)
         where += " AND " if where else " WHERE "
+        item = FIELDS.index("item")
         last: tuple[float, int] = (float("inf"), 0)
         while True:
             rows = self._db.execute(
@@ -139,14 +137,7 @@ class JobStore:
             ).fetchall()
             if not rows:
                 return
-            page = []
-            for row in rows:
-                values = dict(zip(FIELDS, row[:-1], strict=True))
-                item, values["item"] = values["item"], {}
-                values["status"] = JobStatus(values["status"])
-                values["fallbacks"] = json.loads(values["fallbacks"])
-                page.append((Job(**values), item))
-            yield page
+            yield [(row_to_job(row, with_item=False), row[item]) for row in rows]
             last = (rows[-1][FIELDS.index("created_at")], rows[-1][-1])
 
     def files(self, statuses: Iterable[JobStatus]) -> list[FileRecord]:
@@ -233,6 +224,25 @@ class JobStore:
         )
         job.wait_reason = reason
 
+    def dismiss(self, job: Job) -> None:
+        """The user dismissed a failed job: it leaves the device's list, keeps its error."""
+        if job.collected_at is None:
+            job.collected_at = self._clock()
+            self._db.execute(
+                "UPDATE jobs SET collected_at = ? WHERE id = ? AND status = ?",
+                (job.collected_at, job.id, str(JobStatus.FAILED)),
+            )
+            log.info("job %s: failed job dismissed", job.id)
+
+    def promote(self, job: Job) -> None:
+        """start-job: the job goes first in the queue (any back-off is forgiven)."""
+        job.promoted_at, job.not_before = self._clock(), None
+        self._db.execute(
+            "UPDATE jobs SET promoted_at = ?, not_before = NULL WHERE id = ?",
+            (job.promoted_at, job.id),
+        )
+        log.info("job %s: start requested, first in the queue", job.id)
+
     def save_progress(self, job: Job) -> None:
         self._db.execute(
             "UPDATE jobs SET progress = ?, speed = ?, size = ? WHERE id = ?",
@@ -247,9 +257,7 @@ class JobStore:
         """After a crash or restart: jobs left optimizing go back to the queue."""
         jobs = self.jobs(statuses=[JobStatus.OPTIMIZING])
         for job in jobs:
-            self.transition(
-                job, JobStatus.QUEUED, progress=0.0, speed=None, size=0, started_at=None
-            )
+            self.transition(job, JobStatus.QUEUED, **RUN_RESET)
         return jobs
 
     def _bump(self, counter: str) -> None:

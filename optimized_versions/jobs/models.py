@@ -21,6 +21,8 @@ class JobStatus(StrEnum):
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.PENDING_DOWNLOADS})
 ACTIVE = WAITING | {JobStatus.OPTIMIZING}
 DOWNLOADABLE = frozenset({JobStatus.COMPLETED, JobStatus.READY_FOR_REMOVAL})
+# What a run leaves on a job, cleared whenever the job goes back to the queue.
+RUN_RESET: dict[str, Any] = {"progress": 0.0, "speed": None, "size": 0, "started_at": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ class Job:
     error: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    collected_at: float | None = None  # when the client said "I have it" (cancel-job)
+    collected_at: float | None = None  # cancel-job on a completed ("I have it") or failed job
     backend: str | None = None
     encoder: str | None = None
     decoder: str | None = None
@@ -67,6 +69,8 @@ class Job:
     retries: int = 0  # times requeued because the encoder was full
     not_before: float | None = None  # a requeued job waits until then
     wait_reason: str | None = None
+    promoted_at: float | None = None  # start-job: first in the queue, in this order
+    pinned_device: str | None = None  # fell back to this device and waits for a slot on it
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -98,6 +102,10 @@ class Job:
         ):
             if value is not None:
                 body[key] = value
+        if self.promoted_at is not None:
+            body["startRequestedAt"] = iso(self.promoted_at)
+        if self.status is JobStatus.FAILED and self.collected_at is not None:
+            body["dismissedAt"] = iso(self.collected_at)
         if self.fallbacks:
             body["fallbacks"] = self.fallbacks
         if self.not_before is not None:

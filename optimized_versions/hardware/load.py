@@ -1,13 +1,14 @@
 """Live load: CPU, memory and disk (psutil), and each NVIDIA GPU's encoder (NVML).
 
-Readings come through injectable readers, are smoothed (exponential moving average) and
-turned into "busy" verdicts with hysteresis, so that jobs do not flap on and off at a
-threshold. The scheduler asks these verdicts before it starts a job.
+One owner: ``LoadMonitor.sample()`` takes a reading of everything, smooths it (exponential
+moving average), updates the "busy" verdicts (with hysteresis, so that jobs do not flap on
+and off at a threshold) and calls ``on_change`` (the scheduler's wake) when anything the
+scheduler decides on has changed. ``run()`` samples on an interval.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Protocol
 
 import psutil
 
-from .devices import NvmlUnavailable
+from .nvml import GpuReading, NvmlUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,6 @@ class HostReading:
     cpu_percent: float
     memory_available_percent: float
     disk_free_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class GpuReading:
-    encoder_percent: float | None  # None where NVML cannot say (MIG instances)
-    sessions: int  # encode sessions on this GPU, ours included
 
 
 class HostReader(Protocol):
@@ -58,41 +53,6 @@ class PsutilReader:
             memory_available_percent=100.0 * memory.available / memory.total,
             disk_free_bytes=psutil.disk_usage(str(cache_dir)).free,
         )
-
-
-class NvmlGpuReader:
-    """Encoder utilisation and sessions through nvidia-ml-py; NVML stays open while used."""
-
-    def __init__(self) -> None:
-        self._open = False
-
-    def read(self, index: int) -> GpuReading:
-        try:
-            import pynvml as nv
-        except ImportError as exc:
-            raise NvmlUnavailable(str(exc)) from None
-        try:
-            if not self._open:
-                nv.nvmlInit()
-                self._open = True
-            handle = nv.nvmlDeviceGetHandleByIndex(index)
-            sessions = int(nv.nvmlDeviceGetEncoderStats(handle)[0])
-            try:
-                percent: float | None = float(nv.nvmlDeviceGetEncoderUtilization(handle)[0])
-            except nv.NVMLError:  # not supported on MIG instances
-                percent = None
-            return GpuReading(encoder_percent=percent, sessions=sessions)
-        except nv.NVMLError as exc:  # "GPU lost": keep serving on the CPU
-            self.close()
-            raise NvmlUnavailable(f"NVML failed: {exc}") from None
-
-    def close(self) -> None:
-        if self._open:
-            import pynvml as nv
-
-            with contextlib.suppress(nv.NVMLError):
-                nv.nvmlShutdown()
-            self._open = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +91,16 @@ class LoadMonitor:
         gpus: GpuReader,
         cache_dir: Path,
         limits: Limits,
+        nvidia: Callable[[], list[int]] = list,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._host, self._gpus = host, gpus
         self._cache_dir = cache_dir
+        self._nvidia = nvidia  # the NVML indexes of the GPUs in use now
         self.limits = limits
         self.on_change = on_change
+        self.generation = 0  # readings taken; beliefs made between two readings end here
+        self._pending = False  # a belief was set: the next reading must wake the scheduler
         self.cpu: float | None = None
         self.memory: float | None = None
         self.disk_free: int | None = None
@@ -146,12 +110,25 @@ class LoadMonitor:
         self._memory = Latch(-limits.memory_low, limits.hysteresis)  # low available = busy
         self._gpu: dict[int, Latch] = {}
 
+    async def run(self, interval: float) -> None:
+        """Sample every ``interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            self.sample()
+
     def close(self) -> None:
         self._gpus.close()
 
-    def sample(self, nvidia: list[int]) -> None:
-        """Take one reading of everything; wakes the scheduler when a verdict changes."""
-        before = self.verdicts(nvidia)
+    def expect_change(self) -> None:
+        """Something believed about the devices holds only until the next reading (a
+        session cap was hit): that reading must wake the scheduler."""
+        self._pending = True
+
+    def sample(self) -> None:
+        """Take one reading of everything; wakes the scheduler when a verdict or a
+        session count changes."""
+        nvidia = self._nvidia()
+        before = self._state(nvidia)
         try:
             reading = self._host.read(self._cache_dir)
         except OSError as exc:  # the cache folder vanished, say: keep the last values
@@ -165,28 +142,32 @@ class LoadMonitor:
             self._cpu.update(self.cpu)
             self._memory.update(-self.memory)
         for index in nvidia:
-            try:
-                gpu = self._gpus.read(index)
-            except NvmlUnavailable as exc:
-                log.debug("GPU %d: %s", index, exc)
-                self.sessions.pop(index, None)
-                continue
-            self.sessions[index] = gpu.sessions
-            if gpu.encoder_percent is not None:
-                value = _smooth(self.encoder.get(index), gpu.encoder_percent, self.limits.smoothing)
-                self.encoder[index] = value
-                latch = self._gpu.setdefault(
-                    index, Latch(self.limits.gpu_high, self.limits.hysteresis)
-                )
-                latch.update(value)
-        if self.verdicts(nvidia) != before:
+            self._read_gpu(index)
+        self.generation += 1
+        if self._state(nvidia) != before or self._pending:
+            self._pending = False
             self.on_change()
 
-    def verdicts(self, nvidia: list[int]) -> tuple[object, ...]:
-        return (self.cpu_busy(), self.disk_low(), tuple(self.gpu_busy(i) for i in nvidia))
+    def _read_gpu(self, index: int) -> None:
+        try:
+            gpu = self._gpus.read(index)
+        except NvmlUnavailable as exc:
+            log.debug("GPU %d: %s", index, exc)
+            self.sessions.pop(index, None)
+            return
+        self.sessions[index] = gpu.sessions
+        if gpu.encoder_percent is not None:
+            value = _smooth(self.encoder.get(index), gpu.encoder_percent, self.limits.smoothing)
+            self.encoder[index] = value
+            latch = self._gpu.setdefault(index, Latch(self.limits.gpu_high, self.limits.hysteresis))
+            latch.update(value)
+
+    def _state(self, nvidia: list[int]) -> tuple[object, ...]:
+        gpus = tuple((self.gpu_busy(i), self.sessions.get(i)) for i in nvidia)
+        return (self.cpu_busy(), self.disk_low(), gpus)
 
     def cpu_busy(self) -> str | None:
-        """Why the host is too busy for another CPU job, or None."""
+        """Why the host is too busy for another job, or None."""
         if self._memory.busy:
             return f"memory low ({self.memory:.0f}% available)"
         if self._cpu.busy:

@@ -13,9 +13,8 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import aiohttp
-
-from .config import Config
+from ..config import Config
+from .client import JellyfinClient
 from .urls import rewrite_onto, secrets_in
 
 log = logging.getLogger(__name__)
@@ -65,19 +64,11 @@ def map_path(path: str, mappings: list[tuple[str, Path]]) -> Path | None:
 
 
 async def item_paths(
-    session: aiohttp.ClientSession, jellyfin_url: str, user_id: str, item_id: str, token: str
+    client: JellyfinClient, user_id: str, item_id: str, token: str
 ) -> dict[str, str]:
     """Media source id -> file path, as Jellyfin tells this user (it enforces access)."""
-    url = f"{jellyfin_url}/Users/{user_id}/Items/{item_id}"
-    headers = {"Authorization": f'MediaBrowser Token="{token}"'}
-    try:
-        async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(10)) as resp:
-            if resp.status != 200:
-                return {}
-            item = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return {}
-    sources = item.get("MediaSources") if isinstance(item, dict) else None
+    item = await client.item(user_id, item_id, token)
+    sources = item.get("MediaSources") if item is not None else None
     return {
         str(s.get("Id")): s["Path"]
         for s in sources or []
@@ -91,7 +82,7 @@ async def choose_source(
     user_id: str,
     caller_token: str,
     config: Config,
-    session: aiohttp.ClientSession | None,
+    client: JellyfinClient | None,
 ) -> str:
     """The URL (or local path) the job will read; the client's URL when nothing better."""
     jellyfin = config.jellyfin_url
@@ -99,8 +90,8 @@ async def choose_source(
         return url
     token = next(iter(secrets_in(url)), caller_token)
     mappings = parse_path_map(config.path_map)
-    if mappings and session is not None:
-        paths = await item_paths(session, jellyfin, user_id, item_id, token)
+    if mappings and client is not None:
+        paths = await item_paths(client, user_id, item_id, token)
         wanted = {k.lower(): v for k, v in parse_qsl(urlsplit(url).query)}.get("mediasourceid")
         for source_id, remote in paths.items():
             if wanted in (None, source_id) and (local := map_path(remote, mappings)):

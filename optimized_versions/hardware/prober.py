@@ -16,20 +16,19 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import av
 import av.error
 
-from . import ffmpeg
-from .backends import Backend
-from .devices import Device
-from .failures import classify
-from .media import MediaInfo, VideoInfo
-from .plan import Target, build_argv, make_plan
-from .profiles import AudioSpec, Profile, VideoSpec
+from ..catalog.backends import Backend
+from ..catalog.device import Device
+from ..catalog.profiles import AudioSpec, Profile, VideoSpec
+from ..media import ffmpeg
+from ..media.failures import classify
+from ..media.plan import Target, build_argv, make_plan
+from ..media.probe import MediaInfo, VideoInfo
+from .matrix import Check, CheckKind, Matrix
 
 log = logging.getLogger(__name__)
 
@@ -45,86 +44,6 @@ DECODE_SAMPLES = {  # probe key -> (software encoder args, pixel format)
 ATTEMPTS = 2  # some drivers fail once, then work
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    device: str
-    backend: str
-    kind: str  # "encode" or "decode"
-    codec: str  # h264, hevc, hevc_10bit, av1
-    ok: bool
-    reason: str  # "works", or why not in plain words
-    stderr: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Matrix:
-    key: str
-    ffmpeg: str
-    devices: tuple[Device, ...]
-    notes: tuple[str, ...]
-    checks: tuple[Check, ...]
-    filters: frozenset[str]
-
-    def encodes(self, device: str, backend: str, codec: str) -> bool:
-        return any(c.ok for c in self._find(device, backend, "encode", codec))
-
-    def decodes(self, device: str, backend: str, codec: str) -> bool:
-        return any(c.ok for c in self._find(device, backend, "decode", codec))
-
-    def _find(self, device: str, backend: str, kind: str, codec: str) -> list[Check]:
-        return [
-            c
-            for c in self.checks
-            if (c.device, c.backend, c.kind, c.codec) == (device, backend, kind, codec)
-        ]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "ffmpeg": self.ffmpeg,
-            "devices": [dataclasses.asdict(d) for d in self.devices],
-            "notes": list(self.notes),
-            "checks": [dataclasses.asdict(c) for c in self.checks],
-            "filters": sorted(self.filters),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Matrix:
-        return cls(
-            key=data["key"],
-            ffmpeg=data["ffmpeg"],
-            devices=tuple(Device(**d) for d in data["devices"]),
-            notes=tuple(data["notes"]),
-            checks=tuple(Check(**{**c, "stderr": tuple(c["stderr"])}) for c in data["checks"]),
-            filters=frozenset(data["filters"]),
-        )
-
-    def table(self) -> str:
-        """The matrix as a text table, one line per check, then the notes."""
-        rows = [("DEVICE", "BACKEND", "TEST", "CODEC", "RESULT")]
-        for c in self.checks:
-            rows.append(
-                (c.device, c.backend, c.kind, c.codec, "yes" if c.ok else f"no: {c.reason}")
-            )
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
-        names = {
-            d.id: f"{d.id}: {d.name}"
-            + (f" (driver {d.driver})" if d.driver else "")
-            + (f" - {d.problem}" if d.problem else "")
-            for d in self.devices
-        }
-        return "\n".join(
-            [
-                f"ffmpeg: {self.ffmpeg}",
-                *names.values(),
-                "",
-                *lines,
-                *(f"note: {n}" for n in self.notes),
-            ]
-        )
-
-
 def cache_key(version: str, devices: list[Device], backends: dict[str, Backend]) -> str:
     material = json.dumps(
         [
@@ -136,15 +55,33 @@ def cache_key(version: str, devices: list[Device], backends: dict[str, Backend])
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
-async def ffmpeg_listing(binary: str, what: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        binary,
-        "-hide_banner",
-        what,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    out, _ = await proc.communicate()
+class FFmpegUnusable(Exception):
+    """The ffmpeg binary cannot be run, or does not answer in time."""
+
+
+async def ffmpeg_listing(binary: str, what: str, timeout: float) -> str:
+    """``ffmpeg -hide_banner <what>`` (``-version``, ``-encoders``...), killed after
+    ``timeout`` seconds: a hung FFMPEG_PATH must not hang the start."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "-hide_banner",
+            what,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except OSError as exc:
+        raise FFmpegUnusable(f"ffmpeg cannot be run ({binary}): {exc.strerror or exc}") from None
+    try:
+        async with asyncio.timeout(timeout):
+            out, _ = await proc.communicate()
+    except TimeoutError:
+        raise FFmpegUnusable(f"ffmpeg did not answer {what} within {timeout:g} s") from None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     return out.decode("utf-8", "replace")
 
 
@@ -167,9 +104,10 @@ def _frames(path: Path) -> int:
 
 
 class Prober:
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, timeout: float) -> None:
         self.binary = binary
         self.workdir = workdir
+        self.timeout = timeout  # for each ffmpeg call
 
     async def run(
         self,
@@ -179,8 +117,8 @@ class Prober:
         key: str,
         version: str,
     ) -> Matrix:
-        encoders = _names(await ffmpeg_listing(self.binary, "-encoders"))
-        filters = _names(await ffmpeg_listing(self.binary, "-filters"))
+        encoders = _names(await ffmpeg_listing(self.binary, "-encoders", self.timeout))
+        filters = _names(await ffmpeg_listing(self.binary, "-filters", self.timeout))
         checks: list[Check] = []
         for backend in backends.values():
             for device in (d for d in devices if d.vendor in backend.devices):
@@ -203,7 +141,7 @@ class Prober:
         self, backend: Backend, device: Device, codec: str, encoders: frozenset[str]
     ) -> Check:
         spec = backend.encoders[codec]
-        base = (device.id, backend.name, "encode", codec)
+        base = (device.id, backend.name, CheckKind.ENCODE, codec)
         if not device.usable:
             return Check(*base, ok=False, reason=str(device.problem))
         if spec.codec not in encoders:
@@ -243,7 +181,7 @@ class Prober:
         self, backend: Backend, device: Device, codec: str, filters: frozenset[str]
     ) -> Check:
         assert backend.decode is not None
-        base = (device.id, backend.name, "decode", codec)
+        base = (device.id, backend.name, CheckKind.DECODE, codec)
         missing = [f for f in backend.decode.filters if f not in filters]
         if missing:
             return Check(*base, ok=False, reason=f"this ffmpeg has no {', '.join(missing)} filter")
@@ -263,7 +201,7 @@ class Prober:
 
     async def _attempt(
         self,
-        base: tuple[str, str, str, str],
+        base: tuple[str, str, CheckKind, str],
         argv: list[str],
         count: Callable[[ffmpeg.Progress | None], int],
     ) -> Check:
@@ -271,9 +209,13 @@ class Prober:
         for _ in range(ATTEMPTS):
             updates: list[ffmpeg.Progress] = []
             try:
-                await ffmpeg.run(argv, updates.append, stall_timeout=30, stop_grace=2)
+                async with asyncio.timeout(self.timeout):
+                    await ffmpeg.run(argv, updates.append, stall_timeout=self.timeout, stop_grace=2)
             except ffmpeg.FFmpegError as exc:
                 reason, stderr = classify(exc.stderr)[1], tuple(exc.stderr[-8:])
+                continue
+            except TimeoutError:
+                reason = f"the test did not finish within {self.timeout:g} s"
                 continue
             if count(updates[-1] if updates else None) > 0:
                 return Check(*base, ok=True, reason="works")
@@ -287,7 +229,8 @@ class Prober:
             argv = [self.binary, "-hide_banner", "-v", "error", "-nostats", "-progress", "pipe:1",
                     "-f", "lavfi", "-i", TEST_SOURCE,
                     "-pix_fmt", pix_fmt, *args, "-y", str(path)]  # fmt: skip
-            await ffmpeg.run(argv, lambda _: None, stall_timeout=30, stop_grace=2)
+            async with asyncio.timeout(self.timeout):
+                await ffmpeg.run(argv, lambda _: None, stall_timeout=self.timeout, stop_grace=2)
         return path
 
 
@@ -298,6 +241,31 @@ async def probe_matrix(
     notes: list[str],
     key: str,
     version: str,
+    timeout: float,
 ) -> Matrix:
     with tempfile.TemporaryDirectory(prefix="ovs-probe-") as tmp:
-        return await Prober(binary, Path(tmp)).run(backends, devices, notes, key, version)
+        prober = Prober(binary, Path(tmp), timeout)
+        try:
+            return await prober.run(backends, devices, notes, key, version)
+        except FFmpegUnusable as exc:
+            return unusable_matrix(str(exc), backends, devices, notes, key, version)
+
+
+def unusable_matrix(
+    reason: str,
+    backends: dict[str, Backend],
+    devices: list[Device],
+    notes: list[str],
+    key: str,
+    version: str,
+) -> Matrix:
+    """Every encoder fails for one reason (ffmpeg cannot be run): the server still starts
+    and says why in GET /hardware; jobs fail with it."""
+    checks = tuple(
+        Check(device.id, backend.name, CheckKind.ENCODE, codec, ok=False, reason=reason)
+        for backend in backends.values()
+        for device in devices
+        if device.vendor in backend.devices
+        for codec in backend.encoders
+    )
+    return Matrix(key, version, tuple(devices), tuple(notes), checks, frozenset())

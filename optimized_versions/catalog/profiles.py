@@ -1,23 +1,22 @@
-"""Output profiles: YAML data, validated when the server starts.
-
-The shipped files live in the package (``optimized_versions/profiles`` and
-``backends`` in an installed wheel, the repository's top-level folders in a
-checkout); a user folder (``profiles_dir``) holds ``profiles/`` and ``backends/``
-whose files replace or add to the shipped ones by name.
-"""
+"""Output profiles: YAML data (codec, size cap, bit rate, audio), validated at start."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
+from .loader import load_folder
 
-from .errors import ConfigError
 
-_PACKAGE = Path(__file__).resolve().parent
+class HardwarePolicy(StrEnum):
+    """Where a profile's video may be encoded."""
+
+    PREFER_HW = "prefer_hw"  # the best hardware encoder, the CPU when none works or is free
+    REQUIRE_HW = "require_hw"  # hardware only: fail rather than use the CPU
+    SOFTWARE = "software"  # the CPU only
+
 
 PROFILE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -51,7 +50,7 @@ PROFILE_SCHEMA: dict[str, Any] = {
                 "bitrate": {"type": "integer", "minimum": 32000},
             },
         },
-        "hardware": {"enum": ["prefer_hw", "require_hw", "software"]},
+        "hardware": {"enum": [str(p) for p in HardwarePolicy]},
         "extra_args": {"type": "array", "items": {"type": "string"}},
     },
 }
@@ -86,34 +85,8 @@ class Profile:
     video: VideoSpec
     audio: AudioSpec
     description: str = ""
-    hardware: str = "prefer_hw"
+    hardware: HardwarePolicy = HardwarePolicy.PREFER_HW
     extra_args: tuple[str, ...] = ()
-
-
-def shipped_dir(kind: str) -> Path:
-    """Where the shipped YAML files of ``kind`` (profiles/backends) are."""
-    installed = _PACKAGE / kind
-    return installed if installed.is_dir() else _PACKAGE.parent / kind
-
-
-def load_folder(kind: str, schema: dict[str, Any], user_dir: Path | None) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    folders = [shipped_dir(kind)] + ([user_dir / kind] if user_dir else [])
-    validator = jsonschema.Draft202012Validator(schema)
-    for folder in folders:
-        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"{path}: cannot read: {exc}") from None
-            error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-            if error is not None:
-                key = "/".join(str(p) for p in error.path) or "(top level)"
-                raise ConfigError(f"{path}: {key}: {error.message}")
-            found[data["name"]] = data
-    if not found:
-        raise ConfigError(f"no {kind} found in {', '.join(str(f) for f in folders)}")
-    return found
 
 
 def load_profiles(user_dir: Path | None = None) -> dict[str, Profile]:
@@ -124,7 +97,7 @@ def load_profiles(user_dir: Path | None = None) -> dict[str, Profile]:
             video=VideoSpec(**{**data["video"], "copy": tuple(data["video"].get("copy", ()))}),
             audio=AudioSpec(**data["audio"]),
             description=data.get("description", ""),
-            hardware=data.get("hardware", "prefer_hw"),
+            hardware=HardwarePolicy(data.get("hardware", "prefer_hw")),
             extra_args=tuple(data.get("extra_args", ())),
         )
         for name, data in load_folder("profiles", PROFILE_SCHEMA, user_dir).items()

@@ -1,34 +1,22 @@
-"""HTTP plumbing: JSON errors, the caller's identity, and an access log without secrets."""
+"""HTTP plumbing: every error as JSON, 503 while shutting down, and the caller's identity."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
-from .auth import TOKEN_SHAPE, Authenticator, extract_token
-from .errors import ServiceError, Unauthorized, Unavailable
-from .models import Principal
+from ..errors import ServiceError, Unauthorized, Unavailable
+from ..jobs.models import Principal
+from ..keys import AUTHENTICATOR, RUNTIME
+from .auth import TOKEN_SHAPE, extract_token
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(slots=True)
-class Runtime:
-    """Mutable state of the running server."""
-
-    shutting_down: bool = False
-
-
-AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-RUNTIME = web.AppKey("runtime", Runtime)
 
 
 def error_response(
@@ -70,24 +58,14 @@ def _http_message(exc: web.HTTPException, request: web.Request) -> str:
     return exc.text or exc.reason
 
 
+def request_token(request: web.Request) -> str | None:
+    return extract_token(request.headers, request.query)
+
+
 async def authenticate(request: web.Request) -> Principal:
-    token = extract_token(request.headers, request.query)
+    token = request_token(request)
     if token is None:
         raise Unauthorized("no access token: send it in Authorization, X-Emby-Token or ?api_key=")
     if not TOKEN_SHAPE.match(token):
         raise Unauthorized("the access token is malformed")
     return await request.app[AUTHENTICATOR].authenticate(token)
-
-
-class AccessLogger(AbstractAccessLogger):
-    """Logs the path without its query string: clients put tokens there."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %s %.3fs',
-            request.remote,
-            request.method,
-            request.path,
-            response.status,
-            time,
-        )

@@ -15,14 +15,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .backends import Backend
-from .devices import Device, Host, discover
-from .media import MediaInfo
-from .plan import PlanError, Target
-from .probe import Matrix, cache_key, ffmpeg_listing, probe_matrix
-from .profiles import Profile
+from ..catalog.backends import Backend
+from ..catalog.device import Device, Vendor
+from ..catalog.profiles import HardwarePolicy, Profile
+from ..media.plan import PlanError, Target
+from ..media.probe import MediaInfo
+from .devices import Host, discover
+from .matrix import CheckKind, Matrix
+from .prober import FFmpegUnusable, cache_key, ffmpeg_listing, probe_matrix, unusable_matrix
 
 log = logging.getLogger(__name__)
+
+_DRI = frozenset({Vendor.INTEL, Vendor.AMD})  # found through render nodes
 
 
 def source_key(media: MediaInfo) -> str:
@@ -47,7 +51,9 @@ class Hardware:
         clock: Callable[[], float],
         breaker_seconds: float = 600.0,
         matrix: Matrix | None = None,  # a known answer, instead of loading or probing
+        probe_timeout: float = 30.0,  # for each ffmpeg call of the probe
     ) -> None:
+        self.probe_timeout = probe_timeout
         self.binary = binary
         self.backends = backends
         self.host = host
@@ -68,17 +74,30 @@ class Hardware:
     async def load(self, refresh: bool = False) -> Matrix:
         """The matrix from the cache when nothing changed, else from a new probe."""
         devices, notes = await asyncio.to_thread(discover, self.host)
-        version = (await ffmpeg_listing(self.binary, "-version")).split("\n", 1)[0].strip()
-        key = cache_key(version, devices, self.backends)
-        matrix = None if refresh else self._cached(key)
-        if matrix is None:
-            log.info("probing %d device(s) with ffmpeg: %s", len(devices), version)
-            matrix = await probe_matrix(self.binary, self.backends, devices, notes, key, version)
-            self.cache.parent.mkdir(parents=True, exist_ok=True)
-            self.cache.write_text(json.dumps(matrix.to_json(), indent=1))
+        try:
+            listing = await ffmpeg_listing(self.binary, "-version", self.probe_timeout)
+        except FFmpegUnusable as exc:  # nothing to cache: try again at the next start
+            log.error("hardware: %s", exc)
+            matrix = unusable_matrix(str(exc), self.backends, devices, notes, "", "unknown")
+        else:
+            version = listing.split("\n", 1)[0].strip()
+            key = cache_key(version, devices, self.backends)
+            cached = None if refresh else self._cached(key)
+            matrix = cached or await self._probe(devices, notes, key, version)
         self._matrix = matrix
         for line in self.summary():
             log.info("hardware: %s", line)
+        return matrix
+
+    async def _probe(
+        self, devices: list[Device], notes: list[str], key: str, version: str
+    ) -> Matrix:
+        log.info("probing %d device(s) with ffmpeg: %s", len(devices), version)
+        matrix = await probe_matrix(
+            self.binary, self.backends, devices, notes, key, version, self.probe_timeout
+        )
+        self.cache.parent.mkdir(parents=True, exist_ok=True)
+        self.cache.write_text(json.dumps(matrix.to_json(), indent=1))
         return matrix
 
     def _cached(self, key: str) -> Matrix | None:
@@ -89,13 +108,47 @@ class Hardware:
             return None
 
     def summary(self) -> list[str]:
-        """One line per backend and device: what it can do, or why it is not used."""
-        lines = []
+        """A line per backend of ENCODER_PREFERENCE (tried or not), then one per encode
+        check: what works, or why not."""
+        lines = [f"{v['backend']}: {v['verdict']}: {v['reason']}" for v in self.verdicts()]
         for check in self.matrix.checks:
-            if check.kind == "encode":
+            if check.kind is CheckKind.ENCODE:
                 state = "works" if check.ok else f"not used: {check.reason}"
                 lines.append(f"{check.backend} {check.codec} on {check.device}: {state}")
         return lines
+
+    def verdicts(self) -> list[dict[str, str]]:
+        """Every backend of ENCODER_PREFERENCE: ``works``, ``not used`` (tried, failed) or
+        ``not tried`` (no device for it), with the reason in plain words."""
+        verdicts = []
+        for name in self.preference:
+            backend = self.backends[name]
+            checks = [
+                c for c in self.matrix.checks if c.backend == name and c.kind is CheckKind.ENCODE
+            ]
+            working = sorted({f"{c.codec} on {c.device}" for c in checks if c.ok})
+            if working:
+                verdict, reason = "works", ", ".join(working)
+            elif checks:
+                verdict, reason = "not used", "; ".join(sorted({c.reason for c in checks}))
+            else:
+                verdict, reason = "not tried", self._absent(backend)
+            verdicts.append({"backend": name, "verdict": verdict, "reason": reason})
+        return verdicts
+
+    def _absent(self, backend: Backend) -> str:
+        """Why discovery found no device for a backend (its notes say), in plain words."""
+        notes = [
+            note
+            for note in self.matrix.notes
+            if (note.startswith("no NVIDIA") and Vendor.NVIDIA in backend.devices)
+            or (
+                note.startswith("no Intel or AMD")
+                and {Vendor.INTEL, Vendor.AMD} & {*backend.devices}
+            )
+        ]
+        vendors = " or ".join(v.value for v in backend.devices)
+        return "; ".join(notes) if notes else f"no {vendors} GPU found"
 
     def devices_for(self, codec: str) -> list[Device]:
         """Devices whose hardware encodes ``codec``, in preference order, none twice."""
@@ -119,7 +172,7 @@ class Hardware:
         With ``device`` (where the scheduler placed the job) only that device's hardware."""
         policy, codec = profile.hardware, profile.video.codec
         rungs: list[Target] = []
-        if policy != "software" and media.video is not None and device != "cpu":
+        if policy is not HardwarePolicy.SOFTWARE and media.video is not None and device != "cpu":
             for name in self.preference:
                 backend = self.backends[name]
                 if not backend.hardware:
@@ -134,7 +187,7 @@ class Hardware:
                     if self._can_decode(backend, gpu.id, media):
                         rungs.append(Target(backend, gpu, hw_decode=True))
                     rungs.append(Target(backend, gpu, hw_decode=False))
-        if policy != "require_hw":
+        if policy is not HardwarePolicy.REQUIRE_HW:
             rungs.append(Target(self.backends["software"]))
         if not rungs:
             raise PlanError(self.none_works(profile))
@@ -182,4 +235,5 @@ class Hardware:
         data["preference"] = self.preference
         data["outOfUse"] = {d: round(t - now) for d, t in self._open_until.items() if t > now}
         data["summary"] = self.summary()
+        data["backends"] = self.verdicts()
         return data

@@ -1,7 +1,10 @@
-"""The scheduler: runs queued jobs in a bounded number of slots, fairly across devices.
+"""The scheduler: which waiting job runs next, where (through placement), and what becomes
+of it when its run ends.
 
-It owns every job task (no fire-and-forget tasks elsewhere), decides which waiting
-job runs next, and puts running jobs back in the queue when the server stops.
+It owns every job task (no fire-and-forget tasks elsewhere) and every slot: a job holds a
+lease on one device's slot from launch to end, and a step down the ladder to another device
+goes through placement like a launch does. Running jobs go back to the queue when the
+server stops.
 """
 
 from __future__ import annotations
@@ -12,39 +15,55 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import Config
-from .devices import Device
-from .errors import BadRequest, RetryLater, TranscodeError
-from .models import WAITING, Job, JobStatus
-from .placement import Placement
+from ..catalog.device import Device
+from ..config import Config
+from ..errors import BadRequest, MustWait, RetryLater, TranscodeError
+from .models import RUN_RESET, WAITING, Job, JobStatus
+from .placement import Placed, Placer
+from .queue import FairQueue
+from .runner import Runner
 from .store import JobStore
-from .transcode import Transcoder
 
 log = logging.getLogger(__name__)
 
 RETRY_BASE, RETRY_MAX = 30.0, 600.0  # back-off of a job requeued because the encoder was full
 
 
+class _Lease:
+    """A running job's slot: on one device at a time, moved only through placement."""
+
+    def __init__(self, placer: Placer, device: str) -> None:
+        self._placer = placer
+        self.device = device
+
+    def move(self, target: Device) -> str | None:
+        why = self._placer.move(self.device, target)
+        if why is None:
+            self.device = target.id
+        return why
+
+    def release(self) -> None:
+        self._placer.release(self.device)
+
+
 class Scheduler:
     def __init__(
         self,
         store: JobStore,
-        transcoder: Transcoder,
+        runner: Runner,
         config: Config,
         clock: Callable[[], float],
-        placement: Placement,
+        placer: Placer,
     ) -> None:
         self._store = store
-        self._transcoder = transcoder
+        self._runner = runner
         self._config = config
         self._clock = clock
-        self._placement = placement
+        self._placer = placer
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._placed: dict[str, str] = {}  # job id -> the device it holds a slot on
+        self._leases: dict[str, _Lease] = {}  # job id -> the slot it holds
         self._stop_as: dict[str, JobStatus] = {}  # how an interrupted job ends
-        self._user_turn: dict[str, int] = {}  # user id -> turn it was last served
-        self._device_turn: dict[str, int] = {}  # client device id -> turn it was last served
-        self._turn = 0
+        self._queue = FairQueue(store, config)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -70,18 +89,12 @@ class Scheduler:
     # -- requests from the API ---------------------------------------------------------
 
     def start_now(self, job: Job) -> None:
-        """Run a waiting job at once, ahead of the queue and beside the running ones: on a
-        free device if there is one, else on the best device for its profile."""
+        """start-job: first in the queue; it starts as soon as a device its profile allows
+        has a free slot, never beside a full device or past MAX_CONCURRENT_JOBS."""
         if job.status not in WAITING:
             raise BadRequest(f"job {job.id} is {job.status}: only a queued job can be started")
-        profile = self._transcoder.profiles[job.profile]
-        where = self._placement.place(profile)
-        if isinstance(where, str):
-            candidates = self._placement.candidates(profile)
-            if not candidates:
-                raise BadRequest(f"job {job.id} cannot start: {where}")
-            where = candidates[0]
-        self._launch(job, where)
+        self._store.promote(job)
+        self.wake()
 
     async def cancel(self, job: Job) -> None:
         if job.status in WAITING:
@@ -90,6 +103,8 @@ class Scheduler:
             await self._interrupt([job.id], JobStatus.CANCELLED)
         elif job.status is JobStatus.COMPLETED:
             self._store.transition(job, JobStatus.READY_FOR_REMOVAL, collected_at=self._clock())
+        elif job.status is JobStatus.FAILED:
+            self._store.dismiss(job)
         self.wake()
 
     async def cancel_all(self) -> None:
@@ -118,28 +133,26 @@ class Scheduler:
         waiting = self._store.jobs(statuses=WAITING, oldest_first=True)
         later = [j.not_before for j in waiting if j.not_before is not None and j.not_before > now]
         due = [j for j in waiting if j.not_before is None or j.not_before <= now]
-        eligible, room = self._apply_cache_limit(due)
+        eligible, room = self._queue.apply_cache_limit(due, self._wait)
         free = self._config.max_concurrent_jobs - len(self._running)
         while eligible:
-            job = self._next_fair(eligible)
+            job = self._queue.next(eligible)
             eligible.remove(job)
             if free <= 0:
                 self._wait(job, f"all {self._config.max_concurrent_jobs} job slots are in use")
                 continue
-            profile = self._transcoder.profiles[job.profile]
-            if not self._placement.candidates(profile):  # no device ever will: say so now
+            profile = self._runner.profiles[job.profile]
+            if not self._placer.candidates(profile):  # no device ever will: say so now
+                error = self._placer.hardware.none_works(profile)
                 self._store.transition(
-                    job,
-                    JobStatus.FAILED,
-                    finished_at=self._clock(),
-                    error=self._placement.hardware.none_works(profile),
+                    job, JobStatus.FAILED, finished_at=self._clock(), error=error
                 )
                 continue
-            where = self._placement.place(profile)
-            if isinstance(where, str):
-                self._wait(job, where)
+            where = self._placer.place(profile, only=job.pinned_device)
+            if not isinstance(where, Placed):
+                self._wait(job, where.reason)
                 continue
-            self._launch(job, where)
+            self._launch(job, where.device)
             free -= 1
             room[job.device_id] -= 1
             if room[job.device_id] <= 0:  # its output will count against the limit too
@@ -147,69 +160,30 @@ class Scheduler:
         return min(later, default=None)
 
     def _wait(self, job: Job, reason: str) -> None:
+        if job.pinned_device is not None:
+            reason = f"fell back to {job.pinned_device}: {reason}"
         if job.wait_reason != reason:
             self._store.note_wait(job, reason)
-
-    def _apply_cache_limit(self, waiting: list[Job]) -> tuple[list[Job], dict[str, float]]:
-        """MAX_CACHED_PER_USER: a device whose uncollected (and running) jobs reach the
-        limit waits. Returns the jobs that may start and the room left per device."""
-        limit = self._config.max_cached_per_user or float("inf")
-        room: dict[str, float] = {}
-        eligible = []
-        for job in waiting:
-            if job.device_id not in room:
-                done = self._store.count(JobStatus.COMPLETED, job.device_id)
-                running = self._store.count(JobStatus.OPTIMIZING, job.device_id)
-                room[job.device_id] = limit - done - running
-            if room[job.device_id] <= 0:
-                if job.status is JobStatus.QUEUED:
-                    self._store.transition(job, JobStatus.PENDING_DOWNLOADS)
-                self._wait(
-                    job,
-                    f"device {job.device_id} has {self._config.max_cached_per_user}"
-                    " output(s) not collected yet (MAX_CACHED_PER_USER)",
-                )
-            else:
-                if job.status is JobStatus.PENDING_DOWNLOADS:
-                    self._store.transition(job, JobStatus.QUEUED)
-                eligible.append(job)
-        return eligible, room
-
-    def _next_fair(self, eligible: list[Job]) -> Job:
-        """Round-robin across users, then across a user's devices, FIFO within a device:
-        the user served longest ago goes first, so a season queued by one user does not
-        hold back another user's film by more than one job."""
-        return min(
-            eligible,
-            key=lambda j: (
-                self._user_turn.get(j.owner_id, -1),
-                self._device_turn.get(j.device_id, -1),
-                j.created_at,
-            ),
-        )
 
     # -- running one job ---------------------------------------------------------------
 
     def _launch(self, job: Job, device: Device) -> None:
-        self._turn += 1
-        self._user_turn[job.owner_id] = self._device_turn[job.device_id] = self._turn
+        self._queue.served(job)
         self._store.transition(
             job,
             JobStatus.OPTIMIZING,
-            started_at=self._clock(),
-            progress=0.0,
-            speed=None,
-            size=0,
+            **{**RUN_RESET, "started_at": self._clock()},
             error=None,
             not_before=None,
             wait_reason=None,
+            fallbacks=job.fallbacks if job.pinned_device else [],
         )
-        self._placement.claim(device.id)
-        self._placed[job.id] = device.id
+        self._placer.claim(device.id)
+        lease = self._leases[job.id] = _Lease(self._placer, device.id)
         log.info("job %s placed on %s", job.id, device.id)
-        self._running[job.id] = asyncio.create_task(self._run(job, device.id), name=f"job-{job.id}")
+        self._running[job.id] = asyncio.create_task(self._run(job, lease), name=f"job-{job.id}")
 
-    async def _run(self, job: Job, device: str) -> None:
+    async def _run(self, job: Job, lease: _Lease) -> None:
         def on_progress(percent: float, speed: float | None, size: int) -> None:
             job.progress = max(job.progress, percent)  # monotonic, whatever ffmpeg reports
             job.speed, job.size = speed, size
@@ -219,40 +193,36 @@ class Scheduler:
             source = self._store.source_url(job.id)
             if source is None:
                 raise TranscodeError("the job's source URL was lost")
-            outcome = await self._transcoder.run(
-                job, source, Path(job.output_path), on_progress, device
-            )
+            outcome = await self._runner.run(job, source, Path(job.output_path), on_progress, lease)
         except asyncio.CancelledError:
             self._end_interrupted(job, self._stop_as.pop(job.id, JobStatus.QUEUED))
             raise
         except RetryLater as exc:
             if exc.device is not None:
-                self._placement.shrink(exc.device)
+                self._placer.shrink(exc.device)
             delay = min(RETRY_BASE * 2**job.retries, RETRY_MAX)
             self._store.transition(
                 job,
                 JobStatus.QUEUED,
-                progress=0.0,
-                speed=None,
-                size=0,
-                started_at=None,
+                **RUN_RESET,
                 retries=job.retries + 1,
                 not_before=self._clock() + delay,
                 wait_reason=f"{exc.reason} (in {delay:g} s)",
             )
-        except TranscodeError as exc:
-            self._store.transition(
-                job, JobStatus.FAILED, error=str(exc), speed=None, finished_at=self._clock()
-            )
-        except Exception as exc:
-            log.exception("job %s: unexpected error", job.id)
+        except MustWait as exc:
             self._store.transition(
                 job,
-                JobStatus.FAILED,
-                error=f"internal error: {type(exc).__name__}",
-                speed=None,
-                finished_at=self._clock(),
+                JobStatus.QUEUED,
+                **RUN_RESET,
+                pinned_device=exc.device,
+                fallbacks=[*job.fallbacks, *exc.fallbacks],
+                wait_reason=f"fell back to {exc.device}: {exc.reason}",
             )
+        except TranscodeError as exc:
+            self._fail(job, str(exc))
+        except Exception as exc:
+            log.exception("job %s: unexpected error", job.id)
+            self._fail(job, f"internal error: {type(exc).__name__}")
         else:
             self._store.transition(
                 job,
@@ -264,7 +234,7 @@ class Scheduler:
                 backend=outcome.backend,
                 encoder=outcome.encoder,
                 decoder=outcome.decoder,
-                fallbacks=outcome.fallbacks,
+                fallbacks=[*job.fallbacks, *outcome.fallbacks],
                 finished_at=self._clock(),
             )
         finally:
@@ -272,18 +242,21 @@ class Scheduler:
             self._release(job.id)
             self.wake()
 
+    def _fail(self, job: Job, error: str) -> None:
+        self._store.transition(
+            job, JobStatus.FAILED, error=error, speed=None, finished_at=self._clock()
+        )
+
     def _release(self, job_id: str) -> None:
-        device = self._placed.pop(job_id, None)
-        if device is not None:
-            self._placement.release(device)
+        lease = self._leases.pop(job_id, None)
+        if lease is not None:
+            lease.release()
 
     def _end_interrupted(self, job: Job, end_as: JobStatus) -> None:
         if end_as is JobStatus.CANCELLED:
             self._store.transition(job, JobStatus.CANCELLED, speed=None, finished_at=self._clock())
         else:
-            self._store.transition(
-                job, JobStatus.QUEUED, progress=0.0, speed=None, size=0, started_at=None
-            )
+            self._store.transition(job, JobStatus.QUEUED, **RUN_RESET)
 
     async def _interrupt(self, job_ids: list[str], end_as: JobStatus) -> None:
         tasks = []

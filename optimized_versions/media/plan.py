@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .backends import Backend
-from .devices import CPU, Device
-from .media import AudioInfo, MediaInfo
-from .profiles import Profile
+from ..catalog.backends import Backend
+from ..catalog.device import CPU, Device
+from ..catalog.profiles import Profile
+from .probe import AudioInfo, MediaInfo
 
 # Pixel formats that H.264 players accept everywhere when a stream is copied as is.
 _PLAYABLE_H264 = frozenset({"yuv420p", "yuvj420p"})

@@ -1,0 +1,60 @@
+"""The one Jellyfin client: every call to Jellyfin goes through here, and this is the only
+place that builds the ``MediaBrowser`` authorization header."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from ..errors import Unauthorized, Unavailable
+
+
+def authorization(token: str) -> dict[str, str]:
+    """The header Jellyfin expects for a user's access token."""
+    return {"Authorization": f'MediaBrowser Token="{token}"'}
+
+
+class JellyfinClient:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout: float = 10.0):
+        self.session = session
+        self.base_url = base_url
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def users_me(self, token: str) -> dict[str, Any]:
+        """The token's user. Unauthorized when Jellyfin refuses the token, Unavailable when
+        Jellyfin cannot be asked (the token is not at fault then)."""
+        url = f"{self.base_url}/Users/Me"
+        try:
+            async with self.session.get(
+                url, headers=authorization(token), timeout=self._timeout
+            ) as resp:
+                if resp.status in (401, 403):
+                    raise Unauthorized("Jellyfin did not accept the access token")
+                if resp.status != 200:
+                    raise Unavailable(
+                        f"Jellyfin could not be reached: {url} answered HTTP {resp.status}"
+                    )
+                user: Any = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise Unavailable(
+                f"Jellyfin could not be reached at {self.base_url} ({type(exc).__name__})"
+            ) from None
+        if not isinstance(user, dict) or not isinstance(user.get("Id"), str):
+            raise Unavailable("Jellyfin answered /Users/Me without a user id")
+        return user
+
+    async def item(self, user_id: str, item_id: str, token: str) -> dict[str, Any] | None:
+        """The item as this user sees it (Jellyfin enforces access), or None."""
+        url = f"{self.base_url}/Users/{quote(user_id, safe='')}/Items/{quote(item_id, safe='')}"
+        try:
+            async with self.session.get(
+                url, headers=authorization(token), timeout=self._timeout
+            ) as resp:
+                if resp.status != 200:
+                    return None
+                item = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        return item if isinstance(item, dict) else None

@@ -1,0 +1,69 @@
+"""The order of the queue: which waiting job may go next, and which goes first.
+
+start-job requests first (in the order asked), then round-robin across users, then across
+a user's client devices, first come first served within a device; a client device whose
+uncollected outputs reach MAX_CACHED_PER_USER waits as ``pending downloads limit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..config import Config
+from .models import Job, JobStatus
+from .store import JobStore
+
+
+class FairQueue:
+    def __init__(self, store: JobStore, config: Config) -> None:
+        self._store = store
+        self._config = config
+        self._user_turn: dict[str, int] = {}  # user id -> turn it was last served
+        self._device_turn: dict[str, int] = {}  # client device id -> turn it was last served
+        self._turn = 0
+
+    def served(self, job: Job) -> None:
+        """The job was started: its user and device wait for the others' turns."""
+        self._turn += 1
+        self._user_turn[job.owner_id] = self._device_turn[job.device_id] = self._turn
+
+    def next(self, eligible: list[Job]) -> Job:
+        """The user served longest ago goes first, so a season queued by one user does not
+        hold back another user's film by more than one job."""
+        return min(
+            eligible,
+            key=lambda j: (
+                j.promoted_at is None,
+                j.promoted_at or 0.0,
+                self._user_turn.get(j.owner_id, -1),
+                self._device_turn.get(j.device_id, -1),
+                j.created_at,
+            ),
+        )
+
+    def apply_cache_limit(
+        self, waiting: list[Job], note_wait: Callable[[Job, str], None]
+    ) -> tuple[list[Job], dict[str, float]]:
+        """MAX_CACHED_PER_USER: a client device whose uncollected (and running) jobs reach
+        the limit waits. Returns the jobs that may start and the room left per device."""
+        limit = self._config.max_cached_per_user or float("inf")
+        room: dict[str, float] = {}
+        eligible = []
+        for job in waiting:
+            if job.device_id not in room:
+                done = self._store.count(JobStatus.COMPLETED, job.device_id)
+                running = self._store.count(JobStatus.OPTIMIZING, job.device_id)
+                room[job.device_id] = limit - done - running
+            if room[job.device_id] <= 0:
+                if job.status is JobStatus.QUEUED:
+                    self._store.transition(job, JobStatus.PENDING_DOWNLOADS)
+                note_wait(
+                    job,
+                    f"device {job.device_id} has {self._config.max_cached_per_user}"
+                    " output(s) not collected yet (MAX_CACHED_PER_USER)",
+                )
+            else:
+                if job.status is JobStatus.PENDING_DOWNLOADS:
+                    self._store.transition(job, JobStatus.QUEUED)
+                eligible.append(job)
+        return eligible, room

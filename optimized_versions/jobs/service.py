@@ -1,0 +1,84 @@
+"""Submitting a job: the profile, the source it will read, a retried request answered with
+the earlier job (a collected file brought back while it is still on disk), or a new job."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ..config import Config
+from ..errors import BadRequest
+from ..jellyfin.client import JellyfinClient
+from ..jellyfin.sources import choose_source
+from ..jellyfin.urls import redact_url
+from .cleanup import file_intact
+from .models import Job, JobStatus, Principal
+from .store import JobStore
+
+# A repeated request answers with the earlier job while that one is still useful.
+_REUSABLE = (
+    JobStatus.QUEUED,
+    JobStatus.PENDING_DOWNLOADS,
+    JobStatus.OPTIMIZING,
+    JobStatus.COMPLETED,
+    JobStatus.READY_FOR_REMOVAL,
+)
+
+
+class JobService:
+    def __init__(
+        self,
+        store: JobStore,
+        config: Config,
+        profiles: frozenset[str],
+        clock: Callable[[], float],
+        jellyfin: JellyfinClient | None,
+        on_new: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._profiles = profiles
+        self._clock = clock
+        self._jellyfin = jellyfin
+        self._on_new = on_new  # the scheduler's wake
+
+    async def submit(self, principal: Principal, token: str, body: dict[str, Any]) -> str:
+        """The id of the job for this request (an earlier one, or a new one)."""
+        profile = body.get("profile") or self._config.default_profile
+        if profile not in self._profiles:
+            known = ", ".join(sorted(self._profiles))
+            raise BadRequest(f"invalid profile: {profile!r} does not exist (known: {known})")
+        # Before the duplicate check: from there to store.add nothing awaits, so two
+        # concurrent retries of one request cannot both create a job.
+        source = await choose_source(
+            body["url"], body["itemId"], principal.user_id, token, self._config, self._jellyfin
+        )
+        earlier = self._store.find_duplicate(
+            principal.user_id, body["deviceId"], body["itemId"], profile, _REUSABLE
+        )
+        if earlier is not None and earlier.status is JobStatus.READY_FOR_REMOVAL:
+            if file_intact(earlier.output_path, earlier.size):  # collected, file still here
+                self._store.transition(earlier, JobStatus.COMPLETED, collected_at=None)
+            else:
+                earlier = None
+        if earlier is not None:
+            return earlier.id
+        job_id = str(uuid.uuid4())
+        job = Job(
+            id=job_id,
+            owner_id=principal.user_id,
+            owner_name=principal.name,
+            device_id=body["deviceId"],
+            item_id=body["itemId"],
+            item=body.get("item") or {},
+            input_url=redact_url(body["url"]),
+            file_extension=body.get("fileExtension"),
+            profile=profile,
+            status=JobStatus.QUEUED,
+            created_at=self._clock(),
+            output_path=str((self._config.cache_dir / f"{job_id}.mp4").resolve()),
+        )
+        self._store.add(job, source)
+        self._on_new()
+        return job.id

@@ -1,0 +1,43 @@
+"""Every piece of application state, under a typed ``web.AppKey`` (never a string key)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .config import Config
+from .hardware.ladder import Hardware
+from .hardware.load import LoadMonitor
+from .jellyfin.client import JellyfinClient
+from .jobs.cleanup import Janitor
+from .jobs.placement import Placer
+from .jobs.runner import Runner
+from .jobs.scheduler import Scheduler
+from .jobs.service import JobService
+from .jobs.store import JobStore
+from .web.auth import Authenticator
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Mutable state of the running server."""
+
+    shutting_down: bool = False
+
+
+CONFIG = web.AppKey("config", Config)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+RUNTIME = web.AppKey("runtime", Runtime)
+STORE = web.AppKey("store", JobStore)
+SERVICE = web.AppKey("service", JobService)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+RUNNER = web.AppKey("runner", Runner)
+PLACER = web.AppKey("placer", Placer)
+MONITOR = web.AppKey("monitor", LoadMonitor)
+JANITOR = web.AppKey("janitor", Janitor)
+HARDWARE = web.AppKey("hardware", Hardware)
+JELLYFIN = web.AppKey("jellyfin", JellyfinClient)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")

@@ -1,0 +1,194 @@
+"""The published API (eight endpoints, ``GET /hardware`` and the OpenAPI document).
+Handlers stay thin: parse, call the service or the scheduler, respond."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+from aiohttp import web
+
+from ..errors import BadRequest, Forbidden, NotFound, UnsupportedMediaType
+from ..jobs import cleanup
+from ..jobs.models import Job, JobStatus, Principal
+from ..jobs.rows import api_json
+from ..keys import CONFIG, HARDWARE, JANITOR, PLACER, SCHEDULER, SERVICE, STORE
+from .middleware import authenticate, request_token
+
+OPENAPI: dict[str, Any] = json.loads((Path(__file__).parent / "openapi.json").read_text())
+_REQUEST_VALIDATOR = jsonschema.Draft202012Validator(
+    OPENAPI["components"]["schemas"]["OptimizeRequest"]
+)
+
+routes = web.RouteTableDef()
+
+
+def owned_job(request: web.Request, principal: Principal) -> Job:
+    """The job named in the path, if the caller may see it; 404 exactly as for none."""
+    job_id = request.match_info["id"]
+    job = request.app[STORE].get(job_id)
+    if job is None or not (principal.is_admin or job.owner_id == principal.user_id):
+        raise NotFound(f"no job with id {job_id!r}")
+    return job
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"the body must be JSON (Content-Type: application/json), not {request.content_type!r}"
+        )
+    try:
+        body = json.loads(await request.read(), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    error = jsonschema.exceptions.best_match(_REQUEST_VALIDATOR.iter_errors(body))
+    if error is not None:
+        field = ".".join(str(p) for p in error.path) or "body"
+        raise BadRequest(f"invalid {field}: {error.message}")
+    for field, value in body.items():  # lone surrogates cannot be stored or sent back
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"invalid {field}: it is not valid Unicode text") from None
+    return dict(body)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise BadRequest(f"invalid url: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest("invalid url: it must be an http(s) URL with a host")
+
+
+@routes.post("/optimize-version")
+async def optimize_version(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    body = await _json_body(request)
+    _check_url(body["url"])
+    token = request_token(request) or ""
+    job_id = await request.app[SERVICE].submit(principal, token, body)
+    return web.json_response({"id": job_id}, status=201)
+
+
+@routes.get("/job-status/{id}")
+async def job_status(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    return web.json_response(owned_job(request, principal).to_api())
+
+
+@routes.get("/all-jobs")
+async def all_jobs(request: web.Request) -> web.StreamResponse:
+    principal = await authenticate(request)
+    device_id = request.query.get("deviceId")
+    pages = request.app[STORE].pages_raw(
+        owner_id=None if principal.is_admin else principal.user_id,
+        device_id=device_id,
+        # a device's list: without cancelled, collected and dismissed jobs
+        statuses=None if device_id is None else [s for s in JobStatus if s != JobStatus.CANCELLED],
+        hide_collected=device_id is not None,
+    )
+    # Streamed a page at a time, each stored item spliced in as it is: an admin's list of
+    # 10,000 jobs costs a page of memory, not 10,000 parsed items and one huge string.
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    await response.prepare(request)
+    separator = "["
+    for page in pages:
+        parts = []
+        for job, item in page:
+            parts.append(separator + api_json(job, item))
+            separator = ","
+        await response.write("".join(parts).encode())
+    await response.write(b"[]" if separator == "[" else b"]")
+    await response.write_eof()
+    return response
+
+
+@routes.delete("/cancel-job/{id}")
+async def cancel_job(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    job = owned_job(request, principal)
+    before = job.status
+    await request.app[SCHEDULER].cancel(job)
+    after = request.app[STORE].get(job.id)
+    now = after.status if after is not None else JobStatus.READY_FOR_REMOVAL
+    if now is JobStatus.READY_FOR_REMOVAL and before is JobStatus.COMPLETED:
+        grace = request.app[CONFIG].removal_grace
+        message = f"job {job.id} collected: its file is removed in {grace:g} s"
+    elif now is JobStatus.CANCELLED and before is not JobStatus.CANCELLED:
+        message = f"job {job.id} cancelled"
+    elif now is JobStatus.FAILED:
+        message = f"job {job.id} failed and is dismissed"
+    else:
+        message = f"job {job.id} is {now}"
+    return web.json_response({"message": message})
+
+
+@routes.post("/start-job/{id}")
+async def start_job(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    job = owned_job(request, principal)
+    request.app[SCHEDULER].start_now(job)
+    return web.json_response(
+        {"message": f"job {job.id} is first in the queue: it starts when a slot is free"}
+    )
+
+
+@routes.get("/statistics")
+async def statistics(request: web.Request) -> web.Response:
+    await authenticate(request)
+    store = request.app[STORE]
+    size = await asyncio.to_thread(cleanup.cache_size, request.app[CONFIG].cache_dir)
+    return web.json_response(
+        {
+            "cacheSize": cleanup.human_size(size),
+            "cacheBytes": size,
+            "activeJobs": store.count(JobStatus.OPTIMIZING),
+            "queuedJobs": store.count(JobStatus.QUEUED) + store.count(JobStatus.PENDING_DOWNLOADS),
+            **store.statistics(),
+        }
+    )
+
+
+@routes.delete("/delete-cache")
+async def delete_cache(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    if not principal.is_admin:
+        raise Forbidden("only an administrator can delete the cache")
+    await request.app[SCHEDULER].cancel_all()
+    dropped = request.app[JANITOR].clear_cache()
+    return web.json_response({"message": f"cache deleted: {dropped} file(s) removed"})
+
+
+def _hardware(request: web.Request) -> dict[str, Any]:
+    return {**request.app[HARDWARE].describe(), "load": request.app[PLACER].describe()}
+
+
+@routes.get("/hardware")
+async def hardware(request: web.Request) -> web.Response:
+    await authenticate(request)
+    return web.json_response(_hardware(request))
+
+
+@routes.post("/hardware/probe")
+async def reprobe(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    if not principal.is_admin:
+        raise Forbidden("only an administrator can probe the hardware again")
+    await request.app[HARDWARE].load(refresh=True)
+    return web.json_response(_hardware(request))
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)

@@ -1,0 +1,138 @@
+"""GET/HEAD /download/:id: the finished MP4 through sendfile, with ranges and validators.
+
+aiohttp's ``FileResponse`` does the sending (sendfile, Range, HEAD, If-Match...). Two things
+are ours: ``If-Range`` with an entity tag (aiohttp compares only dates, and would serve a
+range against a file the client no longer has), and Android's first ``HEAD`` that carries no
+token (answered with the size only: the job id is an unguessable capability).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from multidict import CIMultiDict
+
+from ..errors import NotFound, RangeNotSatisfiable, Unauthorized
+from ..jobs.models import DOWNLOADABLE, Job, JobStatus
+from ..keys import CONFIG, SCHEDULER, STORE
+from .api import owned_job
+from .middleware import authenticate, request_token
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/download/{id}")
+async def download(request: web.Request) -> web.StreamResponse:
+    if request.method == hdrs.METH_HEAD and request_token(request) is None:
+        return _bare_head(request)
+    job = owned_job(request, await authenticate(request))
+    path = Path(job.output_path)
+    if job.status not in DOWNLOADABLE or not path.is_file():
+        raise NotFound(f"job {job.id} has no file to download (it is {job.status})")
+    if hdrs.IF_RANGE in request.headers:  # decided here, so aiohttp sees no If-Range
+        kept = CIMultiDict(request.headers)
+        drop = [hdrs.IF_RANGE] if _range_applies(request, path) else [hdrs.IF_RANGE, hdrs.RANGE]
+        for name in drop:
+            kept.popall(name, None)
+        request = request.clone(headers=kept)
+    _check_range(request, job.size)
+    headers = {
+        "Content-Type": "video/mp4",
+        "X-File-Checksum": job.checksum or "",
+        "X-File-Size": str(job.size),
+        "Content-Disposition": _disposition(_download_name(job)),
+    }
+    if not request.app[CONFIG].remove_file_after_right_download:
+        return web.FileResponse(path, headers=headers)
+
+    async def collect_when_whole(response: web.StreamResponse) -> None:
+        # read again: a cancel-job or delete-cache may have come while the file was sent
+        now = request.app[STORE].get(job.id)
+        if (
+            now is not None
+            and now.status is JobStatus.COMPLETED
+            and _reached_end(response, now.size)
+        ):
+            await request.app[SCHEDULER].cancel(now)
+
+    return _FileResponseWithCallback(path, headers, collect_when_whole)
+
+
+def _bare_head(request: web.Request) -> web.Response:
+    """HEAD without a token: the size of a finished file and nothing else."""
+    job = request.app[STORE].get(request.match_info["id"])
+    if job is None or job.status not in DOWNLOADABLE or not Path(job.output_path).is_file():
+        raise Unauthorized("no access token: send it in Authorization, X-Emby-Token or ?api_key=")
+    return web.Response(headers={"Content-Length": str(job.size), "Accept-Ranges": "bytes"})
+
+
+def _range_applies(request: web.Request, path: Path) -> bool:
+    """False when If-Range names another version of the file: the client gets it whole."""
+    validator = request.headers.get(hdrs.IF_RANGE, "").strip()
+    st = path.stat()
+    if validator.startswith(('"', "W/")):  # an entity tag: strong comparison only
+        return validator == f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+    try:
+        return int(st.st_mtime) <= parsedate_to_datetime(validator).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False  # a validator we cannot read cannot match
+
+
+def _download_name(job: Job) -> str:
+    name = job.item.get("Name")
+    year = job.item.get("ProductionYear")
+    base = str(name) if isinstance(name, str) and name.strip() else job.item_id
+    if isinstance(year, int):
+        base = f"{base} ({year})"
+    cleaned = "".join(c if c.isprintable() and c not in '\\/:*?"<>|' else "_" for c in base)
+    return cleaned.strip()[:150] + ".mp4"
+
+
+def _disposition(name: str) -> str:
+    ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+
+
+class _FileResponseWithCallback(web.FileResponse):
+    """Calls back once a GET's body has been handed to the socket (sendfile is done)."""
+
+    def __init__(
+        self,
+        path: Path,
+        headers: dict[str, str],
+        on_sent: Callable[[web.StreamResponse], Awaitable[None]],
+    ) -> None:
+        super().__init__(path, headers=headers)
+        self._on_sent = on_sent
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        writer = await super().prepare(request)
+        if request.method == hdrs.METH_GET:
+            await self._on_sent(self)
+        return writer
+
+
+def _check_range(request: web.Request, size: int) -> None:
+    """Answer an unsatisfiable Range in JSON here (aiohttp's own 416 has no body)."""
+    header = request.headers.get(hdrs.RANGE)
+    if header is None:
+        return
+    try:
+        start = request.http_range.start
+    except ValueError:  # malformed or several ranges
+        raise RangeNotSatisfiable(size) from None
+    empty_suffix = header.replace(" ", "").lower().rstrip("0") == "bytes=-"
+    if empty_suffix or (start is not None and start >= size):
+        raise RangeNotSatisfiable(size)
+
+
+def _reached_end(response: web.StreamResponse, size: int) -> bool:
+    if response.status == 200:
+        return True
+    content_range = response.headers.get("Content-Range", "")
+    return response.status == 206 and content_range.endswith(f"-{size - 1}/{size}")
