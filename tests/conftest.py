@@ -330,10 +330,11 @@ async def start_app(env: Env, aiohttp_client: Any) -> AsyncIterator[StartApp]:
         host: Host | None = None, **overrides: Any
     ) -> TestClient[web.Request, web.Application]:
         config = replace(env.config, **overrides)
-        client: TestClient[web.Request, web.Application] = await aiohttp_client(
-            create_app(config, clock=env.clock, host=host, readers=(env.load, env.gpu_load)),
-            server_kwargs={"access_log_class": AccessLogger},
-        )
+        app = create_app(config, clock=env.clock, host=host, readers=(env.load, env.gpu_load))
+        server = TestServer(app)
+        # as `serve` runs it (TestServer drops runner options given to its constructor)
+        await server.start_server(access_log_class=AccessLogger)
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(server)
         return client
 
     yield start

@@ -162,3 +162,14 @@ async def test_standalone_mode_with_configured_tokens(env: Env, start_app: Start
     assert not (env.config.data_dir / "admin-token").exists()
     assert (await client.delete("/delete-cache", headers=auth(tokens[0].token))).status == 403
     assert (await client.delete("/delete-cache", headers=auth(tokens[1].token))).status == 200
+
+
+async def test_the_access_log_leaves_out_query_strings(
+    env: Env, start_app: StartApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="aiohttp.access")
+    client = await start_app()
+    assert (await client.get(f"/statistics?api_key={ALICE}&x=1")).status == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert any('"GET /statistics" 200' in line for line in lines), lines
+    assert not any(ALICE in line or "api_key" in line for line in lines), lines

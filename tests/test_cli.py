@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
-from conftest import ALICE, FakeJellyfin, Media
+from conftest import ALICE, Env, FakeJellyfin, Media, StartApp, auth
 
 COMMAND = str(Path(sys.executable).parent / "optimized-versions")
 
@@ -98,3 +99,49 @@ async def test_serve_then_sigterm_puts_the_running_job_back(
     with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:
         assert db.execute("SELECT status FROM jobs").fetchall() == [("queued",)]
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_probe_names_every_backend_in_text_and_json(tmp_path: Path, hardware_cache: Path) -> None:
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "HARDWARE_CACHE": str(hardware_cache)}
+    text = subprocess.run(
+        [COMMAND, "probe"], env=env, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    for name in ("nvenc", "qsv", "vaapi"):
+        assert f"\n{name}: not tried: " in text or text.startswith(f"{name}: not tried: "), text
+    assert "software: works: h264 on cpu" in text
+    assert any(
+        line.split()[:4] == ["DEVICE", "BACKEND", "TEST", "CODEC"]
+        for line in text.split("\n")
+        if line
+    )
+    cached = subprocess.run(
+        [COMMAND, "probe", "--json", "--cached"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    body = json.loads(cached)
+    assert [v["backend"] for v in body["backends"]] == ["nvenc", "qsv", "vaapi", "software"]
+    nvenc = body["backends"][0]
+    assert nvenc["verdict"] == "not tried" and nvenc["reason"].startswith("no NVIDIA GPU (")
+
+
+async def test_probe_json_is_get_hardware_without_the_live_load(
+    env: Env, start_app: StartApp, hardware_cache: Path
+) -> None:
+    client = await start_app()
+    served = await (await client.get("/hardware", headers=auth())).json()
+    printed = json.loads(
+        subprocess.run(
+            [COMMAND, "probe", "--json", "--cached"],
+            env={**os.environ, "HARDWARE_CACHE": str(hardware_cache)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
+    del served["load"]
+    assert printed == served

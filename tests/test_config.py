@@ -104,3 +104,11 @@ def test_bad_yaml_names_the_file_or_key(tmp_path: Path, text: str, says: str) ->
     path.write_text(text)
     with pytest.raises(ConfigError, match=says):
         load_config(path, environ={})
+
+
+def test_every_key_is_declared_once_in_the_schema_and_the_dataclass() -> None:
+    from dataclasses import fields
+
+    from optimized_versions.config import SCHEMA
+
+    assert set(SCHEMA["properties"]) == {f.name for f in fields(Config)}

@@ -6,6 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from optimized_versions.media import ffmpeg
@@ -82,9 +83,12 @@ async def test_cancel_asks_ffmpeg_to_quit(tmp_path: Path) -> None:
     assert out.exists()  # ffmpeg closed its output cleanly on q
 
 
-async def test_a_process_that_ignores_q_is_killed(tmp_path: Path) -> None:
+async def test_a_process_that_ignores_q_is_killed_and_reaped(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
     script = (
-        "import sys, time\nwhile True:\n"
+        "import os, sys, time\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "while True:\n"
         "    print('out_time_us=1\\nprogress=continue', flush=True); time.sleep(0.05)"
     )
     seen = asyncio.Event()
@@ -94,6 +98,11 @@ async def test_a_process_that_ignores_q_is_killed(tmp_path: Path) -> None:
         )
     )
     await seen.wait()
+    pid = int(pid_file.read_text())
+    assert psutil.pid_exists(pid)
+    started = asyncio.get_running_loop().time()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=5)
+    assert asyncio.get_running_loop().time() - started >= 0.3, "it waited for q first"
+    assert not psutil.pid_exists(pid), "killed and reaped: not even a zombie is left"

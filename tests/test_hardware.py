@@ -288,3 +288,68 @@ async def test_an_admin_can_probe_again(env: Env, start_app: StartApp, fake: Fak
         "nvenc h264 on nvidia:0: not used: GPU found, no hardware encoder on it" in after["summary"]
     )
     assert client.app[HARDWARE].matrix.key == after["key"]
+
+
+def _hung(path: Path, real: str | None) -> str:
+    """An ffmpeg that hangs: on everything, or (with ``real``) on all but the listings."""
+    listing = (
+        f'case "$2" in -version|-encoders|-filters) exec "{real}" "$@";; esac\n' if real else ""
+    )
+    path.write_text(f"#!/bin/sh\n{listing}exec sleep 600\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+async def test_a_hung_ffmpeg_does_not_hang_the_start(
+    env: Env, start_app: StartApp, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    client = await start_app(
+        ffmpeg_path=_hung(tmp_path / "ffmpeg", None),
+        probe_timeout=0.5,
+        hardware_cache=tmp_path / "hw.json",
+    )
+    assert time.monotonic() - started < 10
+    body = await (await client.get("/hardware", headers=auth())).json()
+    software = next(v for v in body["backends"] if v["backend"] == "software")
+    assert software == {
+        "backend": "software",
+        "verdict": "not used",
+        "reason": "ffmpeg did not answer -version within 0.5 s",
+    }
+    job = await wait_status(client, await post_job(client, env, "h264"), "failed")
+    assert job["error"]
+
+
+async def test_a_test_encode_that_hangs_is_given_up(tmp_path: Path) -> None:
+    hardware = Hardware(
+        _hung(tmp_path / "ffmpeg", default_ffmpeg()),
+        load_backends(),
+        FakeHost(tmp_path, tmp_path / "s.json", tmp_path / "f").host(),
+        tmp_path / "hw.json",
+        PREFERENCE,
+        time.monotonic,
+        probe_timeout=0.3,
+    )
+    started = time.monotonic()
+    await hardware.load()
+    assert time.monotonic() - started < 15
+    assert {c.reason for c in hardware.matrix.checks} == {"the test did not finish within 0.3 s"}
+
+
+async def test_every_preferred_backend_gets_a_verdict(fake: FakeHost) -> None:
+    hardware = await probe(fake, fake.host())  # no GPU at all
+    verdicts = {v["backend"]: (v["verdict"], v["reason"]) for v in hardware.verdicts()}
+    assert verdicts["nvenc"] == (
+        "not tried",
+        "no NVIDIA GPU (NVML could not start: Driver Not Loaded)",
+    )
+    drm = fake.root / "drm"
+    for name in ("qsv", "vaapi"):
+        assert verdicts[name] == ("not tried", f"no Intel or AMD render node under {drm}")
+    assert verdicts["software"][0] == "works" and "h264 on cpu" in verdicts["software"][1]
+    amd = await probe(fake, fake.host(dri={"renderD128": "0x1002"}))
+    verdicts = {v["backend"]: (v["verdict"], v["reason"]) for v in amd.verdicts()}
+    assert verdicts["qsv"] == ("not tried", "no intel GPU found"), "QSV is Intel only"
+    assert verdicts["vaapi"][0] == "works"
+    assert "nvenc: not tried: no NVIDIA GPU" in "\n".join(amd.summary())

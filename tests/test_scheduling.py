@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from conftest import ADMIN, BOB, Env, StartApp, auth, post_job, wait_status
 from gpu_host import FakeHost, start_fake
 
@@ -75,13 +77,20 @@ async def test_the_disk_floor_holds_jobs(env: Env, start_app: StartApp) -> None:
     await wait_status(client, job_id, "completed")
 
 
-async def test_low_memory_holds_jobs(env: Env, start_app: StartApp) -> None:
+async def test_low_memory_holds_jobs_until_it_recovers(env: Env, start_app: StartApp) -> None:
     env.load.memory = 5
     client = await start_app()
     job_id = await post_job(client, env, "h264")
     sample(client)
     job = await (await client.get(f"/job-status/{job_id}", headers=auth(ADMIN))).json()
     assert job["waitReason"] == "memory low (5% available)"
+    env.load.memory = 25  # smoothed 15%: above the 10% floor, not yet 10 points above it
+    sample(client)
+    assert (await load(client))["hostBusy"] == "memory low (15% available)"
+    job = await wait_status(client, job_id, "queued")
+    env.load.memory = 60  # smoothed 37.5%: released, and the reading wakes the scheduler
+    sample(client)
+    await wait_status(client, job_id, "completed")
 
 
 async def test_other_processes_nvenc_sessions_reduce_capacity(
@@ -127,8 +136,9 @@ async def test_a_busy_encoder_holds_or_spills(
     assert (done["status"], done["encoder"]) == ("completed", "libx264"), "spilled to the CPU"
 
 
+@pytest.mark.parametrize("spill", [True, False])
 async def test_gpu_and_cpu_side_by_side_and_spill_only_when_allowed(
-    env: Env, start_app: StartApp, fake: FakeHost
+    env: Env, start_app: StartApp, fake: FakeHost, spill: bool
 ) -> None:
     env.jellyfin.trickle.add("long")
     client = await start_fake(
@@ -138,16 +148,29 @@ async def test_gpu_and_cpu_side_by_side_and_spill_only_when_allowed(
         fake.host(nvidia=("RTX A4000",)),
         nvenc_sessions=1,
         max_concurrent_jobs=3,
+        spill_to_cpu=spill,
     )
     on_gpu = await post_job(client, env, "long")
     running = await wait_status(client, on_gpu, "optimizing")
     second = await post_job(client, env, "hevc", device="tablet")
-    done = await wait_status(client, second, "completed", "failed")
-    assert done["encoder"] == "libx264", "the GPU slot was taken: spilled to the CPU"
-    used = (await load(client))["devices"]
-    assert used["nvidia:0"]["used"] == 1 and used["cpu"]["used"] == 0
+    if spill:
+        done = await wait_status(client, second, "completed")
+        assert done["encoder"] == "libx264", "the GPU slot was taken: spilled to the CPU"
+        used = (await load(client))["devices"]
+        assert used["nvidia:0"]["used"] == 1 and used["cpu"]["used"] == 0
+    else:
+        for _ in range(40):
+            held = await wait_status(client, second, "queued")
+            if "waitReason" in held:
+                break
+            await asyncio.sleep(0.05)
+        assert held["waitReason"] == "no free slot on nvidia:0", "no spill: it waits"
+        assert (await load(client))["devices"]["cpu"]["used"] == 0
     assert running["status"] == "optimizing"
     await client.delete(f"/cancel-job/{on_gpu}", headers=auth())
+    if not spill:
+        done = await wait_status(client, second, "completed")
+        assert done["encoder"] == "h264_nvenc"
 
 
 async def test_one_users_season_does_not_hold_back_anothers_film(

@@ -45,12 +45,16 @@ ATTEMPTS = 2  # some drivers fail once, then work
 
 
 def cache_key(version: str, devices: list[Device], backends: dict[str, Backend]) -> str:
+    """The same in every process for the same ffmpeg, devices and backend files (sets are
+    sorted: their order changes with each interpreter's string hashing)."""
     material = json.dumps(
         [
             version,
             [dataclasses.asdict(d) for d in devices],
-            sorted(repr(b) for b in backends.values()),
-        ]
+            {name: dataclasses.asdict(b) for name, b in backends.items()},
+        ],
+        sort_keys=True,
+        default=sorted,
     )
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
@@ -108,6 +112,7 @@ class Prober:
         self.binary = binary
         self.workdir = workdir
         self.timeout = timeout  # for each ffmpeg call
+        self._grace = min(2.0, timeout)  # between asking a test run to quit and killing it
 
     async def run(
         self,
@@ -185,7 +190,11 @@ class Prober:
         missing = [f for f in backend.decode.filters if f not in filters]
         if missing:
             return Check(*base, ok=False, reason=f"this ffmpeg has no {', '.join(missing)} filter")
-        sample = await self._sample(codec)
+        try:
+            sample = await self._sample(codec)
+        except (ffmpeg.FFmpegError, TimeoutError) as exc:
+            why = f"the {codec} test sample could not be made ({type(exc).__name__})"
+            return Check(*base, ok=False, reason=why)
         values = {
             "index": device.index,
             "render_node": device.render_node or "",
@@ -210,13 +219,15 @@ class Prober:
             updates: list[ffmpeg.Progress] = []
             try:
                 async with asyncio.timeout(self.timeout):
-                    await ffmpeg.run(argv, updates.append, stall_timeout=self.timeout, stop_grace=2)
+                    await ffmpeg.run(
+                        argv, updates.append, stall_timeout=self.timeout, stop_grace=self._grace
+                    )
             except ffmpeg.FFmpegError as exc:
                 reason, stderr = classify(exc.stderr)[1], tuple(exc.stderr[-8:])
                 continue
-            except TimeoutError:
+            except TimeoutError:  # a hung driver does not get better the second time
                 reason = f"the test did not finish within {self.timeout:g} s"
-                continue
+                break
             if count(updates[-1] if updates else None) > 0:
                 return Check(*base, ok=True, reason="works")
         log.info("probe: %s %s %s on %s: %s", base[1], base[2], base[3], base[0], reason)
@@ -230,7 +241,9 @@ class Prober:
                     "-f", "lavfi", "-i", TEST_SOURCE,
                     "-pix_fmt", pix_fmt, *args, "-y", str(path)]  # fmt: skip
             async with asyncio.timeout(self.timeout):
-                await ffmpeg.run(argv, lambda _: None, stall_timeout=self.timeout, stop_grace=2)
+                await ffmpeg.run(
+                    argv, lambda _: None, stall_timeout=self.timeout, stop_grace=self._grace
+                )
         return path
 
 

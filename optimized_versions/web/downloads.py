@@ -34,13 +34,11 @@ async def download(request: web.Request) -> web.StreamResponse:
     path = Path(job.output_path)
     if job.status not in DOWNLOADABLE or not path.is_file():
         raise NotFound(f"job {job.id} has no file to download (it is {job.status})")
-    if hdrs.IF_RANGE in request.headers:  # decided here, so aiohttp sees no If-Range
-        kept = CIMultiDict(request.headers)
-        drop = [hdrs.IF_RANGE] if _range_applies(request, path) else [hdrs.IF_RANGE, hdrs.RANGE]
-        for name in drop:
-            kept.popall(name, None)
-        request = request.clone(headers=kept)
-    _check_range(request, job.size)
+    drop: tuple[str, ...] = ()
+    if hdrs.IF_RANGE in request.headers:  # decided here: aiohttp compares dates only
+        drop = (hdrs.IF_RANGE,) if _range_applies(request, path) else (hdrs.IF_RANGE, hdrs.RANGE)
+    if hdrs.RANGE not in drop:
+        _check_range(request, job.size)
     headers = {
         "Content-Type": "video/mp4",
         "X-File-Checksum": job.checksum or "",
@@ -48,7 +46,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         "Content-Disposition": _disposition(_download_name(job)),
     }
     if not request.app[CONFIG].remove_file_after_right_download:
-        return web.FileResponse(path, headers=headers)
+        return _Download(path, headers, drop)
 
     async def collect_when_whole(response: web.StreamResponse) -> None:
         # read again: a cancel-job or delete-cache may have come while the file was sent
@@ -60,7 +58,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         ):
             await request.app[SCHEDULER].cancel(now)
 
-    return _FileResponseWithCallback(path, headers, collect_when_whole)
+    return _Download(path, headers, drop, collect_when_whole)
 
 
 def _bare_head(request: web.Request) -> web.Response:
@@ -98,21 +96,29 @@ def _disposition(name: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 
-class _FileResponseWithCallback(web.FileResponse):
-    """Calls back once a GET's body has been handed to the socket (sendfile is done)."""
+class _Download(web.FileResponse):
+    """aiohttp's file response, blind to the request headers ``drop`` names (If-Range was
+    decided here), calling ``on_sent`` once a GET's body is handed to the socket."""
 
     def __init__(
         self,
         path: Path,
         headers: dict[str, str],
-        on_sent: Callable[[web.StreamResponse], Awaitable[None]],
+        drop: tuple[str, ...],
+        on_sent: Callable[[web.StreamResponse], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(path, headers=headers)
+        self._drop = drop
         self._on_sent = on_sent
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self._drop:
+            kept = CIMultiDict(request.headers)
+            for name in self._drop:
+                kept.popall(name, None)
+            request = request.clone(headers=kept)
         writer = await super().prepare(request)
-        if request.method == hdrs.METH_GET:
+        if self._on_sent is not None and request.method == hdrs.METH_GET:
             await self._on_sent(self)
         return writer
 
