@@ -44,6 +44,7 @@ from .keys import (
     HARDWARE,
     JANITOR,
     JELLYFIN,
+    LIMITER,
     MONITOR,
     PLACER,
     PROFILE_NAMES,
@@ -58,6 +59,7 @@ from .media.ffmpeg import resolve_ffmpeg
 from .web import api, downloads
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
 from .web.middleware import errors_middleware
+from .web.ratelimit import FailureLimiter
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,7 @@ def create_app(
     app[CLOCK] = clock
     app[PROFILE_NAMES] = frozenset(profiles)
     app[RUNTIME] = Runtime()
+    app[LIMITER] = FailureLimiter(config.auth_failure_limit, 60.0, time.monotonic)
     app[HARDWARE] = hardware
     host_reader, gpu_reader = readers or (PsutilReader(), Nvml())
     limits = Limits(

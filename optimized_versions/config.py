@@ -60,7 +60,10 @@ SCHEMA: dict[str, Any] = {
         "cleanup_interval": {"type": "number", "exclusiveMinimum": 0},
         "removal_grace": {"type": "number", "minimum": 0},
         "auth_cache_ttl": {"type": "number", "minimum": 0},
+        "auth_failure_limit": {"type": "integer", "minimum": 0},
         "max_body_size": {"type": "integer", "minimum": 1024},
+        "max_item_size": {"type": "integer", "minimum": 1024},
+        "max_queued_per_user": {"type": "integer", "minimum": 0},
         "log_level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
         "tokens": {
             "type": "array",
@@ -120,7 +123,10 @@ class Config:
     cleanup_interval: float = 300.0  # seconds between retention sweeps
     removal_grace: float = 300.0  # seconds a collected file stays for a retried download
     auth_cache_ttl: float = 60.0
+    auth_failure_limit: int = 20  # failed authentications per address and minute; 0 = none
     max_body_size: int = 1024 * 1024
+    max_item_size: int = 64 * 1024  # bytes of a request's item (its JSON), 413 above
+    max_queued_per_user: int = 100  # waiting jobs per user, 429 above; 0 = no limit
     log_level: str = "INFO"
     tokens: tuple[StaticToken, ...] = field(default_factory=tuple)
 

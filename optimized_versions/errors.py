@@ -28,6 +28,10 @@ class NotFound(ServiceError):
     status = 404
 
 
+class PayloadTooLarge(ServiceError):
+    status = 413
+
+
 class UnsupportedMediaType(ServiceError):
     status = 415
 
@@ -39,6 +43,14 @@ class RangeNotSatisfiable(ServiceError):
         super().__init__(
             f"the range is outside the file (0-{size - 1})", {"Content-Range": f"bytes */{size}"}
         )
+
+
+class TooManyRequests(ServiceError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        headers = None if retry_after is None else {"Retry-After": str(max(1, round(retry_after)))}
+        super().__init__(message, headers)
 
 
 class Unavailable(ServiceError):

@@ -18,6 +18,7 @@ from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.store import JobStore
 from .web.auth import Authenticator
+from .web.ratelimit import FailureLimiter
 
 
 @dataclass(slots=True)
@@ -40,4 +41,5 @@ JANITOR = web.AppKey("janitor", Janitor)
 HARDWARE = web.AppKey("hardware", Hardware)
 JELLYFIN = web.AppKey("jellyfin", JellyfinClient)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+LIMITER = web.AppKey("limiter", FailureLimiter)
 PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")

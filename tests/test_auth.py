@@ -173,3 +173,34 @@ async def test_the_access_log_leaves_out_query_strings(
     lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
     assert any('"GET /statistics" 200' in line for line in lines), lines
     assert not any(ALICE in line or "api_key" in line for line in lines), lines
+
+
+async def test_bogus_tokens_stop_reaching_jellyfin(env: Env, start_app: StartApp) -> None:
+    client = await start_app(auth_failure_limit=20)
+    statuses = [
+        (await client.get("/statistics", headers=auth(f"bogus-token-{n:08d}"))).status
+        for n in range(400)
+    ]
+    assert statuses[:20] == [401] * 20 and set(statuses[20:]) == {429}
+    assert env.jellyfin.me_calls == 20, "429s are answered without asking Jellyfin"
+    blocked = await client.get("/statistics", headers=auth())
+    assert blocked.status == 429, "the address is blocked for the rest of the minute"
+    assert 0 < int(blocked.headers["Retry-After"]) <= 60
+    assert "too many failed sign-ins" in (await blocked.json())["message"]
+
+
+async def test_a_refused_token_is_remembered_briefly(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    for _ in range(5):
+        assert (await client.get("/statistics", headers=auth("wrong-token-0000000"))).status == 401
+    assert env.jellyfin.me_calls == 1
+    assert (await client.get("/statistics")).status == 401, "no token: nothing guessed"
+
+
+async def test_concurrent_checks_of_one_token_share_one_call(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    answers = await asyncio.gather(
+        *(client.get("/statistics", headers=auth(BOB)) for _ in range(10))
+    )
+    assert [a.status for a in answers] == [200] * 10
+    assert env.jellyfin.me_calls == 1

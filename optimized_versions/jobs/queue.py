@@ -27,10 +27,10 @@ class FairQueue:
         self._turn += 1
         self._user_turn[job.owner_id] = self._device_turn[job.device_id] = self._turn
 
-    def next(self, eligible: list[Job]) -> Job:
+    def in_order(self, eligible: list[Job]) -> list[Job]:
         """The user served longest ago goes first, so a season queued by one user does not
         hold back another user's film by more than one job."""
-        return min(
+        return sorted(
             eligible,
             key=lambda j: (
                 j.promoted_at is None,

@@ -98,6 +98,8 @@ FIELDS = (
     *MUTABLE,
 )
 COLUMNS = ", ".join(FIELDS)
+# the same columns with an empty item: what the scheduler reads of every waiting job
+COLUMNS_NO_ITEM = ", ".join("'{}'" if name == "item" else name for name in FIELDS)
 
 
 def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:

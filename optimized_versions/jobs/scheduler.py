@@ -130,14 +130,14 @@ class Scheduler:
     def _fill_slots(self) -> float | None:
         """Start what may start; returns when a job held back by a back-off is due."""
         now = self._clock()
-        waiting = self._store.jobs(statuses=WAITING, oldest_first=True)
+        waiting = self._store.waiting()
         later = [j.not_before for j in waiting if j.not_before is not None and j.not_before > now]
         due = [j for j in waiting if j.not_before is None or j.not_before <= now]
         eligible, room = self._queue.apply_cache_limit(due, self._wait)
+        eligible = self._queue.in_order(eligible)  # again after each launch only: O(n log n)
         free = self._config.max_concurrent_jobs - len(self._running)
         while eligible:
-            job = self._queue.next(eligible)
-            eligible.remove(job)
+            job = eligible.pop(0)
             if free <= 0:
                 self._wait(job, f"all {self._config.max_concurrent_jobs} job slots are in use")
                 continue
@@ -157,6 +157,7 @@ class Scheduler:
             room[job.device_id] -= 1
             if room[job.device_id] <= 0:  # its output will count against the limit too
                 eligible = [j for j in eligible if j.device_id != job.device_id]
+            eligible = self._queue.in_order(eligible)  # its user and device had their turn
         return min(later, default=None)
 
     def _wait(self, job: Job, reason: str) -> None:
@@ -167,7 +168,8 @@ class Scheduler:
 
     # -- running one job ---------------------------------------------------------------
 
-    def _launch(self, job: Job, device: Device) -> None:
+    def _launch(self, waiting: Job, device: Device) -> None:
+        job = self._store.get(waiting.id) or waiting  # with its item, for the runner
         self._queue.served(job)
         self._store.transition(
             job,

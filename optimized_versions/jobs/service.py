@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
-from ..errors import BadRequest
+from ..errors import BadRequest, TooManyRequests
 from ..jellyfin.client import JellyfinClient
 from ..jellyfin.sources import choose_source
 from ..jellyfin.urls import redact_url
@@ -64,6 +64,12 @@ class JobService:
                 earlier = None
         if earlier is not None:
             return earlier.id
+        limit = self._config.max_queued_per_user
+        if limit and self._store.count_waiting(principal.user_id) >= limit:
+            raise TooManyRequests(
+                f"{limit} of your jobs are already waiting (MAX_QUEUED_PER_USER): "
+                "let some finish or cancel them first"
+            )
         job_id = str(uuid.uuid4())
         job = Job(
             id=job_id,

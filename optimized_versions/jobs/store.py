@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from .models import ACTIVE, RUN_RESET, Job, JobStatus
-from .rows import ADDED, COLUMNS, FIELDS, MUTABLE, SCHEMA, column, filters, row_to_job
+from .rows import (
+    ADDED,
+    COLUMNS,
+    COLUMNS_NO_ITEM,
+    FIELDS,
+    MUTABLE,
+    SCHEMA,
+    column,
+    filters,
+    row_to_job,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +124,16 @@ class JobStore:
         sql = f"SELECT {COLUMNS} FROM jobs{where} ORDER BY created_at {order}, rowid {order}"
         return [row_to_job(row) for row in self._db.execute(sql, args)]
 
+    def waiting(self) -> list[Job]:
+        """Queued and held jobs, oldest first, without their items (which can be large):
+        the scheduler reads them on every pass and never needs the item."""
+        sql = (
+            f"SELECT {COLUMNS_NO_ITEM} FROM jobs WHERE status IN (?, ?)"
+            " ORDER BY created_at ASC, rowid ASC"
+        )
+        rows = self._db.execute(sql, (str(JobStatus.QUEUED), str(JobStatus.PENDING_DOWNLOADS)))
+        return [row_to_job(row) for row in rows]
+
     def pages_raw(
         self,
         *,
@@ -172,6 +192,14 @@ class JobStore:
             sql += " AND device_id = ?"
             args.append(device_id)
         return int(self._db.execute(sql, args).fetchone()[0])
+
+    def count_waiting(self, owner_id: str) -> int:
+        """A user's jobs that wait to run (queued or held by the downloads limit)."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE owner_id = ? AND status IN (?, ?)",
+            (owner_id, str(JobStatus.QUEUED), str(JobStatus.PENDING_DOWNLOADS)),
+        ).fetchone()
+        return int(row[0])
 
     def statistics(self) -> dict[str, int]:
         counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import jsonschema
 from aiohttp import web
 
-from ..errors import BadRequest, Forbidden, NotFound, UnsupportedMediaType
+from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
 from ..jobs import cleanup
 from ..jobs.models import Job, JobStatus, Principal
 from ..jobs.rows import api_json
@@ -71,11 +71,18 @@ def _check_url(url: str) -> None:
         raise BadRequest("invalid url: it must be an http(s) URL with a host")
 
 
+def _check_item(item: object, limit: int) -> None:
+    size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > limit:
+        raise PayloadTooLarge(f"item is too large: {size} bytes of JSON, at most {limit}")
+
+
 @routes.post("/optimize-version")
 async def optimize_version(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = await _json_body(request)
     _check_url(body["url"])
+    _check_item(body.get("item"), request.app[CONFIG].max_item_size)
     token = request_token(request) or ""
     job_id = await request.app[SERVICE].submit(principal, token, body)
     return web.json_response({"id": job_id}, status=201)

@@ -7,6 +7,7 @@ Without it, the server checks its own token list (standalone mode).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -63,18 +64,37 @@ class Authenticator(Protocol):
 
 
 class JellyfinAuth:
+    """Jellyfin decides; answers are cached under the token's hash (good ones for ``ttl``,
+    refusals for ``FAILURE_TTL``), and concurrent checks of one token share one call."""
+
+    FAILURE_TTL = 10.0
+
     def __init__(self, client: JellyfinClient, ttl: float, clock: Callable[[], float]) -> None:
         self._client = client
         self._ttl = ttl
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Principal | None, float]] = OrderedDict()
+        self._asking: dict[str, asyncio.Task[Principal]] = {}
 
     async def authenticate(self, token: str) -> Principal:
         key = token_hash(token)
         hit = self._cache.get(key)
         if hit is not None and hit[1] > self._clock():
+            if hit[0] is None:
+                raise Unauthorized("Jellyfin did not accept the access token")
             return hit[0]
-        user = await self._client.users_me(token)
+        task = self._asking.get(key)
+        if task is None:
+            task = self._asking[key] = asyncio.create_task(self._ask(key, token))
+            task.add_done_callback(lambda _: self._asking.pop(key, None))
+        return await asyncio.shield(task)  # a caller that hangs up leaves it to the others
+
+    async def _ask(self, key: str, token: str) -> Principal:
+        try:
+            user = await self._client.users_me(token)
+        except Unauthorized:
+            self._remember(key, None, self.FAILURE_TTL)
+            raise
         policy = user.get("Policy")
         if not isinstance(policy, dict):
             policy = {}
@@ -83,11 +103,14 @@ class JellyfinAuth:
             name=str(user.get("Name") or user["Id"]),
             is_admin=bool(policy.get("IsAdministrator", False)),
         )
-        self._cache[key] = (principal, self._clock() + self._ttl)
+        self._remember(key, principal, self._ttl)
+        return principal
+
+    def _remember(self, key: str, principal: Principal | None, ttl: float) -> None:
+        self._cache[key] = (principal, self._clock() + ttl)
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        return principal
 
 
 class StaticAuth:

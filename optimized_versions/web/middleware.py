@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ServiceError, Unauthorized, Unavailable
+from ..errors import ServiceError, TooManyRequests, Unauthorized, Unavailable
 from ..jobs.models import Principal
-from ..keys import AUTHENTICATOR, RUNTIME
+from ..keys import AUTHENTICATOR, LIMITER, RUNTIME
 from .auth import TOKEN_SHAPE, extract_token
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,22 @@ def request_token(request: web.Request) -> str | None:
 
 
 async def authenticate(request: web.Request) -> Principal:
+    """The caller, or 401; 429 for an address that failed too often in the last minute."""
+    limiter, address = request.app[LIMITER], request.remote or "unknown"
+    if (wait := limiter.retry_after(address)) is not None:
+        raise TooManyRequests(
+            f"too many failed sign-ins from this address: try again in {wait:.0f} s", wait
+        )
     token = request_token(request)
-    if token is None:
-        raise Unauthorized("no access token: send it in Authorization, X-Emby-Token or ?api_key=")
-    if not TOKEN_SHAPE.match(token):
-        raise Unauthorized("the access token is malformed")
-    return await request.app[AUTHENTICATOR].authenticate(token)
+    try:
+        if token is None:
+            raise Unauthorized(
+                "no access token: send it in Authorization, X-Emby-Token or ?api_key="
+            )
+        if not TOKEN_SHAPE.match(token):
+            raise Unauthorized("the access token is malformed")
+        return await request.app[AUTHENTICATOR].authenticate(token)
+    except Unauthorized:
+        if token is not None:  # a request without a token guesses nothing
+            limiter.failed(address)
+        raise
