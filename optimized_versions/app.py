@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -153,10 +154,20 @@ async def _refuse_new_work(app: web.Application) -> None:
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    for folder in (config.data_dir, config.cache_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    config.data_dir.chmod(0o700)  # it holds credentials of jobs that may still run
-    store = JobStore(config.data_dir / "jobs.sqlite3", app[CLOCK])
+    for name, folder in (("DATA_DIR", config.data_dir), ("CACHE_DIR", config.cache_dir)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if folder is config.data_dir:
+                folder.chmod(0o700)  # it holds credentials of jobs that may still run
+            probe = folder / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"{name} {folder} is not usable: {exc.strerror or exc}") from None
+    try:
+        store = JobStore(config.data_dir / "jobs.sqlite3", app[CLOCK])
+    except sqlite3.Error as exc:
+        raise ConfigError(f"the job store in {config.data_dir} cannot be opened: {exc}") from None
     app[STORE] = store
     yield
     store.close()

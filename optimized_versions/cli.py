@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, logs
 from .app import build_hardware, create_app
 from .config import load_config
 from .errors import ConfigError
@@ -38,10 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load_config(args.config)
-        logging.basicConfig(
-            level=config.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        logs.configure(config.log_level)
         app = create_app(config)
     except ConfigError as exc:
         print(f"optimized-versions: {exc}", file=sys.stderr)
@@ -54,14 +51,18 @@ def main(argv: list[str] | None = None) -> int:
         config.data_dir.resolve(),
         config.jellyfin_url or "none",
     )
-    web.run_app(
-        app,
-        host=config.host,
-        port=config.port,
-        access_log_class=AccessLogger,
-        print=None,
-        shutdown_timeout=config.stop_grace + 5,
-    )
+    try:
+        web.run_app(
+            app,
+            host=config.host,
+            port=config.port,
+            access_log_class=AccessLogger,
+            print=None,
+            shutdown_timeout=config.stop_grace + 5,
+        )
+    except ConfigError as exc:  # found at start: an unusable data or cache folder, say
+        print(f"optimized-versions: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -69,7 +70,7 @@ def run_probe(config_path: Path | None, *, as_json: bool, cached: bool) -> int:
     """Probe the host and print the capability matrix (also cached for the server)."""
     try:
         config = load_config(config_path)
-        logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+        logs.configure("WARNING", "%(levelname)s %(name)s: %(message)s")
         hardware, _ = build_hardware(config)
     except ConfigError as exc:
         print(f"optimized-versions: {exc}", file=sys.stderr)

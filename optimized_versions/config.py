@@ -19,6 +19,7 @@ import yaml
 from .errors import ConfigError
 
 _TRUE = {"true", "1", "yes", "on"}
+SECRET_KEYS = frozenset({"tokens"})  # values never shown in an error
 _FALSE = {"false", "0", "no", "off", ""}
 
 SCHEMA: dict[str, Any] = {
@@ -204,11 +205,28 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         jsonschema.Draft202012Validator(SCHEMA).iter_errors(data)
     )
     if error is not None:
-        top = str(error.path[0]) if error.path else ""
-        where = origin.get(top, top or "config")
-        value = f" = {error.instance!r}" if error.path else ""
-        raise ConfigError(f"invalid configuration: {where}{value}: {error.message}")
+        raise ConfigError(_explain(error, origin))
     return _build(data)
+
+
+def _explain(error: jsonschema.ValidationError, origin: dict[str, str]) -> str:
+    """The key (where it came from), its value and the rule it breaks; never a secret."""
+    top = str(error.path[0]) if error.path else ""
+    where = origin.get(top, top or "config")
+    if top in SECRET_KEYS:  # name the place, never the value
+        place = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        return f"invalid configuration: {where}{place[len(top) + 1 :]}: {_rule(error)}"
+    value = f" = {error.instance!r}" if error.path else ""
+    return f"invalid configuration: {where}{value}: {error.message}"
+
+
+def _rule(error: jsonschema.ValidationError) -> str:
+    """What a secret value fails, without showing it."""
+    if error.validator == "minLength":
+        return f"shorter than {error.validator_value} characters"
+    if error.validator == "required":
+        return error.message
+    return f"does not satisfy {error.validator} {error.validator_value!r}"
 
 
 def _build(data: dict[str, Any]) -> Config:

@@ -5,6 +5,7 @@ class ServiceError(Exception):
     """Base class: an error that has an HTTP status and a message safe to show."""
 
     status = 500
+    close = False  # the connection cannot be reused after this answer
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -26,6 +27,12 @@ class Forbidden(ServiceError):
 
 class NotFound(ServiceError):
     status = 404
+
+
+class UnreadableBody(BadRequest):
+    """The body could not be read (bad Content-Encoding): answer, then close."""
+
+    close = True
 
 
 class PayloadTooLarge(ServiceError):
@@ -55,6 +62,10 @@ class TooManyRequests(ServiceError):
 
 class Unavailable(ServiceError):
     status = 503
+
+
+class InsufficientStorage(ServiceError):
+    status = 507
 
 
 class ConfigError(Exception):

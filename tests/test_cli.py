@@ -76,9 +76,11 @@ async def test_serve_then_sigterm_puts_the_running_job_back(
             token = (tmp_path / "data" / "admin-token").read_text().strip()
             body = {
                 "url": str(source.make_url(f"/Videos/long/stream?api_key={ALICE}")),
-                "deviceId": "d",
+                "deviceId": "d\nFORGED device line",
                 "itemId": "long",
             }
+            async with session.get(f"{base}/statistics%0aFORGED%20path%20line") as resp:
+                assert resp.status == 404
             async with session.post(
                 f"{base}/optimize-version", json=body, headers={"Authorization": token}
             ) as resp:
@@ -96,6 +98,8 @@ async def test_serve_then_sigterm_puts_the_running_job_back(
     assert str((tmp_path / "data" / "admin-token").resolve()) in log
     assert ALICE not in log and token not in log
     assert f"job {job_id}: optimizing -> queued" in log
+    assert not [line for line in log.splitlines() if line.startswith("FORGED")], log
+    assert "d\\x0aFORGED device line" in log and "/statistics\\x0aFORGED path line" in log
     with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:
         assert db.execute("SELECT status FROM jobs").fetchall() == [("queued",)]
     assert list((tmp_path / "cache").iterdir()) == []
@@ -145,3 +149,14 @@ async def test_probe_json_is_get_hardware_without_the_live_load(
     )
     del served["load"]
     assert printed == served
+
+
+def test_an_unusable_data_folder_stops_the_start_with_a_message(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {**os.environ, "DATA_DIR": str(blocker / "data"), "CACHE_DIR": str(tmp_path / "c")}
+    env.pop("JELLYFIN_URL", None)
+    result = subprocess.run([COMMAND, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"DATA_DIR {blocker / 'data'} is not usable: Not a directory" in result.stderr
+    assert "Traceback" not in result.stderr

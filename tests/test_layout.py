@@ -6,9 +6,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "optimized_versions"
-# each may import from those before it; config and errors from anywhere; keys from web
+# each may import from those before it; config, errors and logs from anywhere; keys from web
 ORDER = ["catalog", "media", "jellyfin", "hardware", "jobs", "web"]
-BASE = {"config", "errors"}
+BASE = {"config", "errors", "logs"}
 RANKS = {"catalog": 0, "media": 1, "jellyfin": 1, "hardware": 2, "jobs": 3, "web": 4}
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from ..catalog.device import Device
 from ..config import Config
 from ..errors import BadRequest, MustWait, RetryLater, TranscodeError
+from ..logs import Every
 from .models import RUN_RESET, WAITING, Job, JobStatus
 from .placement import Placed, Placer
 from .queue import FairQueue
@@ -66,6 +68,7 @@ class Scheduler:
         self._queue = FairQueue(store, config)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._storage_log = Every(60.0)
 
     @property
     def running(self) -> int:
@@ -124,6 +127,10 @@ class Scheduler:
             self._wake.clear()
             try:
                 next_due = self._fill_slots()
+            except sqlite3.Error as exc:  # a full or read-only data folder: retry, log rarely
+                if self._storage_log.due():
+                    log.error("scheduler pass failed: the job store: %s", exc)
+                next_due = self._clock() + 5.0
             except Exception:  # a bug here must not stop the queue for good
                 log.exception("scheduler pass failed")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InsufficientStorage, ServiceError, Unavailable
 from .models import ACTIVE, RUN_RESET, Job, JobStatus
 from .rows import (
     ADDED,
@@ -59,6 +60,17 @@ class FileRecord:
     created_at: float
     finished_at: float | None
     collected_at: float | None
+
+
+def storage_problem(exc: sqlite3.Error) -> ServiceError | None:
+    """A failed write that is the data folder's fault (full, read-only, gone), as the error
+    a client gets; None for anything else (a bug)."""
+    text = str(exc).lower()
+    if "full" in text:
+        return InsufficientStorage("the server's data folder is full: no job can be saved now")
+    if any(word in text for word in ("readonly", "read-only", "unable to open", "i/o error")):
+        return Unavailable("the server's data folder cannot be written to now")
+    return None
 
 
 class InvalidTransition(RuntimeError):
@@ -272,10 +284,14 @@ class JobStore:
         log.info("job %s: start requested, first in the queue", job.id)
 
     def save_progress(self, job: Job) -> None:
-        self._db.execute(
-            "UPDATE jobs SET progress = ?, speed = ?, size = ? WHERE id = ?",
-            (job.progress, job.speed, job.size, job.id),
-        )
+        """Best effort: a full data folder must not stop a running transcode."""
+        try:
+            self._db.execute(
+                "UPDATE jobs SET progress = ?, speed = ?, size = ? WHERE id = ?",
+                (job.progress, job.speed, job.size, job.id),
+            )
+        except sqlite3.OperationalError as exc:
+            log.debug("job %s: progress not saved: %s", job.id, exc)
 
     def delete(self, job_id: str) -> None:
         self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))

@@ -12,7 +12,14 @@ from urllib.parse import urlsplit
 import jsonschema
 from aiohttp import web
 
-from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
+from ..errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    UnreadableBody,
+    UnsupportedMediaType,
+)
 from ..jobs import cleanup
 from ..jobs.models import Job, JobStatus, Principal
 from ..jobs.rows import api_json
@@ -42,7 +49,15 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
             f"the body must be JSON (Content-Type: application/json), not {request.content_type!r}"
         )
     try:
-        body = json.loads(await request.read(), parse_constant=_reject_constant)
+        raw = await request.read()
+    except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a plain body
+        why = str(exc).splitlines()[-1].strip()
+        request.content.feed_eof()  # nothing more will be read of it (no lingering read)
+        raise UnreadableBody(f"the body could not be read: {why}") from None
+    except ConnectionError:  # the client hung up mid-body: nobody is left to answer
+        raise BadRequest("the client closed the connection before the body was complete") from None
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     error = jsonschema.exceptions.best_match(_REQUEST_VALIDATOR.iter_errors(body))

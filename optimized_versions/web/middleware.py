@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -11,10 +12,13 @@ from aiohttp import web
 
 from ..errors import ServiceError, TooManyRequests, Unauthorized, Unavailable
 from ..jobs.models import Principal
+from ..jobs.store import storage_problem
 from ..keys import AUTHENTICATOR, LIMITER, RUNTIME
+from ..logs import Every
 from .auth import TOKEN_SHAPE, extract_token
 
 log = logging.getLogger(__name__)
+_storage_log = Every(60.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,13 +41,21 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise Unavailable("the server is shutting down")
         return await handler(request)
     except ServiceError as exc:
-        return error_response(exc.status, exc.message, exc.headers)
+        response = error_response(exc.status, exc.message, exc.headers)
+        if exc.close:
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Content-Range")}
         return error_response(exc.status, _http_message(exc, request), headers)
-    except Exception:
+    except Exception as exc:
+        problem = storage_problem(exc) if isinstance(exc, sqlite3.Error) else None
+        if problem is not None:  # the data folder's fault: say so, once a minute in the log
+            if _storage_log.due():
+                log.error("job store: %s (%s)", problem.message, exc)
+            return error_response(problem.status, problem.message)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal server error")
 
