@@ -9,10 +9,13 @@ period, and old failed or cancelled records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from ..config import Config
 from ..media.ffmpeg import remove_quietly
@@ -46,6 +49,27 @@ def file_intact(output_path: str, size: int) -> bool:
         return False
 
 
+def end_stale_writers(cache_dir: Path, grace: float = 3.0) -> list[int]:
+    """End processes left by an earlier run (a crash) that still write a partial output
+    into the cache folder: their work is lost anyway, and their load would hold new jobs."""
+    folder = str(cache_dir.resolve()) + os.sep
+    me = os.getpid()
+    stale = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        args = proc.info["cmdline"] or []
+        if proc.pid != me and any(a.startswith(folder) and a.endswith(".part") for a in args):
+            stale.append(proc)
+    for proc in stale:
+        log.warning("ending pid %d left by an earlier run: it writes into the cache", proc.pid)
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(stale, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return [p.pid for p in stale]
+
+
 class Janitor:
     def __init__(
         self,
@@ -61,6 +85,7 @@ class Janitor:
 
     def reconcile(self) -> None:
         """Make the store and the cache folder agree after a start (or a crash)."""
+        end_stale_writers(self._config.cache_dir)
         requeued = self._store.requeue_interrupted()
         if requeued:
             log.info("%d interrupted job(s) queued again", len(requeued))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import signal
+import sys
 import logging
 import time
 from collections import deque
@@ -14,6 +17,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 STDERR_LINES = 20
+_PR_SET_PDEATHSIG = 1
+# looked up once here: a forked child must not load libraries before it execs
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
 
 def default_ffmpeg() -> str:
@@ -131,6 +137,7 @@ async def run(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent,
     )
     assert proc.stdout is not None and proc.stderr is not None
     tail: deque[str] = deque(maxlen=STDERR_LINES)
@@ -149,6 +156,13 @@ async def run(
                 await reader
     if code != 0:
         raise FFmpegError(f"ffmpeg exited with code {code}", list(tail))
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: the kernel kills it when the server dies, even by
+    ``kill -9`` (Linux's PR_SET_PDEATHSIG); elsewhere start-up ends stale ones."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def remove_quietly(*paths: Path) -> None:
