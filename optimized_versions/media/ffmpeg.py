@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import signal
 import sys
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
