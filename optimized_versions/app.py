@@ -32,6 +32,8 @@ from .hardware.load import (
 )
 from .hardware.nvml import Nvml
 from .jellyfin.client import JellyfinClient
+from .jellyfin.relay import SourceRelay
+from .jellyfin.rules import SourceRules
 from .jobs.cleanup import Janitor
 from .jobs.placement import Placer, SlotConfig
 from .jobs.runner import Runner
@@ -49,6 +51,7 @@ from .keys import (
     MONITOR,
     PLACER,
     PROFILE_NAMES,
+    RELAY,
     RUNNER,
     RUNTIME,
     SCHEDULER,
@@ -133,14 +136,17 @@ def create_app(
         spill_to_cpu=config.spill_to_cpu,
     )
     app[PLACER] = Placer(hardware, app[MONITOR], slots)
+    app[RELAY] = SourceRelay(SourceRules.build(config.jellyfin_url, config.source_allow))
     app[RUNNER] = Runner(
         hardware.binary,
         profiles,
         hardware,
+        app[RELAY],
         stall_timeout=config.stall_timeout,
         stop_grace=config.stop_grace,
     )
-    app.cleanup_ctx.extend([_store_ctx, _jellyfin_ctx, _hardware_ctx, _scheduler_ctx, _load_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _jellyfin_ctx, _relay_ctx, _hardware_ctx])
+    app.cleanup_ctx.extend([_scheduler_ctx, _load_ctx])
     app.cleanup_ctx.append(_janitor_ctx)
     app.on_shutdown.append(_refuse_new_work)
     app.add_routes(api.routes)
@@ -183,6 +189,12 @@ async def _jellyfin_ctx(app: web.Application) -> AsyncIterator[None]:
         client = app[JELLYFIN] = JellyfinClient(session, config.jellyfin_url)
         app[AUTHENTICATOR] = JellyfinAuth(client, config.auth_cache_ttl, time.monotonic)
         yield
+
+
+async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[RELAY].start()
+    yield
+    await app[RELAY].close()
 
 
 async def _hardware_ctx(app: web.Application) -> AsyncIterator[None]:

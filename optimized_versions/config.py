@@ -42,6 +42,7 @@ SCHEMA: dict[str, Any] = {
         "hardware_cache": {"type": ["string", "null"]},
         "probe_timeout": {"type": "number", "exclusiveMinimum": 0},
         "fetch_original": {"type": "boolean"},
+        "source_allow": {"type": ["string", "null"]},
         "cpu_slots": {"type": ["integer", "null"], "minimum": 1},
         "gpu_slots": {"type": "integer", "minimum": 1},
         "nvenc_sessions": {"type": ["integer", "null"], "minimum": 1},
@@ -108,6 +109,7 @@ class Config:
     hardware_cache: Path | None = None  # the probe's answer; default DATA_DIR/hardware.json
     probe_timeout: float = 30.0  # seconds each ffmpeg call of the hardware probe may take
     fetch_original: bool = True  # fetch the original file when the client's URL is a transcode
+    source_allow: str | None = None  # standalone: hosts or CIDRs sources may come from
     cpu_slots: int | None = None  # software jobs at once; default one per four cores
     gpu_slots: int = 2  # jobs at once per QSV/VAAPI device
     nvenc_sessions: int | None = None  # NVENC session cap; default from the driver version

@@ -11,6 +11,7 @@ from .config import Config
 from .hardware.ladder import Hardware
 from .hardware.load import LoadMonitor
 from .jellyfin.client import JellyfinClient
+from .jellyfin.relay import SourceRelay
 from .jobs.cleanup import Janitor
 from .jobs.placement import Placer
 from .jobs.runner import Runner
@@ -40,6 +41,7 @@ MONITOR = web.AppKey("monitor", LoadMonitor)
 JANITOR = web.AppKey("janitor", Janitor)
 HARDWARE = web.AppKey("hardware", Hardware)
 JELLYFIN = web.AppKey("jellyfin", JellyfinClient)
+RELAY = web.AppKey("relay", SourceRelay)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 LIMITER = web.AppKey("limiter", FailureLimiter)
 PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")

@@ -9,22 +9,25 @@ scheduler, and a rung on another device (a GPU job stepping down to the CPU) mus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..errors import MustWait, RetryLater, TranscodeError
 from ..hardware.ladder import Hardware
+from ..jellyfin.relay import Relayed, SourceRelay
 from ..jellyfin.urls import audio_stream_index, scrub, secrets_in
 from ..media import ffmpeg, probe
 from ..media.failures import Failure, classify
-from ..media.plan import PlanError, build_argv, make_plan, source_input
+from ..media.plan import Plan, PlanError, Target, build_argv, make_plan, source_input
 from .models import Job
 
 log = logging.getLogger(__name__)
@@ -76,12 +79,19 @@ def _item_duration(job: Job) -> float | None:
     return ticks / 10_000_000 if isinstance(ticks, int | float) and ticks > 0 else None
 
 
+@contextlib.contextmanager
+def _local(path: str) -> Iterator[Relayed]:
+    """A source on a mounted folder: read as it is."""
+    yield Relayed(path, path)
+
+
 class Runner:
     def __init__(
         self,
         ffmpeg_path: str,
         profiles: dict[str, Profile],
         hardware: Hardware,
+        relay: SourceRelay,
         *,
         stall_timeout: float,
         stop_grace: float,
@@ -90,6 +100,7 @@ class Runner:
         self.ffmpeg_path = ffmpeg_path
         self.profiles = profiles
         self.hardware = hardware
+        self.relay = relay
         self.stall_timeout = stall_timeout
         self.stop_grace = stop_grace
         self.probe_timeout = probe_timeout
@@ -105,8 +116,10 @@ class Runner:
         """Write ``output`` or raise TranscodeError (or RetryLater, MustWait); never leaves
         a partial file behind."""
         partial = output.with_name(output.name + ".part")
+        remote = urlsplit(source).scheme in ("http", "https")
         try:
-            return await self._run(job, source, output, partial, on_progress, lease)
+            with self.relay.serve(source) if remote else _local(source) as feed:
+                return await self._run(job, source, feed, output, partial, on_progress, lease)
         except BaseException:
             ffmpeg.remove_quietly(partial, output)
             raise
@@ -115,6 +128,7 @@ class Runner:
         self,
         job: Job,
         source: str,
+        feed: Relayed,
         output: Path,
         partial: Path,
         on_progress: ProgressCallback,
@@ -123,9 +137,10 @@ class Runner:
         secrets = secrets_in(source)
         profile = self.profiles[job.profile]
         try:
-            info = await asyncio.to_thread(probe.probe, source, self.probe_timeout)
+            info = await asyncio.to_thread(probe.probe, feed.url, self.probe_timeout)
         except probe.ProbeError as exc:
-            raise TranscodeError(f"cannot read the source: {scrub(str(exc), secrets)}") from None
+            reason = feed.problem or scrub(str(exc), secrets)
+            raise TranscodeError(f"cannot read the source: {reason}") from None
         try:
             ladder = self.hardware.ladder(profile, info, lease.device)
         except PlanError as exc:
@@ -147,7 +162,7 @@ class Runner:
             except PlanError as exc:
                 raise TranscodeError(str(exc)) from None
             argv = build_argv(
-                self.ffmpeg_path, plan, profile, target, source_input(source), str(partial)
+                self.ffmpeg_path, plan, profile, target, source_input(feed.url), str(partial)
             )
             log.info(
                 "job %s: %s on %s (%s s)",
@@ -161,14 +176,7 @@ class Runner:
                     argv, progress, stall_timeout=self.stall_timeout, stop_grace=self.stop_grace
                 )
             except ffmpeg.FFmpegError as exc:
-                kind, meaning = classify(exc.stderr)
-                meaning = scrub(meaning, secrets)
-                if plan.copy_video or not target.backend.hardware or kind is Failure.SOURCE:
-                    raise TranscodeError(_why(exc, secrets)) from None
-                if kind is Failure.SESSION_CAP:
-                    raise RetryLater(meaning, target.device.id) from None
-                if kind is Failure.DEVICE_LOST:
-                    self.hardware.trip(target.device.id, meaning)
+                meaning = self._step_down(exc, plan, target, feed, secrets)
                 fallbacks.append(f"{target.describe()}: {meaning}")
                 log.warning(
                     "job %s: %s failed (%s); stepping down", job.id, target.describe(), meaning
@@ -190,6 +198,23 @@ class Runner:
             fallbacks=fallbacks,
             device=target.device.id,
         )
+
+    def _step_down(
+        self, exc: ffmpeg.FFmpegError, plan: Plan, target: Target, feed: Relayed, secrets: list[str]
+    ) -> str:
+        """Why a rung failed, when the next rung may do better; otherwise raises: the job
+        fails (the source's fault, or nothing left to try) or waits (the session cap)."""
+        kind, meaning = classify(exc.stderr)
+        meaning = scrub(meaning, secrets)
+        if kind is Failure.SOURCE and feed.problem:
+            raise TranscodeError(f"cannot read the source: {feed.problem}") from None
+        if plan.copy_video or not target.backend.hardware or kind is Failure.SOURCE:
+            raise TranscodeError(_why(exc, secrets)) from None
+        if kind is Failure.SESSION_CAP:
+            raise RetryLater(meaning, target.device.id) from None
+        if kind is Failure.DEVICE_LOST:
+            self.hardware.trip(target.device.id, meaning)
+        return meaning
 
     @staticmethod
     def _verify(path: Path, with_audio: bool, duration: float | None, codec: str) -> None:

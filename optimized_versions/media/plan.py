@@ -140,9 +140,18 @@ def make_plan(
     )
 
 
+# An HTTP source that drops is asked again from where it stopped (Range), a few times.
+_RECONNECT = ["-reconnect", "1", "-reconnect_on_network_error", "1",
+              "-reconnect_delay_max", "4", "-reconnect_max_retries", "5"]  # fmt: skip
+
+
 def source_input(source: str) -> list[str]:
-    """Input arguments for a job's source (URL or path)."""
-    return ["-analyzeduration", "200M", "-probesize", "1G", "-i", source]
+    """Input arguments for a job's source: an http URL (the relay) or a file path, and
+    no other protocol (no redirects to file:, no concat or subfile tricks)."""
+    network = source.startswith(("http://", "https://"))
+    protocols = ["-protocol_whitelist", "http,tcp" if network else "file"]
+    return [*protocols, *(_RECONNECT if network else []),
+            "-analyzeduration", "200M", "-probesize", "1G", "-i", source]  # fmt: skip
 
 
 def build_argv(
