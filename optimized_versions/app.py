@@ -135,6 +135,7 @@ def create_app(
         hardware,
         stall_timeout=config.stall_timeout,
         stop_grace=config.stop_grace,
+        downmix=config.downmix,
     )
     app.cleanup_ctx.extend([_store_ctx, _jellyfin_ctx, _hardware_ctx, _scheduler_ctx, _load_ctx])
     app.cleanup_ctx.append(_janitor_ctx)

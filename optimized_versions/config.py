@@ -18,6 +18,8 @@ import yaml
 
 from .errors import ConfigError
 
+# how surround becomes stereo (media/audio.py has the matrices; a test keeps both in step)
+DOWNMIXES = ("default", "dave750", "nightmode", "rfc7845")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -62,6 +64,7 @@ SCHEMA: dict[str, Any] = {
         "auth_cache_ttl": {"type": "number", "minimum": 0},
         "max_body_size": {"type": "integer", "minimum": 1024},
         "log_level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
+        "downmix": {"enum": list(DOWNMIXES)},
         "tokens": {
             "type": "array",
             "items": {
@@ -122,6 +125,7 @@ class Config:
     auth_cache_ttl: float = 60.0
     max_body_size: int = 1024 * 1024
     log_level: str = "INFO"
+    downmix: str = "default"  # surround to stereo: default, dave750, nightmode, rfc7845
     tokens: tuple[StaticToken, ...] = field(default_factory=tuple)
 
     @property
@@ -190,10 +194,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             raise ConfigError(
                 f"invalid configuration: {origin.get(key, key)} = {value}: expected a finite number"
             )
-    if isinstance(data.get("log_level"), str):
-        data["log_level"] = data["log_level"].upper()
-    if data.get("jellyfin_url") == "":
-        data["jellyfin_url"] = None
+    _normalise(data)
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(SCHEMA).iter_errors(data)
     )
@@ -203,6 +204,15 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         value = f" = {error.instance!r}" if error.path else ""
         raise ConfigError(f"invalid configuration: {where}{value}: {error.message}")
     return _build(data)
+
+
+def _normalise(data: dict[str, Any]) -> None:
+    """Spellings the schema would refuse but a user means: ``info``, ``NightMode``, ``""``."""
+    for key, case in (("log_level", str.upper), ("downmix", str.lower)):
+        if isinstance(data.get(key), str):
+            data[key] = case(data[key])
+    if data.get("jellyfin_url") == "":
+        data["jellyfin_url"] = None
 
 
 def _build(data: dict[str, Any]) -> Config:
