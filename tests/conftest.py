@@ -22,7 +22,7 @@ from optimized_versions.hardware.nvml import GpuReading, NvmlUnavailable
 from optimized_versions.media.ffmpeg import default_ffmpeg
 from optimized_versions.web.access_log import AccessLogger
 
-pytest_plugins = ["gpu_host"]  # the fake GPU host's fixtures
+pytest_plugins = ["gpu_host", "media_cases"]  # the fake GPU host, issue 12's sources
 
 ALICE, BOB, ADMIN = "alice-token-0123456789", "bob-token-0123456789", "admin-token-0123456789"
 USERS: dict[str, dict[str, Any]] = {

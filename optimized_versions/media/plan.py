@@ -186,7 +186,7 @@ def make_plan(
         copy_audio=copy_audio,
         width=width,
         height=height,
-        scale=(width, height) != (video.width, video.height),
+        scale=(width, height) != video.display_size,
         tonemap=tonemap,
         hw_decode=hw_decode,
         codec=video.codec if copy_video else spec.codec,
@@ -287,5 +287,8 @@ def _video_args(plan: Plan, target: Target, values: dict[str, object]) -> list[s
         *(arg.format_map(values) for arg in encoder.args_for(target.device.traits)),
         *(tags if plan.tonemap else []),
         "-force_key_frames:0", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
-        "-fps_mode:v", "vfr",  # MP4 would default to constant rate: duplicates and drops
+        # each frame at its own time: MP4 would default to a constant rate (duplicates and
+        # drops), and the encoder's default 1/fps clock cannot hold a 60p stretch of a VFR
+        # phone video or a field-rate deinterlace; the filter graph's clock can
+        "-fps_mode:v", "vfr", "-enc_time_base:v", "filter",
     ]  # fmt: skip
