@@ -9,7 +9,8 @@ between runs) makes chosen encoders or hardware decoders fail with the real erro
     {"fail": {"h264_nvenc": {"text": "...", "times": 1}}, "hide": ["hevc_qsv"], "log": "..."}
 
 ``short`` cuts an encoder's output ({"h264_nvenc": 1.0}: one second), ``vaapi_driver``
-is what libva announces when a VAAPI device opens ("Intel i965 driver for ...").
+is what libva announces when a VAAPI device opens ("Intel i965 driver for ..."), a ``fail``
+key may also name a filter, ``env_log`` records CUDA_DEVICE_ORDER with each argv.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def translate_filter(chain: str) -> str:
         if name == "deinterlace_vaapi":
             out.append("bwdif=mode=" + ("1" if "rate=field" in args else "0"))
             continue
+        if name == "libplacebo":  # a host with a Vulkan device: scale and convert on the CPU
+            options = dict(kv.split("=", 1) for kv in args.split(":") if "=" in kv)
+            out.append(f"scale=w={options['w']}:h={options['h']},format={options['format']}")
+            continue
         if name in ("scale_cuda", "scale_vaapi", "scale_qsv", "vpp_qsv"):
             options = dict(kv.split("=", 1) for kv in args.split(":") if "=" in kv)
             if "w" in options and "h" in options:
@@ -121,8 +126,10 @@ def load(path: str | None) -> dict[str, Any]:
 
 def failure(argv: list[str], scenario: dict[str, Any], path: str | None) -> str | None:
     """The error text to fail with, when the argv uses something the scenario breaks."""
+    chain = argv[argv.index("-vf") + 1] if "-vf" in argv else ""
+    filters = {part.split("=", 1)[0] for part in chain.split(",")}
     for name, spec in scenario.get("fail", {}).items():
-        if name in argv and spec.get("times", 1) != 0:
+        if (name in argv or name in filters) and spec.get("times", 1) != 0:
             if spec.get("times", -1) > 0 and path:
                 spec["times"] -= 1
                 Path(path).write_text(json.dumps(scenario))
@@ -137,6 +144,9 @@ def main() -> None:
     if scenario.get("log"):
         with open(scenario["log"], "a") as log:
             log.write(json.dumps(argv) + "\n")
+    if scenario.get("env_log"):  # what a backend put in ffmpeg's environment
+        with open(scenario["env_log"], "a") as log:
+            log.write(json.dumps([argv, os.environ.get("CUDA_DEVICE_ORDER")]) + "\n")
     if any(a in argv for a in ("-encoders", "-hwaccels", "-filters", "-version")):
         listing = subprocess.run([real, *argv], capture_output=True, text=True).stdout
         hidden = scenario.get("hide", [])  # a build without these encoders or filters
