@@ -39,8 +39,8 @@ def hardware(deinterlace: bool = True, placebo: bool = False) -> Hardware:
         ok += [(device.id, backend, CheckKind.DECODE, c) for c in ("h264", "hevc", "hevc_10bit")]
         ok += [(device.id, backend, CheckKind.DEINTERLACE, "h264")] if deinterlace else []
     checks = [Check(*c, ok=True, reason="works") for c in ok]
-    checks.append(Check("cpu", "software", CheckKind.FILTER, LIBPLACEBO, ok=placebo,
-                        reason="works" if placebo else "Failed creating Vulkan device!"))  # fmt: skip
+    why = "works" if placebo else "Failed creating Vulkan device!"
+    checks.append(Check("cpu", "software", CheckKind.FILTER, LIBPLACEBO, ok=placebo, reason=why))
     filters = frozenset({"scale_cuda", "tonemap_cuda", "scale_vaapi", "tonemap_vaapi"})
     matrix = Matrix("k", "ffmpeg 9", (CPU, GPU, INTEL, AMD), (), tuple(checks), filters)
     return Hardware("ffmpeg", load_backends(), Host(nvml=FakeNvml()), Path("/nonexistent"),
