@@ -63,6 +63,7 @@ class Cases:
     surround: Path  # H.264 + FLAC 5.1: a loud scene, then dialogue alone in the centre
     chapters: Path  # two chapters, tagged streams, two audio tracks (the second default)
     dolby: Path  # HEVC in MP4 with a Dolby Vision sample entry (dvh1), no HDR10 signalling
+    combed: Path  # MPEG-4 in AVI: interlaced pictures, field order not signalled at all
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +113,11 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> Cases:
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=1", "-c:v", "libx265",
            "-x265-params", "log-level=error", "-pix_fmt", "yuv420p10le", "-tag:v", "dvh1",
            str(d / "dolby.mp4"))  # fmt: skip
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=720x576:rate=50:duration=2", "-vf",
+           "tinterlace=mode=interleave_top,setfield=prog", "-c:v", "mpeg4", "-q:v", "3",
+           str(d / "combed.avi"))  # fmt: skip
     return Cases(
+        combed=d / "combed.avi",
         tff=d / "tff.mkv",
         dvd=d / "dvd.ts",
         phone=d / "phone.mp4",

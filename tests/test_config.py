@@ -104,3 +104,16 @@ def test_bad_yaml_names_the_file_or_key(tmp_path: Path, text: str, says: str) ->
     path.write_text(text)
     with pytest.raises(ConfigError, match=says):
         load_config(path, environ={})
+
+
+def test_downmix_setting() -> None:
+    from optimized_versions.config import DOWNMIXES
+    from optimized_versions.media import audio
+
+    assert DOWNMIXES == audio.DOWNMIXES, "the setting offers exactly the matrices there are"
+    assert load_config(environ={}).downmix == "default"
+    assert load_config(environ={"DOWNMIX": "NightMode"}).downmix == "nightmode"
+    with pytest.raises(ConfigError, match=r"DOWNMIX.*is not one of"):
+        load_config(environ={"DOWNMIX": "louder"})
+    with pytest.raises(ValueError, match="unknown downmix"):
+        audio.downmix_filter(6, "5.1", "louder")

@@ -17,6 +17,7 @@ from media_cases import Cases
 from optimized_versions.catalog.backends import load_backends
 from optimized_versions.catalog.device import CPU, Device, Vendor
 from optimized_versions.catalog.profiles import load_profiles
+from optimized_versions.hardware import extra_checks
 from optimized_versions.hardware.devices import Host
 from optimized_versions.hardware.ladder import Hardware
 from optimized_versions.hardware.matrix import LIBPLACEBO, Check, CheckKind, Matrix
@@ -175,3 +176,19 @@ async def test_dolby_vision_job_refused_without_vulkan(
     client = await start_fake(env, start_app, fake, fake.host(nvidia=("RTX 3060",)))
     job = await wait_status(client, await post_job(client, env, "dolby"), "failed")
     assert "Dolby Vision profile 5" in job["error"] and "Vulkan" in job["error"]
+
+
+@pytest.mark.parametrize(
+    ("announced", "driver"),
+    [
+        ("Intel iHD driver for Intel(R) Gen Graphics - 24.1.0 ()", "iHD"),
+        ("Intel i965 driver for Intel(R) Kaby Lake - 2.4.1", "i965"),
+        (
+            "Mesa Gallium driver 24.0.5 for AMD Radeon RX 6600 (radeonsi, navi23, LLVM 17)",
+            "radeonsi",
+        ),
+        ("Splitted-Desktop Systems VDPAU backend for VA-API - 0.7.4", None),
+    ],
+)
+def test_vaapi_driver_names(announced: str, driver: str | None) -> None:
+    assert extra_checks.driver_name(announced) == driver

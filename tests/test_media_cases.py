@@ -63,6 +63,20 @@ def test_interlaced_sources_come_out_progressive(
     assert frames(out) == frames(source), "one frame per frame at the source's rate"
 
 
+def test_unsignalled_interlacing_is_found_by_idet(cases: Cases, tmp_path: Path) -> None:
+    with av.open(str(cases.combed)) as box:
+        assert box.streams.video[0].codec_context.field_order == 0, "nothing signalled"
+    info = probe(str(cases.combed))
+    assert info.video is not None and info.video.field_order == "tff"
+    out = tmp_path / "out.mp4"
+    plan, _ = encode(cases.combed, out)
+    assert plan.deinterlace == "tff"
+    seen = idet(out)
+    assert seen["progressive"] >= 0.9 * sum(seen.values()), seen
+    progressive = probe(str(out))  # and a progressive source is not taken for interlaced
+    assert progressive.video is not None and progressive.video.field_order == "progressive"
+
+
 def test_field_rate_when_the_profile_says_so(cases: Cases, tmp_path: Path) -> None:
     base = PROFILES["h264-1080p"]
     sport = replace(base, video=replace(base.video, deinterlace="field"))
