@@ -209,9 +209,10 @@ class Hardware:
             why = check.reason if check is not None else "not probed"
             raise PlanError(
                 "the source is Dolby Vision profile 5 (no HDR10 or SDR base layer): only "
-                "libplacebo with a Vulkan device can convert it, and this host's test of "
-                f"it failed ({why}); install a Vulkan driver (mesa-vulkan-drivers, or the "
-                "NVIDIA driver with the 'graphics' capability), or pick another version"
+                "libplacebo on a GPU's Vulkan driver can convert it, and this host's test "
+                f"of it failed ({why}); give the server a GPU with Vulkan (Mesa's "
+                "mesa-vulkan-drivers for Intel/AMD, the NVIDIA driver with the 'graphics' "
+                "capability), or pick another version of the film"
             )
 
     def _can_decode(self, backend: Backend, gpu: Device, media: MediaInfo) -> bool:

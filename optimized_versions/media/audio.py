@@ -4,7 +4,8 @@
 
 - ``default``: FFmpeg's own matrix (front + 0.707 centre + 0.707 surround, LFE dropped),
   what a bare ``-ac 2`` did;
-- ``dave750``: Dave_750's matrix, centre and LFE at half, for dialogue over loud effects;
+- ``dave750``: Dave_750's matrix (fronts and surrounds at 0.707, centre and LFE at half):
+  fuller bass and surround, the dialogue a little lower than ``default``;
 - ``nightmode``: the centre at full level, fronts and surrounds at 0.3: dialogue first,
   effects tamed (late-night listening);
 - ``rfc7845``: the Opus/Vorbis matrix (RFC 7845 section 5.1.1.2), normalised.
