@@ -128,11 +128,16 @@ def test_field_rate_per_backend() -> None:
     assert value(argv_for("nvenc", fast, profile=SPORT), "-vf").startswith("bwdif_cuda=mode=0")
 
 
-def test_interlaced_rotated_422_dv5_are_never_copied() -> None:
+def test_interlaced_422_and_dv5_are_never_copied() -> None:
     for video in (replace(TV_1080I, bit_rate=5_000_000), HEVC_422, DV5):
         assert value(argv_for("software", video, False, "copy"), "-c:v") == "libx264"
-    hevc = replace(HDR10, width=1920, height=1080, bit_rate=4_000_000)
-    assert value(argv_for("software", hevc, False, "hevc-1080p"), "-c:v") == "copy"
+
+    def small(video: VideoInfo) -> VideoInfo:  # fits hevc-1080p's size and rate
+        return replace(video, width=1920, height=1080, bit_rate=4_000_000)
+
+    for video in (small(HEVC_422), small(DV5)):
+        assert value(argv_for("software", video, False, "hevc-1080p"), "-c:v") == "libx265"
+    assert value(argv_for("software", small(HDR10), False, "hevc-1080p"), "-c:v") == "copy"
 
 
 @pytest.mark.parametrize(

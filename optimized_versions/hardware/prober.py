@@ -113,8 +113,9 @@ class Prober:
         encoders = _names(await ffmpeg_listing(self.binary, "-encoders", self.timeout))
         filters = _names(await ffmpeg_listing(self.binary, "-filters", self.timeout))
         # the VAAPI driver picks encoder quirks (CBR on i965), so learn it before encoding
+        wait = min(self.timeout, 10.0)
         devices = [
-            dataclasses.replace(d, va_driver=await extra_checks.va_driver(self.binary, d, 10))
+            dataclasses.replace(d, va_driver=await extra_checks.va_driver(self.binary, d, wait))
             if d.render_node
             else d
             for d in devices
