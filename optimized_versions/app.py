@@ -144,6 +144,7 @@ def create_app(
         app[RELAY],
         stall_timeout=config.stall_timeout,
         stop_grace=config.stop_grace,
+        downmix=config.downmix,
     )
     app.cleanup_ctx.extend([_store_ctx, _jellyfin_ctx, _relay_ctx, _hardware_ctx])
     app.cleanup_ctx.extend([_scheduler_ctx, _load_ctx])

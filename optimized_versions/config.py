@@ -18,6 +18,8 @@ import yaml
 
 from .errors import ConfigError
 
+# how surround becomes stereo (media/audio.py has the matrices; a test keeps both in step)
+DOWNMIXES = ("default", "dave750", "nightmode", "rfc7845")
 _TRUE = {"true", "1", "yes", "on"}
 SECRET_KEYS = frozenset({"tokens"})  # values never shown in an error
 _FALSE = {"false", "0", "no", "off", ""}
@@ -67,6 +69,7 @@ SCHEMA: dict[str, Any] = {
         "max_item_size": {"type": "integer", "minimum": 1024},
         "max_queued_per_user": {"type": "integer", "minimum": 0},
         "log_level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
+        "downmix": {"enum": list(DOWNMIXES)},
         "tokens": {
             "type": "array",
             "items": {
@@ -131,6 +134,7 @@ class Config:
     max_item_size: int = 64 * 1024  # bytes of a request's item (its JSON), 413 above
     max_queued_per_user: int = 100  # waiting jobs per user, 429 above; 0 = no limit
     log_level: str = "INFO"
+    downmix: str = "default"  # surround to stereo: default, dave750, nightmode, rfc7845
     tokens: tuple[StaticToken, ...] = field(default_factory=tuple)
 
     @property
@@ -199,10 +203,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             raise ConfigError(
                 f"invalid configuration: {origin.get(key, key)} = {value}: expected a finite number"
             )
-    if isinstance(data.get("log_level"), str):
-        data["log_level"] = data["log_level"].upper()
-    if data.get("jellyfin_url") == "":
-        data["jellyfin_url"] = None
+    _normalise(data)
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(SCHEMA).iter_errors(data)
     )
@@ -229,6 +230,15 @@ def _rule(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return error.message
     return f"does not satisfy {error.validator} {error.validator_value!r}"
+
+
+def _normalise(data: dict[str, Any]) -> None:
+    """Spellings the schema would refuse but a user means: ``info``, ``NightMode``, ``""``."""
+    for key, case in (("log_level", str.upper), ("downmix", str.lower)):
+        if isinstance(data.get(key), str):
+            data[key] = case(data[key])
+    if data.get("jellyfin_url") == "":
+        data["jellyfin_url"] = None
 
 
 def _build(data: dict[str, Any]) -> Config:

@@ -22,7 +22,7 @@ from optimized_versions.hardware.nvml import GpuReading, NvmlUnavailable
 from optimized_versions.media.ffmpeg import default_ffmpeg
 from optimized_versions.web.access_log import AccessLogger
 
-pytest_plugins = ["gpu_host"]  # the fake GPU host's fixtures
+pytest_plugins = ["gpu_host", "media_cases"]  # the fake GPU host, issue 12's sources
 
 ALICE, BOB, ADMIN = "alice-token-0123456789", "bob-token-0123456789", "admin-token-0123456789"
 USERS: dict[str, dict[str, Any]] = {
@@ -160,6 +160,9 @@ class FakeJellyfin:
     trickle: set[str] = field(default_factory=set)  # items sent slowly, 32 KiB per 50 ms
     hang: set[str] = field(default_factory=set)  # items that stop after their first 256 KiB
     cut: set[str] = field(default_factory=set)  # items whose connection drops half-way
+    drop_once: set[str] = field(default_factory=set)  # dropped half-way once, then fine
+    redirect: dict[str, str] = field(default_factory=dict)  # item -> where it redirects
+    raw_paths: list[str] = field(default_factory=list)  # the paths as sent, still quoted
     stream_tokens: list[str] = field(default_factory=list)
     stream_requests: list[str] = field(default_factory=list)  # path?query of each stream
     paths: dict[str, str] = field(default_factory=dict)  # item -> its file's path on "Jellyfin"
@@ -204,12 +207,17 @@ class FakeJellyfin:
             return web.Response(status=401)
         self.stream_tokens.append(token)
         self.stream_requests.append(request.path_qs)
+        self.raw_paths.append(request.raw_path)
         item = request.match_info["item"]
+        if item in self.redirect:
+            raise web.HTTPFound(self.redirect[item])
         if item not in self.items:
             return web.Response(status=404, text="item not found")
         path = self.items[item]
-        if item in self.trickle or item in self.hang or item in self.cut:
-            return await self._slow(request, path, hang=item in self.hang, cut=item in self.cut)
+        cut = item in self.cut or item in self.drop_once
+        self.drop_once.discard(item)
+        if item in self.trickle or item in self.hang or cut:
+            return await self._slow(request, path, hang=item in self.hang, cut=cut)
         return web.FileResponse(path)
 
     async def _slow(

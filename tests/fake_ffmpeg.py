@@ -7,6 +7,10 @@ software encode, so outputs are real files. A scenario file (JSON, rewritten by 
 between runs) makes chosen encoders or hardware decoders fail with the real error text:
 
     {"fail": {"h264_nvenc": {"text": "...", "times": 1}}, "hide": ["hevc_qsv"], "log": "..."}
+
+``short`` cuts an encoder's output ({"h264_nvenc": 1.0}: one second), ``vaapi_driver``
+is what libva announces when a VAAPI device opens ("Intel i965 driver for ..."), a ``fail``
+key may also name a filter, ``env_log`` records CUDA_DEVICE_ORDER with each argv.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ DROP = {
     "-temporal-aq": 1,
     "-b_ref_mode": 1,
     "-tune": 1,
+    "-mbbrc": 1,
+    "-sei": 1,
 }
 SOFTWARE = {
     "h264": ["libx264", "-preset", "ultrafast"],
@@ -61,6 +67,16 @@ def translate_filter(chain: str) -> str:
             continue
         if name.startswith("tonemap_"):
             continue
+        if name in ("bwdif_cuda", "yadif_cuda"):  # the same options as the CPU filters
+            out.append(f"{name.removesuffix('_cuda')}={args}")
+            continue
+        if name == "deinterlace_vaapi":
+            out.append("bwdif=mode=" + ("1" if "rate=field" in args else "0"))
+            continue
+        if name == "libplacebo":  # a host with a Vulkan device: scale and convert on the CPU
+            options = dict(kv.split("=", 1) for kv in args.split(":") if "=" in kv)
+            out.append(f"scale=w={options['w']}:h={options['h']},format={options['format']}")
+            continue
         if name in ("scale_cuda", "scale_vaapi", "scale_qsv", "vpp_qsv"):
             options = dict(kv.split("=", 1) for kv in args.split(":") if "=" in kv)
             if "w" in options and "h" in options:
@@ -72,8 +88,11 @@ def translate_filter(chain: str) -> str:
     return ",".join(out) or "null"
 
 
-def translate(argv: list[str]) -> list[str]:
+def translate(argv: list[str], short: dict[str, float] | None = None) -> list[str]:
+    """The software command line for a hardware one; ``short`` maps an encoder to the
+    seconds its output is cut to (a hardware encoder that stops early)."""
     out: list[str] = []
+    cut = next((seconds for name, seconds in (short or {}).items() if name in argv), None)
     av1 = any(a.startswith("av1_") for a in argv)  # SVT-AV1 takes no -maxrate/-bufsize
     i = 0
     while i < len(argv):
@@ -93,6 +112,8 @@ def translate(argv: list[str]) -> list[str]:
                 continue
         out.append(arg)
         i += 1
+    if cut is not None:
+        out[-1:-1] = ["-t", str(cut)]  # before the output file
     return out
 
 
@@ -105,8 +126,10 @@ def load(path: str | None) -> dict[str, Any]:
 
 def failure(argv: list[str], scenario: dict[str, Any], path: str | None) -> str | None:
     """The error text to fail with, when the argv uses something the scenario breaks."""
+    chain = argv[argv.index("-vf") + 1] if "-vf" in argv else ""
+    filters = {part.split("=", 1)[0] for part in chain.split(",")}
     for name, spec in scenario.get("fail", {}).items():
-        if name in argv and spec.get("times", 1) != 0:
+        if (name in argv or name in filters) and spec.get("times", 1) != 0:
             if spec.get("times", -1) > 0 and path:
                 spec["times"] -= 1
                 Path(path).write_text(json.dumps(scenario))
@@ -121,6 +144,9 @@ def main() -> None:
     if scenario.get("log"):
         with open(scenario["log"], "a") as log:
             log.write(json.dumps(argv) + "\n")
+    if scenario.get("env_log"):  # what a backend put in ffmpeg's environment
+        with open(scenario["env_log"], "a") as log:
+            log.write(json.dumps([argv, os.environ.get("CUDA_DEVICE_ORDER")]) + "\n")
     if any(a in argv for a in ("-encoders", "-hwaccels", "-filters", "-version")):
         listing = subprocess.run([real, *argv], capture_output=True, text=True).stdout
         hidden = scenario.get("hide", [])  # a build without these encoders or filters
@@ -131,7 +157,10 @@ def main() -> None:
     if text is not None:
         sys.stderr.write(text + "\n")
         sys.exit(1)
-    os.execv(real, [real, *translate(argv)])
+    if scenario.get("vaapi_driver") and any(a.startswith("vaapi=") for a in argv):
+        sys.stderr.write(f"[AVHWDeviceContext @ 0x1] VAAPI driver: {scenario['vaapi_driver']}.\n")
+        sys.stderr.flush()
+    os.execv(real, [real, *translate(argv, scenario.get("short", {}))])
 
 
 if __name__ == "__main__":

@@ -60,9 +60,9 @@ async def test_serve_then_sigterm_puts_the_running_job_back(
         "CACHE_DIR": str(tmp_path / "cache"),
     }
     env.pop("JELLYFIN_URL", None)
-    proc = await asyncio.create_subprocess_exec(
-        COMMAND, "serve", env=env, stderr=asyncio.subprocess.PIPE
-    )
+    log_file = tmp_path / "server.log"
+    with log_file.open("wb") as out:  # a file, not a pipe nobody drains while it runs
+        proc = await asyncio.create_subprocess_exec(COMMAND, "serve", env=env, stderr=out)
     try:
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
@@ -93,8 +93,7 @@ async def test_serve_then_sigterm_puts_the_running_job_back(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert proc.stderr is not None
-    log = (await proc.stderr.read()).decode()
+    log = log_file.read_text()
     assert str((tmp_path / "data" / "admin-token").resolve()) in log
     assert ALICE not in log and token not in log
     assert f"job {job_id}: optimizing -> queued" in log

@@ -112,3 +112,16 @@ def test_every_key_is_declared_once_in_the_schema_and_the_dataclass() -> None:
     from optimized_versions.config import SCHEMA
 
     assert set(SCHEMA["properties"]) == {f.name for f in fields(Config)}
+
+
+def test_downmix_setting() -> None:
+    from optimized_versions.config import DOWNMIXES
+    from optimized_versions.media import audio
+
+    assert DOWNMIXES == audio.DOWNMIXES, "the setting offers exactly the matrices there are"
+    assert load_config(environ={}).downmix == "default"
+    assert load_config(environ={"DOWNMIX": "NightMode"}).downmix == "nightmode"
+    with pytest.raises(ConfigError, match=r"DOWNMIX.*is not one of"):
+        load_config(environ={"DOWNMIX": "louder"})
+    with pytest.raises(ValueError, match="unknown downmix"):
+        audio.downmix_filter(6, "5.1", "louder")

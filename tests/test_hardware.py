@@ -118,9 +118,8 @@ async def test_amd_host_with_a_mesa_that_lists_hevc_but_cannot(fake: FakeHost) -
 async def test_unreadable_render_node(fake: FakeHost) -> None:
     host = fake.host(dri={"renderD128": "0x8086"}, unreadable=frozenset({"/dev/dri/renderD128"}))
     hardware = await probe(fake, host)
-    assert works(hardware) == {
-        ("cpu", "software", "encode", c) for c in ("h264", "hevc", "hevc_10bit")
-    }
+    on_devices = {c for c in works(hardware) if c[2] != "filter"}  # libplacebo is host-wide
+    assert on_devices == {("cpu", "software", "encode", c) for c in ("h264", "hevc", "hevc_10bit")}
     assert all(
         "add the container to the render group" in r
         for r in reasons(hardware, "qsv") | reasons(hardware, "vaapi")

@@ -61,21 +61,23 @@ def test_a_fitting_source_is_copied() -> None:
 
 
 @pytest.mark.parametrize(
-    "video",
+    ("video", "maxrate"),
     [
-        replace(H264, codec="hevc"),
-        replace(H264, bit_depth=10, pix_fmt="yuv420p10le"),
-        replace(H264, pix_fmt="yuv422p"),
-        replace(H264, width=3840, height=2160),
-        replace(H264, bit_rate=20_000_000),
+        (replace(H264, codec="hevc"), 8_000_000),  # 5 Mb/s HEVC is worth 8.3 in H.264: capped
+        (replace(H264, bit_depth=10, pix_fmt="yuv420p10le"), 5_000_000),
+        (replace(H264, pix_fmt="yuv422p"), 5_000_000),
+        (replace(H264, width=3840, height=2160), 5_000_000),
+        (replace(H264, bit_rate=20_000_000), 8_000_000),
+        (replace(H264, field_order="tff"), 5_000_000),
     ],
-    ids=["hevc", "10-bit", "4:2:2", "4k", "bitrate"],
+    ids=["hevc", "10-bit", "4:2:2", "4k", "bitrate", "interlaced"],
 )
-def test_what_does_not_fit_is_encoded_with_libx264(video: VideoInfo) -> None:
+def test_what_does_not_fit_is_encoded_with_libx264(video: VideoInfo, maxrate: int) -> None:
+    """CRF, with -maxrate at the source's rate (scaled by codec) or the profile's cap."""
     argv = argv_for(media(video))
     assert value(argv, "-c:v") == "libx264"
     assert value(argv, "-crf") == "23" and value(argv, "-preset") == "medium"
-    assert value(argv, "-maxrate") == "8000000" and value(argv, "-bufsize") == "16000000"
+    assert value(argv, "-maxrate") == str(maxrate) and value(argv, "-bufsize") == str(2 * maxrate)
     assert value(argv, "-profile:v") == "high"
     assert value(argv, "-vf").endswith("format=yuv420p")
     assert value(argv, "-force_key_frames:0") == "expr:gte(t,n_forced*5)"

@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .device import Vendor
 from .loader import load_folder
 
 _ARGS = {"type": "array", "items": {"type": "string"}}
+_VENDORS = {"type": "array", "items": {"enum": [str(v) for v in Vendor]}}
+# Deinterlacing frames in system memory (software decode): Jellyfin's bwdif, all frames.
+SOFTWARE_DEINTERLACE = "bwdif=mode={deint_mode}:parity={parity}:deint=all"
 
 BACKEND_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -34,9 +38,22 @@ BACKEND_SCHEMA: dict[str, Any] = {
                 "scale": {"type": "string"},
                 "format": {"type": "string"},
                 "tonemap": {"type": "string"},
+                # which sources the device tone-mapper takes (tonemap_vaapi: HDR10 on Intel)
+                "tonemap_when": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "transfers": {"type": "array", "items": {"enum": ["pq", "hlg"]}},
+                        "vendors": _VENDORS,
+                        "mastering": {"type": "boolean"},
+                    },
+                },
+                "deinterlace": {"type": "string"},
                 "filters": _ARGS,
             },
         },
+        "deinterlace": {"type": "string"},
+        "env": {"type": "object", "additionalProperties": {"type": "string"}},
         "scale": {"type": "string"},
         "format": {"type": "string"},
         "upload": {"type": "string"},
@@ -53,6 +70,9 @@ BACKEND_SCHEMA: dict[str, Any] = {
                     "codec": {"type": "string"},
                     "pix_fmt": {"type": "string"},
                     "args": _ARGS,
+                    # option/value pairs for one vendor or VAAPI driver (amd, i965, iHD...):
+                    # each replaces the same option in args, or is added
+                    "device_args": {"type": "object", "additionalProperties": _ARGS},
                 },
             },
         },
@@ -65,6 +85,27 @@ class EncoderSpec:
     codec: str  # the ffmpeg encoder, e.g. h264_nvenc
     pix_fmt: str
     args: tuple[str, ...]
+    device_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def args_for(self, traits: tuple[str, ...]) -> tuple[str, ...]:
+        """``args`` with the option/value pairs of each matching trait (a device's vendor,
+        its VAAPI driver) put in: a pair replaces the same option, or is added."""
+        args = list(self.args)
+        for trait in traits:
+            extra = self.device_args.get(trait, ())
+            for option, value in zip(extra[::2], extra[1::2], strict=True):
+                if option in args:
+                    args[args.index(option) + 1] = value
+                else:
+                    args += [option, value]
+        return tuple(args)
+
+
+@dataclass(frozen=True, slots=True)
+class TonemapWhen:
+    transfers: frozenset[str] = frozenset({"pq", "hlg"})
+    vendors: frozenset[str] = frozenset()  # empty: every vendor of the backend
+    mastering: bool = False  # the source must carry mastering display metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +118,8 @@ class Decode:
     format: str
     tonemap: str | None = None
     filters: tuple[str, ...] = ()
+    tonemap_when: TonemapWhen = TonemapWhen()
+    deinterlace: str | None = None  # on device frames; None: interlaced sources decode in software
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +134,8 @@ class Backend:
     upload: str = ""  # how software frames reach the device's encoder
     presets: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    deinterlace: str = SOFTWARE_DEINTERLACE  # on frames in system memory
+    env: dict[str, str] = field(default_factory=dict)  # for ffmpeg's process
 
     @property
     def hardware(self) -> bool:
@@ -103,15 +148,31 @@ class Backend:
         return self.presets.get(name, self.presets.get("default", name))
 
 
+def _tonemap_when(data: dict[str, Any]) -> TonemapWhen:
+    return TonemapWhen(
+        transfers=frozenset(data.get("transfers", ("pq", "hlg"))),
+        vendors=frozenset(data.get("vendors", ())),
+        mastering=bool(data.get("mastering", False)),
+    )
+
+
+def _encoder(backend: str, codec: str, spec: dict[str, Any]) -> EncoderSpec:
+    extra = {k: tuple(v) for k, v in spec.get("device_args", {}).items()}
+    for trait, args in extra.items():
+        if len(args) % 2:
+            raise ConfigError(
+                f"backend {backend}: encoders/{codec}/device_args/{trait}: "
+                "options and values come in pairs"
+            )
+    return EncoderSpec(spec["codec"], spec["pix_fmt"], tuple(spec["args"]), extra)
+
+
 def _backend(name: str, data: dict[str, Any]) -> Backend:
     decode = data.get("decode")
     return Backend(
         name=name,
         devices=tuple(Vendor(v) for v in data["devices"]),
-        encoders={
-            codec: EncoderSpec(spec["codec"], spec["pix_fmt"], tuple(spec["args"]))
-            for codec, spec in data["encoders"].items()
-        },
+        encoders={c: _encoder(name, c, spec) for c, spec in data["encoders"].items()},
         scale=data["scale"],
         format=data["format"],
         init=tuple(data.get("init", ())),
@@ -122,12 +183,16 @@ def _backend(name: str, data: dict[str, Any]) -> Backend:
             format=decode["format"],
             tonemap=decode.get("tonemap"),
             filters=tuple(decode.get("filters", ())),
+            tonemap_when=_tonemap_when(decode.get("tonemap_when", {})),
+            deinterlace=decode.get("deinterlace"),
         )
         if decode
         else None,
         upload=data.get("upload", ""),
         presets=dict(data.get("presets", {})),
         description=data.get("description", ""),
+        deinterlace=data.get("deinterlace", SOFTWARE_DEINTERLACE),
+        env=dict(data.get("env", {})),
     )
 
 

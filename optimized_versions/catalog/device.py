@@ -25,10 +25,16 @@ class Device:
     encoder_capacity: int | None = None  # NVML's H.264 encoder capacity, percent
     uuid: str | None = None  # an NVIDIA GPU's UUID, as NVML gives it ("GPU-...")
     problem: str | None = None  # why it cannot be used, in plain words
+    va_driver: str | None = None  # the VAAPI driver the probe met: iHD, i965, radeonsi
 
     @property
     def usable(self) -> bool:
         return self.problem is None
+
+    @property
+    def traits(self) -> tuple[str, ...]:
+        """What encoder quirks are keyed by (``device_args``): vendor, then VAAPI driver."""
+        return (str(self.vendor), *([self.va_driver] if self.va_driver else []))
 
 
 CPU = Device(id="cpu", vendor=Vendor.CPU, name="CPU")

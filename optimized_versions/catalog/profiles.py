@@ -38,6 +38,8 @@ PROFILE_SCHEMA: dict[str, Any] = {
                 "quality": {"type": "integer", "minimum": 0, "maximum": 51},
                 "preset": {"type": "string"},
                 "copy": {"type": "array", "items": {"type": "string"}},
+                # interlaced sources: one frame per frame (25i -> 25p) or per field (-> 50p)
+                "deinterlace": {"enum": ["frame", "field"]},
             },
         },
         "audio": {
@@ -65,6 +67,7 @@ class VideoSpec:
     quality: int = 23
     preset: str = "medium"
     copy: tuple[str, ...] = ()  # source codecs kept as they are when they fit; () = codec
+    deinterlace: str = "frame"  # "field": 50i/60i become 50p/60p (sport)
 
     @property
     def copy_codecs(self) -> tuple[str, ...]:

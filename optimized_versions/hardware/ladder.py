@@ -18,10 +18,11 @@ from typing import Any
 from ..catalog.backends import Backend
 from ..catalog.device import Device, Vendor
 from ..catalog.profiles import HardwarePolicy, Profile
+from ..media.filters import device_tonemaps, filter_names, hw_decodable
 from ..media.plan import PlanError, Target
 from ..media.probe import MediaInfo
 from .devices import Host, discover
-from .matrix import CheckKind, Matrix
+from .matrix import LIBPLACEBO, CheckKind, Matrix
 from .prober import FFmpegUnusable, cache_key, ffmpeg_listing, probe_matrix, unusable_matrix
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ def source_key(media: MediaInfo) -> str:
     assert media.video is not None
     codec = media.video.codec
     return f"{codec}_10bit" if codec == "hevc" and media.video.bit_depth > 8 else codec
-
-
-def _filter_names(chain: str) -> set[str]:
-    return {part.split("=", 1)[0] for part in chain.split(",") if part}
 
 
 class Hardware:
@@ -171,6 +168,7 @@ class Hardware:
         software decode with hardware encode, then the CPU (unless the profile forbids).
         With ``device`` (where the scheduler placed the job) only that device's hardware."""
         policy, codec = profile.hardware, profile.video.codec
+        self._refuse_dovi(media)
         rungs: list[Target] = []
         if policy is not HardwarePolicy.SOFTWARE and media.video is not None and device != "cpu":
             for name in self.preference:
@@ -184,7 +182,7 @@ class Hardware:
                         continue
                     if not self.matrix.encodes(gpu.id, name, codec):
                         continue
-                    if self._can_decode(backend, gpu.id, media):
+                    if self._can_decode(backend, gpu, media):
                         rungs.append(Target(backend, gpu, hw_decode=True))
                     rungs.append(Target(backend, gpu, hw_decode=False))
         if policy is not HardwarePolicy.REQUIRE_HW:
@@ -201,15 +199,42 @@ class Hardware:
             f"{profile.video.codec}" + (f" ({'; '.join(reasons)})" if reasons else "")
         )
 
-    def _can_decode(self, backend: Backend, device: str, media: MediaInfo) -> bool:
-        assert media.video is not None
-        if backend.decode is None or not self.matrix.decodes(
-            device, backend.name, source_key(media)
+    def _refuse_dovi(self, media: MediaInfo) -> None:
+        """Dolby Vision profile 5 is only converted by libplacebo: without a working one,
+        say so rather than write a green and purple picture."""
+        if media.video is None or not media.video.dovi_only:
+            return
+        check = self.matrix.filter_check(LIBPLACEBO)
+        if check is None or not check.ok:
+            why = check.reason if check is not None else "not probed"
+            raise PlanError(
+                "the source is Dolby Vision profile 5 (no HDR10 or SDR base layer): only "
+                "libplacebo on a GPU's Vulkan driver can convert it, and this host's test "
+                f"of it failed ({why}); give the server a GPU with Vulkan (Mesa's "
+                "mesa-vulkan-drivers for Intel/AMD, the NVIDIA driver with the 'graphics' "
+                "capability), or pick another version of the film"
+            )
+
+    def _can_decode(self, backend: Backend, gpu: Device, media: MediaInfo) -> bool:
+        """A hardware-decode rung only where it can work: a codec, bit depth and chroma
+        the probe proved, the deinterlacer and the tone-mapper this source needs."""
+        video = media.video
+        assert video is not None
+        decode = backend.decode
+        if (
+            decode is None
+            or not hw_decodable(video)
+            or not self.matrix.decodes(gpu.id, backend.name, source_key(media))
         ):
             return False
-        if media.video.hdr:  # tone-mapping on the device needs the filter in this ffmpeg
-            tonemap = backend.decode.tonemap
-            return tonemap is not None and _filter_names(tonemap) <= self.matrix.filters
+        if video.interlaced and not self.matrix.deinterlaces(gpu.id, backend.name):
+            return False
+        if video.hdr:  # tone-mapping on the device needs the filter in this ffmpeg
+            return (
+                decode.tonemap is not None
+                and device_tonemaps(decode, gpu, video)
+                and filter_names(decode.tonemap) <= self.matrix.filters
+            )
         return True
 
     def out_of_use(self, device: str) -> bool:

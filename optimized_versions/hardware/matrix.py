@@ -14,6 +14,11 @@ from ..catalog.device import Device, Vendor
 class CheckKind(StrEnum):
     ENCODE = "encode"
     DECODE = "decode"
+    DEINTERLACE = "deinterlace"  # hardware decode + the backend's device deinterlacer
+    FILTER = "filter"  # a host-wide filter that needs more than the build (libplacebo: Vulkan)
+
+
+LIBPLACEBO = "libplacebo"  # the FILTER check that Dolby Vision profile 5 needs
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,14 @@ class Matrix:
 
     def decodes(self, device: str, backend: str, codec: str) -> bool:
         return self._works(device, backend, CheckKind.DECODE, codec)
+
+    def deinterlaces(self, device: str, backend: str) -> bool:
+        return self._works(device, backend, CheckKind.DEINTERLACE, "h264")
+
+    def filter_check(self, name: str) -> Check | None:
+        return next(
+            (c for c in self.checks if c.kind is CheckKind.FILTER and c.codec == name), None
+        )
 
     def _works(self, device: str, backend: str, kind: CheckKind, codec: str) -> bool:
         wanted = (device, backend, kind, codec)

@@ -28,19 +28,12 @@ from ..media import ffmpeg
 from ..media.failures import classify
 from ..media.plan import Target, build_argv, make_plan
 from ..media.probe import MediaInfo, VideoInfo
-from .matrix import Check, CheckKind, Matrix
+from . import extra_checks
+from .matrix import LIBPLACEBO, Check, CheckKind, Matrix
 
 log = logging.getLogger(__name__)
 
 TEST_SIZE = (256, 144)
-TEST_SOURCE = f"testsrc2=size={TEST_SIZE[0]}x{TEST_SIZE[1]}:rate=25:duration=1"
-DECODE_SAMPLES = {  # probe key -> (software encoder args, pixel format)
-    "h264": (["-c:v", "libx264", "-preset", "ultrafast"], "yuv420p"),
-    "hevc": (["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"],
-             "yuv420p"),
-    "hevc_10bit": (["-c:v", "libx265", "-preset", "ultrafast", "-x265-params",
-                    "log-level=error"], "yuv420p10le"),
-}  # fmt: skip
 ATTEMPTS = 2  # some drivers fail once, then work
 
 
@@ -124,15 +117,26 @@ class Prober:
     ) -> Matrix:
         encoders = _names(await ffmpeg_listing(self.binary, "-encoders", self.timeout))
         filters = _names(await ffmpeg_listing(self.binary, "-filters", self.timeout))
+        # the VAAPI driver picks encoder quirks (CBR on i965), so learn it before encoding
+        wait = min(self.timeout, 10.0)
+        devices = [
+            dataclasses.replace(d, va_driver=await extra_checks.va_driver(self.binary, d, wait))
+            if d.render_node
+            else d
+            for d in devices
+        ]
         checks: list[Check] = []
         for backend in backends.values():
             for device in (d for d in devices if d.vendor in backend.devices):
                 for codec in backend.encoders:
                     checks.append(await self._encode(backend, device, codec, encoders))
                 if backend.decode is not None and device.usable:
-                    for codec in DECODE_SAMPLES:
+                    for codec in extra_checks.DECODE_SAMPLES:
                         if codec.removesuffix("_10bit") in backend.decode.codecs:
                             checks.append(await self._decode(backend, device, codec, filters))
+                    if backend.decode.deinterlace is not None:
+                        checks.append(await self._deinterlace(backend, device, filters))
+        checks.append(await self._placebo(filters))
         return Matrix(
             key=key,
             ffmpeg=version,
@@ -180,7 +184,7 @@ class Prober:
         argv = build_argv(
             self.binary, make_plan(profile, media, target), profile, target, lavfi, str(output)
         )
-        return await self._attempt(base, argv, lambda _last: _frames(output))
+        return await self._attempt(base, argv, lambda _last: _frames(output), backend.env)
 
     async def _decode(
         self, backend: Backend, device: Device, codec: str, filters: frozenset[str]
@@ -191,7 +195,9 @@ class Prober:
         if missing:
             return Check(*base, ok=False, reason=f"this ffmpeg has no {', '.join(missing)} filter")
         try:
-            sample = await self._sample(codec)
+            sample = await extra_checks.decode_sample(
+                self.binary, self.workdir, codec, self.timeout
+            )
         except (ffmpeg.FFmpegError, TimeoutError) as exc:
             why = f"the {codec} test sample could not be made ({type(exc).__name__})"
             return Check(*base, ok=False, reason=why)
@@ -206,6 +212,26 @@ class Prober:
                 *(a.format_map(values) for a in backend.init), *backend.decode.args,
                 "-i", str(sample), "-vf", backend.decode.format.format_map(values),
                 "-f", "null", "-"]  # fmt: skip
+        return await self._attempt(base, argv, lambda last: last.frames if last else 0, backend.env)
+
+    async def _deinterlace(
+        self, backend: Backend, device: Device, filters: frozenset[str]
+    ) -> Check:
+        """The device deinterlacer on hardware-decoded frames, probed like scaling."""
+        base = (device.id, backend.name, CheckKind.DEINTERLACE, "h264")
+        missing = sorted(extra_checks.deinterlace_filters(backend) - filters)
+        if missing:
+            return Check(*base, ok=False, reason=f"this ffmpeg has no {', '.join(missing)} filter")
+        sample = await extra_checks.interlaced_sample(self.binary, self.workdir, self.timeout)
+        argv = extra_checks.deinterlace_argv(self.binary, backend, device, sample)
+        return await self._attempt(base, argv, lambda last: last.frames if last else 0, backend.env)
+
+    async def _placebo(self, filters: frozenset[str]) -> Check:
+        """libplacebo with a Vulkan device: the only way to convert Dolby Vision profile 5."""
+        base = ("cpu", "software", CheckKind.FILTER, LIBPLACEBO)
+        if LIBPLACEBO not in filters:
+            return Check(*base, ok=False, reason="this ffmpeg has no libplacebo filter")
+        argv = extra_checks.placebo_argv(self.binary)
         return await self._attempt(base, argv, lambda last: last.frames if last else 0)
 
     async def _attempt(
@@ -213,6 +239,7 @@ class Prober:
         base: tuple[str, str, CheckKind, str],
         argv: list[str],
         count: Callable[[ffmpeg.Progress | None], int],
+        env: dict[str, str] | None = None,
     ) -> Check:
         reason, stderr = "no frames came out", tuple[str, ...]()
         for _ in range(ATTEMPTS):
@@ -220,7 +247,11 @@ class Prober:
             try:
                 async with asyncio.timeout(self.timeout):
                     await ffmpeg.run(
-                        argv, updates.append, stall_timeout=self.timeout, stop_grace=self._grace
+                        argv,
+                        updates.append,
+                        stall_timeout=self.timeout,
+                        stop_grace=self._grace,
+                        env=env,
                     )
             except ffmpeg.FFmpegError as exc:
                 reason, stderr = classify(exc.stderr)[1], tuple(exc.stderr[-8:])
@@ -232,19 +263,6 @@ class Prober:
                 return Check(*base, ok=True, reason="works")
         log.info("probe: %s %s %s on %s: %s", base[1], base[2], base[3], base[0], reason)
         return Check(*base, ok=False, reason=reason, stderr=stderr)
-
-    async def _sample(self, codec: str) -> Path:
-        path = self.workdir / f"sample-{codec}.mp4"
-        if not path.exists():
-            args, pix_fmt = DECODE_SAMPLES[codec]
-            argv = [self.binary, "-hide_banner", "-v", "error", "-nostats", "-progress", "pipe:1",
-                    "-f", "lavfi", "-i", TEST_SOURCE,
-                    "-pix_fmt", pix_fmt, *args, "-y", str(path)]  # fmt: skip
-            async with asyncio.timeout(self.timeout):
-                await ffmpeg.run(
-                    argv, lambda _: None, stall_timeout=self.timeout, stop_grace=self._grace
-                )
-        return path
 
 
 async def probe_matrix(

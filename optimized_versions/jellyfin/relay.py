@@ -50,7 +50,7 @@ class SourceRelay:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/_source/{key}/{tail:.*}", self._relay)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self.port = int(self._runner.addresses[0][1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from ..config import Config
 from .client import JellyfinClient
@@ -40,7 +40,7 @@ def original_stream(url: str, jellyfin_url: str, item_id: str, token: str) -> st
     query = [("static", "true")]
     query += [(k, v) for k, v in parse_qsl(parts.query) if k.lower() in _KEEP]
     query.append(("api_key", token))
-    return f"{jellyfin_url}/Videos/{video_id}/stream?{urlencode(query)}"
+    return f"{jellyfin_url}/Videos/{quote(video_id, safe='')}/stream?{urlencode(query)}"
 
 
 def parse_path_map(text: str | None) -> list[tuple[str, Path]]:

@@ -27,7 +27,7 @@ from ..jellyfin.relay import Relayed, SourceRelay
 from ..jellyfin.urls import audio_stream_index, scrub, secrets_in
 from ..media import ffmpeg, probe
 from ..media.failures import Failure, classify
-from ..media.plan import Plan, PlanError, Target, build_argv, make_plan, source_input
+from ..media.plan import PlanError, Target, build_argv, make_plan, source_input
 from .models import Job
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,11 @@ def _why(exc: ffmpeg.FFmpegError, secrets: list[str]) -> str:
     return scrub(str(exc), secrets) + (": " + " | ".join(lines) if lines else "")
 
 
+def _item_name(job: Job) -> str | None:
+    name = job.item.get("Name")
+    return name if isinstance(name, str) else None
+
+
 def _item_duration(job: Job) -> float | None:
     ticks = job.item.get("RunTimeTicks")
     return ticks / 10_000_000 if isinstance(ticks, int | float) and ticks > 0 else None
@@ -96,6 +101,7 @@ class Runner:
         stall_timeout: float,
         stop_grace: float,
         probe_timeout: float = 30.0,
+        downmix: str = "default",
     ) -> None:
         self.ffmpeg_path = ffmpeg_path
         self.profiles = profiles
@@ -104,6 +110,7 @@ class Runner:
         self.stall_timeout = stall_timeout
         self.stop_grace = stop_grace
         self.probe_timeout = probe_timeout
+        self.downmix = downmix  # DOWNMIX: how surround becomes stereo
 
     async def run(
         self,
@@ -158,7 +165,14 @@ class Runner:
             if why := lease.move(target.device):  # never beside that device's own jobs
                 raise MustWait(target.device.id, why, fallbacks)
             try:
-                plan = make_plan(profile, info, target, audio_stream_index(source))
+                plan = make_plan(
+                    profile,
+                    info,
+                    target,
+                    audio_stream_index(source),
+                    title=_item_name(job),
+                    downmix=self.downmix,
+                )
             except PlanError as exc:
                 raise TranscodeError(str(exc)) from None
             argv = build_argv(
@@ -173,20 +187,26 @@ class Runner:
             )
             try:
                 await ffmpeg.run(
-                    argv, progress, stall_timeout=self.stall_timeout, stop_grace=self.stop_grace
+                    argv,
+                    progress,
+                    stall_timeout=self.stall_timeout,
+                    stop_grace=self.stop_grace,
+                    env=target.backend.env,
                 )
-            except ffmpeg.FFmpegError as exc:
-                meaning = self._step_down(exc, plan, target, feed, secrets)
-                fallbacks.append(f"{target.describe()}: {meaning}")
-                log.warning(
-                    "job %s: %s failed (%s); stepping down", job.id, target.describe(), meaning
+                # verified on this rung: a hardware encoder that wrote a short or broken
+                # file steps down like one that failed
+                await asyncio.to_thread(
+                    self._verify, partial, plan.audio is not None, duration, plan.codec
                 )
+            except (ffmpeg.FFmpegError, TranscodeError) as exc:
+                why = self._step_down(exc, plan.copy_video, target, feed, secrets)
+                fallbacks.append(f"{target.describe()}: {why}")
+                log.warning("job %s: %s failed (%s); stepping down", job.id, target.describe(), why)
                 ffmpeg.remove_quietly(partial)
                 continue
             break
         else:
             raise TranscodeError("no encoder could do it: " + "; ".join(fallbacks))
-        await asyncio.to_thread(self._verify, partial, plan.audio is not None, duration, plan.codec)
         checksum = await asyncio.to_thread(sha256_file, partial)
         os.replace(partial, output)
         return Outcome(
@@ -200,15 +220,24 @@ class Runner:
         )
 
     def _step_down(
-        self, exc: ffmpeg.FFmpegError, plan: Plan, target: Target, feed: Relayed, secrets: list[str]
+        self,
+        exc: ffmpeg.FFmpegError | TranscodeError,
+        copied: bool,
+        target: Target,
+        feed: Relayed,
+        secrets: list[str],
     ) -> str:
-        """Why a rung failed, when the next rung may do better; otherwise raises: the job
-        fails (the source's fault, or nothing left to try) or waits (the session cap)."""
+        """Why this rung failed, when the next rung may do better; raise when none can."""
+        final = copied or not target.backend.hardware
+        if isinstance(exc, TranscodeError):  # the output failed verification
+            if final:
+                raise exc
+            return str(exc)
         kind, meaning = classify(exc.stderr)
         meaning = scrub(meaning, secrets)
         if kind is Failure.SOURCE and feed.problem:
             raise TranscodeError(f"cannot read the source: {feed.problem}") from None
-        if plan.copy_video or not target.backend.hardware or kind is Failure.SOURCE:
+        if final or kind is Failure.SOURCE:
             raise TranscodeError(_why(exc, secrets)) from None
         if kind is Failure.SESSION_CAP:
             raise RetryLater(meaning, target.device.id) from None

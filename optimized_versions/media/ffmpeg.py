@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,14 +131,17 @@ async def run(
     stall_timeout: float,
     stop_grace: float,
     clock: Callable[[], float] = time.monotonic,
+    env: Mapping[str, str] | None = None,
 ) -> None:
-    """Run one ffmpeg command to the end; raise FFmpegError with stderr's last lines."""
+    """Run one ffmpeg command to the end; raise FFmpegError with stderr's last lines.
+    ``env`` adds to this process's environment (a backend's CUDA_DEVICE_ORDER)."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=die_with_parent,
+        env={**os.environ, **env} if env else None,
     )
     assert proc.stdout is not None and proc.stderr is not None
     tail: deque[str] = deque(maxlen=STDERR_LINES)

@@ -6,20 +6,26 @@ set-up, hardware decoding, filters, encoder arguments), the planner puts them in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..catalog.backends import Backend
 from ..catalog.device import CPU, Device
 from ..catalog.profiles import Profile
-from .probe import AudioInfo, MediaInfo
+from .audio import audio_filter
+from .bitrate import rate_values, target_bit_rate
+from .filters import SOFTWARE_TONEMAP, device_tonemaps, hw_decodable, video_chain
+from .probe import AudioInfo, MediaInfo, VideoInfo
 
-# Pixel formats that H.264 players accept everywhere when a stream is copied as is.
-_PLAYABLE_H264 = frozenset({"yuv420p", "yuvj420p"})
-# HDR (PQ or HLG) to SDR BT.709 on the CPU, for backends without a tone-map filter of their own.
-SOFTWARE_TONEMAP = (
-    "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
-    "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv"
-)
+__all__ = ["SOFTWARE_TONEMAP", "Plan", "PlanError", "Target", "build_argv", "make_plan"]
+
+# Pixel formats that players accept everywhere when a stream is copied as is.
+_PLAYABLE = {
+    "h264": frozenset({"yuv420p", "yuvj420p"}),
+    "hevc": frozenset({"yuv420p", "yuv420p10le"}),
+}
+KEYFRAME_SECONDS = 5  # a key frame at least this often: seeking in the copy stays quick
+MUXING_QUEUE = 2048  # packets buffered per stream while another starts late (Jellyfin's)
 
 
 class PlanError(Exception):
@@ -54,12 +60,20 @@ class Plan:
     backend: str  # the encoder backend, or "copy" when the video is not encoded
     encoder: str  # the ffmpeg encoder, or "copy"
     decoder: str  # "software", the backend's hardware decoder, or "none" when copied
+    deinterlace: str | None = None  # "tff"/"bff": deinterlaced on the rung that encodes
+    field_rate: bool = False  # one frame per field (50i -> 50p)
+    dovi: bool = False  # Dolby Vision profile 5: reshaped and tone-mapped by libplacebo
+    bit_rate: int = 0  # what the encoder aims at (hardware) or caps at (CRF)
+    gop: int = 250  # frames between key frames at most
+    title: str | None = None  # the container's title (the item's name)
+    audio_filter: str | None = None  # the downmix chain, when surround becomes stereo
 
     def describe(self) -> str:
         if self.copy_video:
             video = "copy"
         else:
             extra = ", tone-mapped" if self.tonemap else ""
+            extra += f", deinterlaced ({self.deinterlace})" if self.deinterlace else ""
             video = f"{self.encoder} {self.width}x{self.height} ({self.decoder} decode{extra})"
         audio = "none" if self.audio is None else ("copy" if self.copy_audio else "aac")
         return f"video {video}, audio {audio}"
@@ -81,14 +95,47 @@ def _video_bit_rate(media: MediaInfo) -> int | None:
 
 
 def pick_audio(media: MediaInfo, requested: int | None) -> AudioInfo | None:
-    """The client's AudioStreamIndex when it names an audio stream, else the first one."""
+    """The client's AudioStreamIndex when it names an audio stream, else the one the
+    container marks as default, else the first one."""
     if requested is not None and (chosen := media.audio_by_index(requested)) is not None:
         return chosen
-    return media.audio[0] if media.audio else None
+    return next((a for a in media.audio if a.default), media.audio[0] if media.audio else None)
+
+
+def _copyable(video: VideoInfo) -> bool:
+    """Whether phones play the stream as it is: never interlaced, never Dolby Vision
+    without a base layer, 4:2:0 only (8-bit H.264, 8/10-bit HEVC)."""
+    playable = _PLAYABLE.get(video.codec)
+    return (
+        not video.interlaced
+        and not video.dovi_only
+        and video.chroma == "420"
+        and (playable is None or video.pix_fmt in playable)
+    )
+
+
+def _box(video: VideoInfo, max_width: int, max_height: int) -> tuple[int, int]:
+    """The output size: the profile's box turned to the picture's orientation (a portrait
+    phone video keeps its 1080 columns), taken on the displayed (rotated) size."""
+    shown_w, shown_h = video.display_size
+    if (shown_h > shown_w) != (max_height > max_width):
+        max_width, max_height = max_height, max_width
+    return fit_within(shown_w, shown_h, max_width, max_height)
+
+
+def _clean_title(title: str | None) -> str | None:
+    text = "".join(c for c in (title or "") if c.isprintable()).strip()
+    return text[:256] or None
 
 
 def make_plan(
-    profile: Profile, media: MediaInfo, target: Target, audio_index: int | None = None
+    profile: Profile,
+    media: MediaInfo,
+    target: Target,
+    audio_index: int | None = None,
+    *,
+    title: str | None = None,
+    downmix: str = "default",
 ) -> Plan:
     if media.video is None:
         raise PlanError("the source has no video stream")
@@ -96,12 +143,12 @@ def make_plan(
     if video.width <= 0 or video.height <= 0:
         raise PlanError("the source's video stream has no frame size")
     spec = profile.video
-    width, height = fit_within(video.width, video.height, spec.max_width, spec.max_height)
+    width, height = _box(video, spec.max_width, spec.max_height)
     bit_rate = _video_bit_rate(media)
     copy_video = (
         video.codec in spec.copy_codecs
-        and (video.codec != "h264" or (video.bit_depth == 8 and video.pix_fmt in _PLAYABLE_H264))
-        and (width, height) == (video.width, video.height)
+        and _copyable(video)
+        and (width, height) == video.display_size
         and bit_rate is not None
         and bit_rate <= spec.max_bitrate
     )
@@ -114,15 +161,24 @@ def make_plan(
     backend = target.backend
     if not copy_video and spec.codec not in backend.encoders:
         raise PlanError(f"backend {backend.name} has no {spec.codec} encoder")
-    tonemap = video.hdr and not copy_video
+    dovi = video.dovi_only and not copy_video
+    tonemap = (video.hdr or dovi) and not copy_video
+    deinterlace = video.field_order if video.interlaced and not copy_video else None
     decode = backend.decode
     hw_decode = (
         not copy_video
         and target.hw_decode
         and decode is not None
         and video.codec in decode.codecs
-        and (not tonemap or decode.tonemap is not None)
+        and hw_decodable(video)
+        and (deinterlace is None or decode.deinterlace is not None)
+        and (not tonemap or device_tonemaps(decode, target.device, video))
     )
+    field_rate = (
+        deinterlace is not None and spec.deinterlace == "field" and (video.frame_rate or 0) <= 30
+    )
+    fps = float(video.frame_rate or 0) * (2 if field_rate else 1)
+    channels = profile.audio.channels
     return Plan(
         video_index=video.index,
         audio=audio,
@@ -130,13 +186,22 @@ def make_plan(
         copy_audio=copy_audio,
         width=width,
         height=height,
-        scale=(width, height) != (video.width, video.height),
+        scale=(width, height) != video.display_size,
         tonemap=tonemap,
         hw_decode=hw_decode,
         codec=video.codec if copy_video else spec.codec,
         backend="copy" if copy_video else backend.name,
         encoder="copy" if copy_video else backend.encoders[spec.codec].codec,
         decoder="none" if copy_video else (backend.name if hw_decode else "software"),
+        deinterlace=deinterlace,
+        field_rate=field_rate,
+        dovi=dovi,
+        bit_rate=target_bit_rate(spec.max_bitrate, bit_rate, video.codec, spec.codec),
+        gop=math.ceil(KEYFRAME_SECONDS * fps) if fps > 0 else 250,
+        title=_clean_title(title),
+        audio_filter=None
+        if audio is None or copy_audio
+        else audio_filter(audio.channels, audio.layout, channels, downmix),
     )
 
 
@@ -174,15 +239,20 @@ def build_argv(
     argv += [*input_args, "-map", f"0:{plan.video_index}"]
     if plan.audio is not None:
         argv += ["-map", f"0:{plan.audio.index}"]
-    argv += ["-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn"]
+    # the container's own tags go (encoder, comments); chapters and the streams' language
+    # and title tags stay, and the title is the item's name
+    argv += ["-map_metadata:g", "-1", "-map_chapters", "0", "-sn", "-dn"]
+    argv += ["-metadata", f"title={plan.title}"] if plan.title else []
     argv += _video_args(plan, target, values)
     if plan.audio is not None:
         if plan.copy_audio:
             argv += ["-c:a", "copy"]
         else:
             audio = profile.audio
+            argv += ["-af", plan.audio_filter] if plan.audio_filter else []
             argv += ["-c:a", audio.codec, "-ac", str(audio.channels), "-b:a", str(audio.bitrate)]
-    argv += [*profile.extra_args, "-movflags", "+faststart", "-f", "mp4", "-y", output]
+    argv += [*profile.extra_args, "-max_muxing_queue_size", str(MUXING_QUEUE)]
+    argv += ["-movflags", "+faststart", "-f", "mp4", "-y", output]
     return argv
 
 
@@ -195,10 +265,11 @@ def _values(plan: Plan, profile: Profile, target: Target) -> dict[str, object]:
         "pix_fmt": encoder.pix_fmt if encoder else "yuv420p",
         "preset": backend.preset(spec.preset),
         "quality": spec.quality,
-        "bitrate": spec.max_bitrate,
-        "bitrate_vbr": spec.max_bitrate + 1,
-        "bufsize": 2 * spec.max_bitrate,
-        "bufsize_qsv": 4 * spec.max_bitrate,
+        **rate_values(plan.bit_rate or spec.max_bitrate),
+        "gop": plan.gop,
+        "deint_mode": 1 if plan.field_rate else 0,  # bwdif/yadif: send_field or send_frame
+        "deint_rate": "field" if plan.field_rate else "frame",  # deinterlace_vaapi
+        "parity": {"tff": 0, "bff": 1}.get(plan.deinterlace or "", -1),
         "index": target.device.index,
         "render_node": target.device.render_node or "",
     }
@@ -209,21 +280,24 @@ def _video_args(plan: Plan, target: Target, values: dict[str, object]) -> list[s
         return ["-c:v", "copy", *(["-tag:v", "hvc1"] if plan.codec == "hevc" else [])]
     backend = target.backend
     encoder = backend.encoders[plan.codec]
-    if plan.hw_decode:
-        assert backend.decode is not None
-        decode = backend.decode
-        chosen = decode.tonemap if plan.tonemap else None
-        filters = [chosen or (decode.scale if plan.scale else decode.format)]
-    else:
-        filters = [SOFTWARE_TONEMAP] if plan.tonemap else []
-        filters += [backend.scale] if plan.scale else []
-        filters += [backend.format] + ([backend.upload] if backend.upload else [])
+    filters = video_chain(
+        backend,
+        hw_decode=plan.hw_decode,
+        deinterlace=plan.deinterlace is not None,
+        scale=plan.scale,
+        tonemap=plan.tonemap,
+        dovi=plan.dovi,
+    )
     # a tone-mapped picture is BT.709: say so, or players guess from the size
     tags = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
     return [
         "-vf", ",".join(f.format_map(values) for f in filters),
         "-c:v", encoder.codec,
-        *(arg.format_map(values) for arg in encoder.args),
+        *(arg.format_map(values) for arg in encoder.args_for(target.device.traits)),
         *(tags if plan.tonemap else []),
-        "-force_key_frames:0", "expr:gte(t,n_forced*5)",
+        "-force_key_frames:0", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
+        # each frame at its own time: MP4 would default to a constant rate (duplicates and
+        # drops), and the encoder's default 1/fps clock cannot hold a 60p stretch of a VFR
+        # phone video or a field-rate deinterlace; the filter graph's clock can
+        "-fps_mode:v", "vfr", "-enc_time_base:v", "filter",
     ]  # fmt: skip

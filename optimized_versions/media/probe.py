@@ -10,6 +10,9 @@ from fractions import Fraction
 
 import av
 import av.error
+from av.stream import Disposition
+
+from .look import Look, look
 
 
 class ProbeError(Exception):
@@ -26,10 +29,39 @@ class VideoInfo:
     bit_depth: int
     bit_rate: int | None
     transfer: int = 2  # FFmpeg's AVColorTransferCharacteristic: 16 is PQ, 18 is HLG
+    field_order: str | None = None  # "progressive", "tff", "bff"; None when unknown
+    rotation: int = 0  # degrees counter-clockwise a player turns the picture
+    frame_rate: Fraction | None = None  # average frames per second
+    mastering: bool = False  # HDR10 mastering display metadata (tonemap_vaapi needs it)
+    dolby_vision: bool = False
+    language: str | None = None
+    title: str | None = None
 
     @property
     def hdr(self) -> bool:
         return self.transfer in (16, 18)
+
+    @property
+    def interlaced(self) -> bool:
+        return self.field_order in ("tff", "bff")
+
+    @property
+    def dovi_only(self) -> bool:
+        """Dolby Vision whose base layer is not HDR10, HLG or SDR (profile 5): shown as it
+        is, it is green and purple; only the RPU reshaping (libplacebo) gets a picture."""
+        return self.dolby_vision and self.transfer not in (1, 6, 14, 16, 18)
+
+    @property
+    def chroma(self) -> str:
+        """ "420", "422" or "444" from the pixel format (nv12/p010 are 4:2:0)."""
+        fmt = self.pix_fmt or "yuv420p"
+        return next((c for c in ("422", "444", "440", "411") if c in fmt), "420")
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height as shown: a phone video turned by 90 degrees swaps them."""
+        turned = self.rotation in (90, 270)
+        return (self.height, self.width) if turned else (self.width, self.height)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +71,9 @@ class AudioInfo:
     channels: int
     bit_rate: int | None
     language: str | None
+    title: str | None = None
+    default: bool = False  # the container's default flag
+    layout: str = ""  # FFmpeg's channel layout name: "5.1(side)", "7.1", ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +83,7 @@ class MediaInfo:
     bit_rate: int | None
     video: VideoInfo | None
     audio: tuple[AudioInfo, ...]
+    chapters: int = 0
 
     def audio_by_index(self, index: int) -> AudioInfo | None:
         return next((a for a in self.audio if a.index == index), None)
@@ -59,29 +95,44 @@ def _seconds(value: int | None, base: Fraction | None) -> float | None:
     return float(value * base)
 
 
+def _tag(metadata: dict[str, str], key: str) -> str | None:
+    """A stream tag as players show it ("und" is no language at all)."""
+    value = (metadata.get(key) or "").strip()
+    return value if value and value != "und" else None
+
+
 def probe(source: str, timeout: float = 30.0) -> MediaInfo:
     """Read container and stream details of a file path or an http(s) URL."""
     try:
         with av.open(source, timeout=timeout, options={"analyzeduration": "20000000"}) as box:
-            video = next(
-                (
-                    VideoInfo(
-                        index=s.index,
-                        codec=s.codec_context.name,
-                        width=s.codec_context.width,
-                        height=s.codec_context.height,
-                        pix_fmt=s.codec_context.pix_fmt,
-                        bit_depth=s.codec_context.format.components[0].bits
-                        if s.codec_context.format is not None
-                        else 8,
-                        bit_rate=s.codec_context.bit_rate or None,
-                        transfer=int(s.codec_context.color_trc or 2),
-                    )
-                    for s in box.streams.video
-                    if s.codec_context.width  # attached cover pictures have a size too: rare
-                ),
+            stream = next(
+                (s for s in box.streams.video if s.codec_context.width),  # not cover art
                 None,
             )
+            video = None
+            if stream is not None:
+                seen: Look = look(box, stream)
+                context = stream.codec_context
+                rate = stream.average_rate or stream.guessed_rate
+                video = VideoInfo(
+                    index=stream.index,
+                    codec=context.name,
+                    width=context.width,
+                    height=context.height,
+                    pix_fmt=context.pix_fmt,
+                    bit_depth=context.format.components[0].bits
+                    if context.format is not None
+                    else 8,
+                    bit_rate=context.bit_rate or None,
+                    transfer=int(context.color_trc or 2),
+                    field_order=seen.field_order,
+                    rotation=seen.rotation,
+                    frame_rate=Fraction(rate) if rate else None,
+                    mastering=seen.mastering,
+                    dolby_vision=seen.dolby_vision,
+                    language=_tag(stream.metadata, "language"),
+                    title=_tag(stream.metadata, "title"),
+                )
             audio = tuple(
                 AudioInfo(
                     index=s.index,
@@ -89,6 +140,9 @@ def probe(source: str, timeout: float = 30.0) -> MediaInfo:
                     channels=s.codec_context.channels,
                     bit_rate=s.codec_context.bit_rate or None,
                     language=s.metadata.get("language"),
+                    title=_tag(s.metadata, "title"),
+                    default=bool(s.disposition & Disposition.default),
+                    layout=s.codec_context.layout.name or "",
                 )
                 for s in box.streams.audio
             )
@@ -102,6 +156,7 @@ def probe(source: str, timeout: float = 30.0) -> MediaInfo:
                 bit_rate=box.bit_rate or None,
                 video=video,
                 audio=audio,
+                chapters=len(box.chapters()),
             )
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise ProbeError(str(exc)) from None
