@@ -218,7 +218,20 @@ class FakeJellyfin:
         self.drop_once.discard(item)
         if item in self.trickle or item in self.hang or cut:
             return await self._slow(request, path, hang=item in self.hang, cut=cut)
-        return web.FileResponse(path)
+        return self._whole(request, path)
+
+    @staticmethod
+    def _whole(request: web.Request, path: Path) -> web.Response:
+        """The file (or its Range) from memory: no file handle left open when a reader
+        hangs up half-way, as ffmpeg does once it has what it needs."""
+        data = path.read_bytes()
+        rng = request.http_range
+        start, stop = rng.start or 0, min(rng.stop or len(data), len(data))
+        headers = {"Accept-Ranges": "bytes", "Content-Type": "video/x-matroska"}
+        if rng.start is None and rng.stop is None:
+            return web.Response(body=data, headers=headers)
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
+        return web.Response(status=206, body=data[start:stop], headers=headers)
 
     async def _slow(
         self, request: web.Request, path: Path, hang: bool, cut: bool
