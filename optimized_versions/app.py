@@ -61,6 +61,7 @@ from .keys import (
 )
 from .media.ffmpeg import resolve_ffmpeg
 from .web import api, downloads
+from .web.access_log import AccessLogger
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
 from .web.middleware import errors_middleware
 from .web.ratelimit import FailureLimiter
@@ -95,6 +96,13 @@ def build_hardware(config: Config, host: Host | None = None) -> tuple[Hardware, 
         probe_timeout=config.probe_timeout,
     )
     return hardware, profiles
+
+
+def server_options(config: Config) -> dict[str, Any]:
+    """How the HTTP server runs the app (``serve`` and the tests alike): an access log
+    without query strings, and connections that send no complete request closed after
+    KEEPALIVE_TIMEOUT (slow-header clients cannot hold sockets open)."""
+    return {"access_log_class": AccessLogger, "keepalive_timeout": config.keepalive_timeout}
 
 
 def create_app(
@@ -187,7 +195,7 @@ async def _jellyfin_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     async with aiohttp.ClientSession() as session:
-        client = app[JELLYFIN] = JellyfinClient(session, config.jellyfin_url)
+        client = app[JELLYFIN] = JellyfinClient(session, config.jellyfin_url, config.jellyfin_timeout)
         app[AUTHENTICATOR] = JellyfinAuth(client, config.auth_cache_ttl, time.monotonic)
         yield
 

@@ -12,10 +12,9 @@ from pathlib import Path
 from aiohttp import web
 
 from . import __version__, logs
-from .app import build_hardware, create_app
+from .app import build_hardware, create_app, server_options
 from .config import load_config
 from .errors import ConfigError
-from .web.access_log import AccessLogger
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             app,
             host=config.host,
             port=config.port,
-            access_log_class=AccessLogger,
             print=None,
+            **server_options(config),
             shutdown_timeout=config.stop_grace + 5,
         )
     except ConfigError as exc:  # found at start: an unusable data or cache folder, say

@@ -64,8 +64,11 @@ SCHEMA: dict[str, Any] = {
         "cleanup_interval": {"type": "number", "exclusiveMinimum": 0},
         "removal_grace": {"type": "number", "minimum": 0},
         "auth_cache_ttl": {"type": "number", "minimum": 0},
+        "jellyfin_timeout": {"type": "number", "exclusiveMinimum": 0},
         "auth_failure_limit": {"type": "integer", "minimum": 0},
         "max_body_size": {"type": "integer", "minimum": 1024},
+        "keepalive_timeout": {"type": "number", "exclusiveMinimum": 0},
+        "body_timeout": {"type": "number", "exclusiveMinimum": 0},
         "max_item_size": {"type": "integer", "minimum": 1024},
         "max_queued_per_user": {"type": "integer", "minimum": 0},
         "log_level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
@@ -129,8 +132,11 @@ class Config:
     cleanup_interval: float = 300.0  # seconds between retention sweeps
     removal_grace: float = 300.0  # seconds a collected file stays for a retried download
     auth_cache_ttl: float = 60.0
+    jellyfin_timeout: float = 10.0  # seconds a call to Jellyfin may take (503 after)
     auth_failure_limit: int = 20  # failed authentications per address and minute; 0 = none
     max_body_size: int = 1024 * 1024
+    keepalive_timeout: float = 15.0  # an idle connection, or one sending headers, is closed
+    body_timeout: float = 30.0  # seconds a request body may take to arrive (408 after)
     max_item_size: int = 64 * 1024  # bytes of a request's item (its JSON), 413 above
     max_queued_per_user: int = 100  # waiting jobs per user, 429 above; 0 = no limit
     log_level: str = "INFO"

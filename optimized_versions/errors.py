@@ -35,6 +35,11 @@ class UnreadableBody(BadRequest):
     close = True
 
 
+class RequestTimeout(ServiceError):
+    status = 408
+    close = True
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
 

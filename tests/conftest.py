@@ -14,13 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from optimized_versions.app import create_app
+from optimized_versions.app import create_app, server_options
 from optimized_versions.config import Config
 from optimized_versions.hardware.devices import Host
 from optimized_versions.hardware.load import HostReading
 from optimized_versions.hardware.nvml import GpuReading, NvmlUnavailable
 from optimized_versions.media.ffmpeg import default_ffmpeg
-from optimized_versions.web.access_log import AccessLogger
 
 pytest_plugins = ["gpu_host", "media_cases"]  # the fake GPU host, issue 12's sources
 
@@ -155,7 +154,7 @@ class FakeJellyfin:
     """Stands in for Jellyfin: /Users/Me and video streams with Range support."""
 
     items: dict[str, Path]
-    mode: str = "ok"  # "ok", or "error" to answer 500 everywhere
+    mode: str = "ok"  # "ok", "error" to answer 500 everywhere, "slow" for a hung /Users/Me
     me_calls: int = 0
     trickle: set[str] = field(default_factory=set)  # items sent slowly, 32 KiB per 50 ms
     hang: set[str] = field(default_factory=set)  # items that stop after their first 256 KiB
@@ -177,6 +176,8 @@ class FakeJellyfin:
 
     async def users_me(self, request: web.Request) -> web.Response:
         self.me_calls += 1
+        if self.mode == "slow":
+            await asyncio.sleep(30)
         if self.mode == "error":
             return web.Response(status=500)
         auth = request.headers.get("Authorization", "")
@@ -354,7 +355,7 @@ async def start_app(env: Env, aiohttp_client: Any) -> AsyncIterator[StartApp]:
         app = create_app(config, clock=env.clock, host=host, readers=(env.load, env.gpu_load))
         server = TestServer(app)
         # as `serve` runs it (TestServer drops runner options given to its constructor)
-        await server.start_server(access_log_class=AccessLogger)
+        await server.start_server(**server_options(config))
         client: TestClient[web.Request, web.Application] = await aiohttp_client(server)
         return client
 

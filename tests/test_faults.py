@@ -4,6 +4,7 @@ ffmpeg processes from an earlier crash."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import psutil
 from aiohttp.test_utils import TestServer
-from conftest import ALICE, FakeJellyfin, Media
+from conftest import ALICE, BOB, Env, FakeJellyfin, Media, StartApp, auth, post_job, wait_status
 from served import serve
 
 
@@ -71,3 +72,56 @@ async def test_a_stale_writer_from_an_earlier_run_is_ended(tmp_path: Path) -> No
         await server.stop()
         unrelated.kill()
         await unrelated.wait()
+
+
+async def test_jellyfin_slow_then_gone(env: Env, start_app: StartApp) -> None:
+    env.jellyfin.mode = "slow"
+    client = await start_app(jellyfin_timeout=1.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answers = await asyncio.gather(
+        *(client.get("/statistics", headers=auth(BOB)) for _ in range(50))
+    )
+    assert [a.status for a in answers] == [503] * 50
+    assert loop.time() - started < 5, "each waited one timeout, not fifty"
+    assert env.jellyfin.me_calls == 1, "fifty requests, one call: no pile-up on Jellyfin"
+    assert "Jellyfin could not be reached" in (await answers[0].json())["message"]
+    gone = await start_app(jellyfin_url="http://127.0.0.1:9", data_dir=env.config.data_dir)
+    started = loop.time()
+    resp = await gone.get("/statistics", headers=auth(BOB))
+    assert resp.status == 503 and loop.time() - started < 2
+
+
+async def test_ffmpeg_killed_mid_job_fails_it_cleanly(env: Env, start_app: StartApp) -> None:
+    env.jellyfin.trickle.add("long")
+    client = await start_app()
+    job_id = await post_job(client, env, "long")
+    await wait_status(client, job_id, "optimizing", min_progress=0)
+    for proc in psutil.Process().children(recursive=True):
+        if "ffmpeg" in proc.name():
+            proc.kill()
+    job = await wait_status(client, job_id, "failed")
+    assert "ffmpeg exited with code -9" in job["error"]
+    assert list((env.config.cache_dir).iterdir()) == [], "no partial file"
+    after = await post_job(client, env, "h264", device="other")
+    await wait_status(client, after, "completed")
+
+
+async def test_clients_vanishing_mid_download_leak_nothing(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    job = await wait_status(client, await post_job(client, env, "hevc"), "completed")
+    path = f"/download/{job['id']}".encode()
+    fds = len(os.listdir("/proc/self/fd"))
+    for n in range(30):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: "
+            + ALICE.encode() + (b"\r\nRange: bytes=%d-\r\n\r\n" % (n * 1000))
+        )  # fmt: skip
+        await writer.drain()
+        await reader.read(100)
+        writer.transport.abort()  # gone without a goodbye
+    await asyncio.sleep(1.0)
+    assert len(os.listdir("/proc/self/fd")) <= fds + 2, "file and socket handles were closed"
+    whole = await client.get(f"/download/{job['id']}", headers=auth())
+    assert whole.status == 200 and len(await whole.read()) == job["size"]

@@ -3,6 +3,7 @@ secrets that configuration errors never echo, and a full data folder."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import Env, StartApp, auth, post_job, wait_status
+from conftest import ALICE, Env, StartApp, auth, post_job, wait_status
 
 from optimized_versions.config import load_config
 from optimized_versions.errors import ConfigError
@@ -92,3 +93,37 @@ async def test_a_full_data_folder_answers_507_and_logs_once(
     assert (await client.get("/statistics", headers=auth())).status == 200, "reads still work"
     store._db.execute("PRAGMA max_page_count = 1073741823")
     await wait_status(client, await post_job(client, env, "h264"), "completed")
+
+
+async def test_slow_headers_and_slow_bodies_are_cut_off(env: Env, start_app: StartApp) -> None:
+    client = await start_app(keepalive_timeout=1.0, body_timeout=1.0)
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    started = loop.time()
+    closed = False
+    for byte in b"GET /statistics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
+        writer.write(bytes([byte]))
+        try:
+            await writer.drain()
+        except ConnectionError:
+            closed = True
+            break
+        if reader.at_eof():
+            closed = True
+            break
+        await asyncio.sleep(0.1)
+    assert closed or await reader.read() == b"", "the server closed a slow-header socket"
+    assert loop.time() - started < 4.0
+    writer.close()
+
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        b"POST /optimize-version HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: " + ALICE.encode() + b"\r\nContent-Length: 500\r\n\r\n{"
+    )
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), timeout=5)
+    assert status.startswith(b"HTTP/1.1 408"), status
+    rest = await asyncio.wait_for(reader.read(), timeout=5)
+    assert b"did not arrive within 1 s" in rest, "and the connection is closed"
+    writer.close()

@@ -17,6 +17,7 @@ from ..errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     UnreadableBody,
     UnsupportedMediaType,
 )
@@ -48,8 +49,13 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         raise UnsupportedMediaType(
             f"the body must be JSON (Content-Type: application/json), not {request.content_type!r}"
         )
+    timeout = request.app[CONFIG].body_timeout
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout):  # a body sent a byte at a time ends here
+            raw = await request.read()
+    except TimeoutError:
+        request.content.feed_eof()  # no lingering read of the rest of a slow body
+        raise RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
     except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a plain body
         why = str(exc).splitlines()[-1].strip()
         request.content.feed_eof()  # nothing more will be read of it (no lingering read)
