@@ -44,6 +44,7 @@ from .keys import (
     AUTHENTICATOR,
     CLOCK,
     CONFIG,
+    DOCUMENT,
     HARDWARE,
     JANITOR,
     JELLYFIN,
@@ -57,6 +58,7 @@ from .keys import (
     SCHEDULER,
     SERVICE,
     STORE,
+    VALIDATOR,
     Runtime,
 )
 from .media.ffmpeg import resolve_ffmpeg
@@ -119,6 +121,8 @@ def create_app(
     app[CONFIG] = config
     app[CLOCK] = clock
     app[PROFILE_NAMES] = frozenset(profiles)
+    app[DOCUMENT] = api.served_document(app[PROFILE_NAMES])
+    app[VALIDATOR] = api.request_validator(app[DOCUMENT])
     app[RUNTIME] = Runtime()
     app[LIMITER] = FailureLimiter(config.auth_failure_limit, 60.0, time.monotonic)
     app[HARDWARE] = hardware
@@ -195,7 +199,9 @@ async def _jellyfin_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     async with aiohttp.ClientSession() as session:
-        client = app[JELLYFIN] = JellyfinClient(session, config.jellyfin_url, config.jellyfin_timeout)
+        client = app[JELLYFIN] = JellyfinClient(
+            session, config.jellyfin_url, config.jellyfin_timeout
+        )
         app[AUTHENTICATOR] = JellyfinAuth(client, config.auth_cache_ttl, time.monotonic)
         yield
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import jsonschema
 from aiohttp import web
 
 from .config import Config
@@ -45,3 +47,5 @@ RELAY = web.AppKey("relay", SourceRelay)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 LIMITER = web.AppKey("limiter", FailureLimiter)
 PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")
+DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("document")  # the served OpenAPI document
+VALIDATOR: web.AppKey[jsonschema.protocols.Validator] = web.AppKey("validator")

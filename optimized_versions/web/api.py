@@ -4,6 +4,7 @@ Handlers stay thin: parse, call the service or the scheduler, respond."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,33 @@ from ..errors import (
 from ..jobs import cleanup
 from ..jobs.models import Job, JobStatus, Principal
 from ..jobs.rows import api_json
-from ..keys import CONFIG, HARDWARE, JANITOR, PLACER, SCHEDULER, SERVICE, STORE
+from ..keys import (
+    CONFIG,
+    DOCUMENT,
+    HARDWARE,
+    JANITOR,
+    PLACER,
+    SCHEDULER,
+    SERVICE,
+    STORE,
+    VALIDATOR,
+)
 from .middleware import authenticate, request_token
 
 OPENAPI: dict[str, Any] = json.loads((Path(__file__).parent / "openapi.json").read_text())
-_REQUEST_VALIDATOR = jsonschema.Draft202012Validator(
-    OPENAPI["components"]["schemas"]["OptimizeRequest"]
-)
+
+
+def served_document(profiles: frozenset[str]) -> dict[str, Any]:
+    """The document as this server serves it and validates by: the profile names it has."""
+    document = copy.deepcopy(OPENAPI)
+    request = document["components"]["schemas"]["OptimizeRequest"]["properties"]
+    request["profile"]["enum"] = sorted(profiles)
+    return document
+
+
+def request_validator(document: dict[str, Any]) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(document["components"]["schemas"]["OptimizeRequest"])
+
 
 routes = web.RouteTableDef()
 
@@ -66,7 +87,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    error = jsonschema.exceptions.best_match(_REQUEST_VALIDATOR.iter_errors(body))
+    error = jsonschema.exceptions.best_match(request.app[VALIDATOR].iter_errors(body))
     if error is not None:
         field = ".".join(str(p) for p in error.path) or "body"
         raise BadRequest(f"invalid {field}: {error.message}")
@@ -219,4 +240,4 @@ async def reprobe(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
+    return web.json_response(request.app[DOCUMENT])
