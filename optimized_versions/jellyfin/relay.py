@@ -102,19 +102,30 @@ class SourceRelay:
                 if name in upstream.headers:
                     response.headers[name] = upstream.headers[name]
             await response.prepare(request)
-            if request.method == "HEAD":
-                return response
-            try:
-                async for chunk in upstream.content.iter_chunked(CHUNK):
-                    await response.write(chunk)
-            except (aiohttp.ClientError, TimeoutError):
-                # the source dropped: so does this answer, and ffmpeg reconnects with a Range
-                relayed.problem = "the connection to the media server dropped"
-                if request.transport is not None:
-                    request.transport.close()
-                return response
-            await response.write_eof()
+            if request.method != "HEAD":
+                await self._pass_body(relayed, upstream, request, response)
             return response
+
+    @staticmethod
+    async def _pass_body(
+        relayed: Relayed,
+        upstream: aiohttp.ClientResponse,
+        request: web.Request,
+        response: web.StreamResponse,
+    ) -> None:
+        try:
+            async for chunk in upstream.content.iter_chunked(CHUNK):
+                try:
+                    await response.write(chunk)
+                except ConnectionError:  # the reader has what it needs and hung up
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            # the source dropped: so does this answer, and ffmpeg reconnects with a Range
+            relayed.problem = "the connection to the media server dropped"
+            if request.transport is not None:
+                request.transport.close()
+            return
+        await response.write_eof()
 
     async def _open(
         self, first: str, url: str, headers: dict[str, str], method: str
