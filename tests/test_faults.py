@@ -125,3 +125,25 @@ async def test_clients_vanishing_mid_download_leak_nothing(env: Env, start_app: 
     assert len(os.listdir("/proc/self/fd")) <= fds + 2, "file and socket handles were closed"
     whole = await client.get(f"/download/{job['id']}", headers=auth())
     assert whole.status == 200 and len(await whole.read()) == job["size"]
+
+
+async def test_a_client_hanging_up_mid_body_leaves_no_error(tmp_path: Path) -> None:
+    server = await serve(tmp_path)
+    try:
+        host, port = server.base.removeprefix("http://").split(":")
+        for _ in range(5):
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                b"POST /optimize-version HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                b"\r\nAuthorization: " + server.token.encode() + b"\r\nContent-Length: 900\r\n"
+                b'\r\n{"url": "http://a/'
+            )
+            await writer.drain()
+            writer.transport.abort()
+        await asyncio.sleep(0.5)
+        status, _ = await server.call("GET", "/statistics")
+        assert status == 200, "the server carries on"
+    finally:
+        await server.stop()
+    log = server.log.read_text()
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
