@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -26,7 +24,9 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-import bench_server
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import bench_server  # the store filler shared with the memory benchmark
+import served  # the console script as a process, as the tests start it
 
 from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.jobs.store import JobStore
@@ -112,28 +112,9 @@ async def run(
     root: Path, phones: int, seconds: float, jobs: int, waiting: int, downloads: int = 4
 ) -> Tally:
     config = prepare(root, jobs, waiting)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ, "PORT": str(port), "HOST": "127.0.0.1", "CPU_HIGH": "0.01",
-        "DATA_DIR": str(root / "data"), "CACHE_DIR": str(root / "cache"),
-        "HARDWARE_CACHE": str(root / "hardware.json"), "LOG_LEVEL": "WARNING",
-    }  # fmt: skip
-    env.pop("JELLYFIN_URL", None)
-    server = await asyncio.create_subprocess_exec(
-        COMMAND, "serve", "--config", str(config), env=env
-    )
-    base, tally = f"http://127.0.0.1:{port}", Tally()
+    server = await served.serve(root, "--config", str(config), CPU_HIGH="0.01", LOG_LEVEL="WARNING")
+    base, tally = server.base, Tally()
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(600):
-                try:
-                    async with session.get(f"{base}/openapi.json") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
         done = [str(uuid.UUID(int=(1 << 100) + n)) for n in range(jobs) if n % 100 < 70]
         until = time.monotonic() + seconds
         await asyncio.gather(
@@ -141,8 +122,7 @@ async def run(
             *(downloader(base, done[k::downloads], until, tally) for k in range(downloads)),
         )
     finally:
-        server.terminate()
-        await server.wait()
+        await server.stop()
     return tally
 
 

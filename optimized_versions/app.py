@@ -49,6 +49,7 @@ from .keys import (
     JANITOR,
     JELLYFIN,
     LIMITER,
+    LISTS,
     MONITOR,
     PLACER,
     PROFILE_NAMES,
@@ -65,6 +66,7 @@ from .media.ffmpeg import resolve_ffmpeg
 from .web import api, downloads
 from .web.access_log import AccessLogger
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
+from .web.listcache import ListCache
 from .web.middleware import errors_middleware
 from .web.ratelimit import FailureLimiter
 
@@ -124,6 +126,7 @@ def create_app(
     app[DOCUMENT] = api.served_document(app[PROFILE_NAMES])
     app[VALIDATOR] = api.request_validator(app[DOCUMENT])
     app[RUNTIME] = Runtime()
+    app[LISTS] = ListCache()
     app[LIMITER] = FailureLimiter(config.auth_failure_limit, 60.0, time.monotonic)
     app[HARDWARE] = hardware
     host_reader, gpu_reader = readers or (PsutilReader(), Nvml())

@@ -21,6 +21,7 @@ from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.store import JobStore
 from .web.auth import Authenticator
+from .web.listcache import ListCache
 from .web.ratelimit import FailureLimiter
 
 
@@ -46,6 +47,7 @@ JELLYFIN = web.AppKey("jellyfin", JellyfinClient)
 RELAY = web.AppKey("relay", SourceRelay)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 LIMITER = web.AppKey("limiter", FailureLimiter)
+LISTS = web.AppKey("lists", ListCache)  # all-jobs answers until the store changes
 PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")
 DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("document")  # the served OpenAPI document
 VALIDATOR: web.AppKey[jsonschema.protocols.Validator] = web.AppKey("validator")

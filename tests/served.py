@@ -55,8 +55,9 @@ class Served:
         await self.proc.wait()
 
 
-async def serve(folder: Path, **env: str) -> Served:
-    """Start ``optimized-versions serve`` (standalone) on a free port; wait until it answers."""
+async def serve(folder: Path, *args: str, **env: str) -> Served:
+    """Start ``optimized-versions serve [args]`` (standalone) on a free port; wait until it
+    answers. The token is the generated admin token (empty when tokens are configured)."""
     port = free_port()
     log = folder / f"server-{port}.log"
     environ = {
@@ -71,7 +72,7 @@ async def serve(folder: Path, **env: str) -> Served:
     environ.pop("JELLYFIN_URL", None)
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            COMMAND, "serve", env=environ, stdout=out, stderr=out
+            COMMAND, "serve", *args, env=environ, stdout=out, stderr=out
         )
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
@@ -85,5 +86,6 @@ async def serve(folder: Path, **env: str) -> Served:
             if proc.returncode is not None:
                 raise AssertionError(f"the server stopped: {log.read_text()}")
             await asyncio.sleep(0.05)
-    token = (folder / "data" / "admin-token").read_text().strip()
+    generated = folder / "data" / "admin-token"
+    token = generated.read_text().strip() if generated.exists() else ""
     return Served(proc, base, token, log)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import ALICE, BOB, Env, StartApp, auth, post_job
+from conftest import ALICE, BOB, Env, StartApp, auth, post_job, wait_status
 
 from optimized_versions.keys import SCHEDULER, STORE
 
@@ -72,3 +72,32 @@ async def test_a_scheduler_pass_reads_no_items(env: Env, start_app: StartApp) ->
     assert json.dumps(item) not in "".join(statements)
     await client.delete(f"/cancel-job/{blocker}", headers=auth())
     await client.delete("/delete-cache", headers=auth("admin-token-0123456789"))
+
+
+def test_the_list_cache_is_bounded_and_versioned() -> None:
+    from optimized_versions.web.listcache import ListCache
+
+    cache = ListCache(body=10, total=25)
+    cache.put("a", 1, b"x" * 10)
+    assert cache.get("a", 1) == b"x" * 10 and cache.get("a", 2) is None, "a write makes it stale"
+    cache.put("big", 1, b"x" * 11)
+    assert cache.get("big", 1) is None, "a list over the body limit is not kept"
+    cache.put("b", 1, b"y" * 10)
+    cache.put("c", 1, b"z" * 10)  # 30 bytes > 25: the least recently used goes
+    assert cache.get("a", 1) is None and cache.get("c", 1) == b"z" * 10
+
+
+async def test_an_unchanged_list_is_answered_again_and_a_change_shows(
+    env: Env, start_app: StartApp
+) -> None:
+    client = await start_app()
+    job_id = await post_job(client, env, "corrupt")
+    await wait_status(client, job_id, "failed")
+    url = "/all-jobs?deviceId=phone-1"
+    first = await (await client.get(url, headers=auth())).read()
+    again = await (await client.get(url, headers=auth())).read()
+    assert first == again and json.loads(first)[0]["status"] == "failed"
+    await client.delete(f"/cancel-job/{job_id}", headers=auth())
+    assert json.loads(await (await client.get(url, headers=auth())).read()) == []
+    other = await (await client.get(url, headers=auth(BOB))).read()
+    assert json.loads(other) == [], "another user's list is not this one"

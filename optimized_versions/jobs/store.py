@@ -80,6 +80,7 @@ class InvalidTransition(RuntimeError):
 class JobStore:
     def __init__(self, path: Path, clock: Callable[[], float]) -> None:
         self._clock = clock
+        self.version = 0  # changes with every write: what was read before is stale
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -97,6 +98,7 @@ class JobStore:
     # -- creating and reading ----------------------------------------------------------
 
     def add(self, job: Job, source_url: str) -> None:
+        self.version += 1
         values = [column(name, getattr(job, name)) for name in FIELDS]
         with self._db:
             self._db.execute("BEGIN")
@@ -226,6 +228,7 @@ class JobStore:
 
     def transition(self, job: Job, status: JobStatus, **changes: Any) -> Job:
         """Move a job to ``status``, writing ``changes`` with it; logs one line."""
+        self.version += 1
         if status not in ALLOWED[job.status]:
             raise InvalidTransition(f"job {job.id}: {job.status} -> {status} is not allowed")
         if unknown := set(changes) - set(MUTABLE):
@@ -258,6 +261,7 @@ class JobStore:
 
     def note_wait(self, job: Job, reason: str) -> None:
         """Why a waiting job waits (shown in job-status); not a status change."""
+        self.version += 1
         self._db.execute(
             "UPDATE jobs SET wait_reason = ? WHERE id = ? AND status IN (?, ?)",
             (reason, job.id, str(JobStatus.QUEUED), str(JobStatus.PENDING_DOWNLOADS)),
@@ -266,6 +270,7 @@ class JobStore:
 
     def dismiss(self, job: Job) -> None:
         """The user dismissed a failed job: it leaves the device's list, keeps its error."""
+        self.version += 1
         if job.collected_at is None:
             job.collected_at = self._clock()
             self._db.execute(
@@ -276,6 +281,7 @@ class JobStore:
 
     def promote(self, job: Job) -> None:
         """start-job: the job goes first in the queue (any back-off is forgiven)."""
+        self.version += 1
         job.promoted_at, job.not_before = self._clock(), None
         self._db.execute(
             "UPDATE jobs SET promoted_at = ?, not_before = NULL WHERE id = ?",
@@ -285,6 +291,7 @@ class JobStore:
 
     def save_progress(self, job: Job) -> None:
         """Best effort: a full data folder must not stop a running transcode."""
+        self.version += 1
         try:
             self._db.execute(
                 "UPDATE jobs SET progress = ?, speed = ?, size = ? WHERE id = ?",
@@ -294,6 +301,7 @@ class JobStore:
             log.debug("job %s: progress not saved: %s", job.id, exc)
 
     def delete(self, job_id: str) -> None:
+        self.version += 1
         self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         log.info("job %s removed from the store", job_id)
 

@@ -30,12 +30,14 @@ from ..keys import (
     DOCUMENT,
     HARDWARE,
     JANITOR,
+    LISTS,
     PLACER,
     SCHEDULER,
     SERVICE,
     STORE,
     VALIDATOR,
 )
+from .listcache import BODY
 from .middleware import authenticate, request_token
 
 OPENAPI: dict[str, Any] = json.loads((Path(__file__).parent / "openapi.json").read_text())
@@ -140,8 +142,13 @@ async def job_status(request: web.Request) -> web.Response:
 async def all_jobs(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     device_id = request.query.get("deviceId")
-    pages = request.app[STORE].pages_raw(
-        owner_id=None if principal.is_admin else principal.user_id,
+    store, owner = request.app[STORE], None if principal.is_admin else principal.user_id
+    key, version = (owner, device_id), store.version
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    if (body := request.app[LISTS].get(key, version)) is not None:
+        return web.Response(body=body, headers=headers)  # nothing changed since it was made
+    pages = store.pages_raw(
+        owner_id=owner,
         device_id=device_id,
         # a device's list: without cancelled, collected and dismissed jobs
         statuses=None if device_id is None else [s for s in JobStatus if s != JobStatus.CANCELLED],
@@ -149,17 +156,24 @@ async def all_jobs(request: web.Request) -> web.StreamResponse:
     )
     # Streamed a page at a time, each stored item spliced in as it is: an admin's list of
     # 10,000 jobs costs a page of memory, not 10,000 parsed items and one huge string.
-    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    response = web.StreamResponse(headers=headers)
     await response.prepare(request)
-    separator = "["
+    separator, sent, kept = "[", 0, []
     for page in pages:
         parts = []
         for job, item in page:
             parts.append(separator + api_json(job, item))
             separator = ","
-        await response.write("".join(parts).encode())
-    await response.write(b"[]" if separator == "[" else b"]")
+        data = "".join(parts).encode()
+        sent += len(data)
+        if sent <= BODY:
+            kept.append(data)
+        await response.write(data)
+    end = b"[]" if separator == "[" else b"]"
+    await response.write(end)
     await response.write_eof()
+    if sent <= BODY and store.version == version:  # (a write while it was sent: not kept)
+        request.app[LISTS].put(key, version, b"".join(kept) + end)
     return response
 
 
