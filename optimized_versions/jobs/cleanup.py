@@ -20,7 +20,8 @@ import psutil
 from ..config import Config
 from ..media.ffmpeg import remove_quietly
 from .models import DOWNLOADABLE, JobStatus
-from .store import FileRecord, JobStore
+from .rows import FileRecord
+from .store import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InsufficientStorage, ServiceError, Unavailable
 from .models import Job, JobStatus
 
 SCHEMA = """
@@ -144,3 +147,27 @@ def filters(
         where.append(f"status IN ({', '.join('?' * len(wanted))})")
         args.extend(wanted)
     return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """What cleanup needs of a job: no item, so that thousands of them stay small."""
+
+    id: str
+    status: JobStatus
+    output_path: str
+    size: int
+    created_at: float
+    finished_at: float | None
+    collected_at: float | None
+
+
+def storage_problem(exc: sqlite3.Error) -> ServiceError | None:
+    """A failed write that is the data folder's fault (full, read-only, gone), as the error
+    a client gets; None for anything else (a bug)."""
+    text = str(exc).lower()
+    if "full" in text:
+        return InsufficientStorage("the server's data folder is full: no job can be saved now")
+    if any(word in text for word in ("readonly", "read-only", "unable to open", "i/o error")):
+        return Unavailable("the server's data folder cannot be written to now")
+    return None

@@ -15,11 +15,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InsufficientStorage, ServiceError, Unavailable
 from .models import ACTIVE, RUN_RESET, Job, JobStatus
 from .rows import (
     ADDED,
@@ -28,6 +26,7 @@ from .rows import (
     FIELDS,
     MUTABLE,
     SCHEMA,
+    FileRecord,
     column,
     filters,
     row_to_job,
@@ -47,30 +46,6 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 PAGE = 500  # rows per query when streaming a long list
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """What cleanup needs of a job: no item, so that thousands of them stay small."""
-
-    id: str
-    status: JobStatus
-    output_path: str
-    size: int
-    created_at: float
-    finished_at: float | None
-    collected_at: float | None
-
-
-def storage_problem(exc: sqlite3.Error) -> ServiceError | None:
-    """A failed write that is the data folder's fault (full, read-only, gone), as the error
-    a client gets; None for anything else (a bug)."""
-    text = str(exc).lower()
-    if "full" in text:
-        return InsufficientStorage("the server's data folder is full: no job can be saved now")
-    if any(word in text for word in ("readonly", "read-only", "unable to open", "i/o error")):
-        return Unavailable("the server's data folder cannot be written to now")
-    return None
 
 
 class InvalidTransition(RuntimeError):

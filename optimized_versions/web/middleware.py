@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ..errors import ServiceError, TooManyRequests, Unauthorized, Unavailable
 from ..jobs.models import Principal
-from ..jobs.store import storage_problem
+from ..jobs.rows import storage_problem
 from ..keys import AUTHENTICATOR, LIMITER, RUNTIME
 from ..logs import Every
 from .auth import TOKEN_SHAPE, extract_token
