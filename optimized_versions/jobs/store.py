@@ -106,11 +106,10 @@ class JobStore:
         owner_id: str | None = None,
         device_id: str | None = None,
         statuses: Iterable[JobStatus] | None = None,
-        oldest_first: bool = False,
     ) -> list[Job]:
+        """Jobs newest first, items parsed (for the few callers that need whole jobs)."""
         where, args = filters(owner_id, device_id, statuses)
-        order = "ASC" if oldest_first else "DESC"
-        sql = f"SELECT {COLUMNS} FROM jobs{where} ORDER BY created_at {order}, rowid {order}"
+        sql = f"SELECT {COLUMNS} FROM jobs{where} ORDER BY created_at DESC, rowid DESC"
         return [row_to_job(row) for row in self._db.execute(sql, args)]
 
     def waiting(self) -> list[Job]:
