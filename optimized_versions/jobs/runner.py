@@ -24,10 +24,10 @@ from ..catalog.profiles import Profile
 from ..errors import MustWait, RetryLater, TranscodeError
 from ..hardware.ladder import Hardware
 from ..jellyfin.relay import Relayed, SourceRelay
-from ..jellyfin.urls import audio_stream_index, scrub, secrets_in
+from ..jellyfin.urls import audio_stream_index, scrub, secrets_in, subtitle_stream_index
 from ..media import ffmpeg, probe
 from ..media.failures import Failure, classify
-from ..media.plan import PlanError, Target, build_argv, make_plan, source_input
+from ..media.plan import Plan, PlanError, Target, build_argv, make_plan, source_input
 from .models import Job
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,7 @@ class Runner:
                     audio_stream_index(source),
                     title=_item_name(job),
                     downmix=self.downmix,
+                    subtitle_index=subtitle_stream_index(source),
                 )
             except PlanError as exc:
                 raise TranscodeError(str(exc)) from None
@@ -195,9 +196,7 @@ class Runner:
                 )
                 # verified on this rung: a hardware encoder that wrote a short or broken
                 # file steps down like one that failed
-                await asyncio.to_thread(
-                    self._verify, partial, plan.audio is not None, duration, plan.codec
-                )
+                await asyncio.to_thread(self._verify, partial, plan, duration)
             except (ffmpeg.FFmpegError, TranscodeError) as exc:
                 why = self._step_down(exc, plan.copy_video, target, feed, secrets)
                 fallbacks.append(f"{target.describe()}: {why}")
@@ -246,15 +245,23 @@ class Runner:
         return meaning
 
     @staticmethod
-    def _verify(path: Path, with_audio: bool, duration: float | None, codec: str) -> None:
+    def _verify(path: Path, plan: Plan, duration: float | None) -> None:
         try:
             out = probe.probe(str(path))
         except probe.ProbeError as exc:
             raise TranscodeError(f"the output cannot be read back: {exc}") from None
-        if out.video is None or out.video.codec != codec:
-            raise TranscodeError(f"the output has no {codec} video stream")
-        if with_audio and not out.audio:
-            raise TranscodeError("the output lost its audio stream")
+        if out.video is None or out.video.codec != plan.codec:
+            raise TranscodeError(f"the output has no {plan.codec} video stream")
+        if len(out.audio) < len(plan.tracks.audio):
+            raise TranscodeError(
+                f"the output has {len(out.audio)} of {len(plan.tracks.audio)} audio tracks"
+            )
+        subtitles = [s.language or "und" for s in out.subtitles if s.codec == "mov_text"]
+        planned = [t.language or "und" for t in plan.tracks.subtitles]
+        if subtitles != planned:
+            raise TranscodeError(
+                f"the output's subtitle tracks {subtitles} are not the planned {planned}"
+            )
         off = abs(out.duration - duration) if duration and out.duration is not None else 0.0
         if duration and off > DURATION_TOLERANCE * duration:
             raise TranscodeError(
