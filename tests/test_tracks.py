@@ -4,6 +4,7 @@ through the real app (and the bundled ffmpeg), the output read back with PyAV.""
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,9 +14,13 @@ import pytest
 from av.stream import Disposition
 from av.subtitles.subtitle import AssSubtitle
 from conftest import ALICE, Env, StartApp, wait_status
+from test_validation import schema_validator
 
 from optimized_versions.catalog.backends import load_backends
 from optimized_versions.catalog.profiles import AudioSpec, load_profiles
+from optimized_versions.jobs.models import JobStatus
+from optimized_versions.jobs.rows import SCHEMA
+from optimized_versions.jobs.store import JobStore
 from optimized_versions.media.ffmpeg import default_ffmpeg
 from optimized_versions.media.plan import Target, build_argv, make_plan, source_input
 from optimized_versions.media.probe import AudioInfo, MediaInfo, VideoInfo, probe
@@ -125,6 +130,21 @@ async def test_a_chosen_subtitle_plays_as_the_default_soft_track(
     assert resp.status == 201, await resp.text()
     job = await wait_status(client, (await resp.json())["id"], "completed")
     assert job["backend"] == "copy", "adding tracks must not force a video encode"
+    schema_validator("Job").validate(job)
+    fates = {(t["type"], t["index"]): t for t in job["tracks"]}
+    assert {k: v["action"] for k, v in fates.items()} == {
+        ("audio", 2): "convert",
+        ("audio", 1): "drop",
+        ("subtitle", 3): "convert",
+        ("subtitle", 4): "convert",
+        ("subtitle", 5): "convert",
+    }
+    assert fates[("subtitle", 3)]["default"] and fates[("subtitle", 3)]["outputCodec"] == "mov_text"
+    assert (
+        fates[("subtitle", 4)]["forced"]
+        and "ASS styling is lost" in fates[("subtitle", 4)]["reason"]
+    )
+    assert fates[("audio", 1)]["reason"] == "not chosen (audio: chosen)"
     out = job["outputPath"]
     with av.open(out) as box, av.open(str(subbed.path)) as src:
         assert box.streams.video[0].codec_context.name == "h264"
@@ -219,3 +239,28 @@ def probe_two_surround() -> MediaInfo:
     video = VideoInfo(0, "h264", 320, 240, "yuv420p", 8, 1_000_000)
     surround = [AudioInfo(i, "ac3", 6, 384_000, "eng", layout="5.1(side)") for i in (1, 2)]
     return MediaInfo("matroska", 3.0, 2_000_000, video, tuple(surround))
+
+
+def test_an_older_database_gains_the_tracks_column(tmp_path: Path) -> None:
+    """A jobs table from before issue 11 (no tracks column) opens, and its jobs show none."""
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA.replace(",\n    tracks TEXT NOT NULL DEFAULT '[]'", ""))
+        assert "tracks" not in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        db.execute(
+            "INSERT INTO jobs (id, owner_id, owner_name, device_id, item_id, item, input_url,"
+            " profile, status, created_at, output_path) VALUES"
+            " ('j1', 'u', 'n', 'd', 'i', '{}', 'http://x', 'copy', 'completed', 1.0, '/o.mp4')"
+        )
+    db.close()
+    store = JobStore(path, lambda: 2.0)
+    try:
+        job = store.get("j1")
+        assert job is not None and job.tracks == [] and "tracks" not in job.to_api()
+        job.tracks = [{"type": "audio", "index": 1, "codec": "aac", "action": "copy",
+                       "reason": "r", "forced": False}]  # fmt: skip
+        store.transition(job, JobStatus.READY_FOR_REMOVAL, tracks=job.tracks)
+        again = store.get("j1")
+        assert again is not None and again.tracks == job.tracks
+    finally:
+        store.close()

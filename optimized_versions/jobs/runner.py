@@ -14,9 +14,9 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..catalog.device import Device
@@ -45,6 +45,9 @@ class Outcome:
     decoder: str
     fallbacks: list[str]
     device: str
+    tracks: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # what became of each audio and subtitle track, and why
 
 
 ProgressCallback = Callable[[float, float | None, int], None]
@@ -216,6 +219,7 @@ class Runner:
             decoder=plan.decoder,
             fallbacks=fallbacks,
             device=target.device.id,
+            tracks=[t.to_api() for t in plan.tracks.all()],
         )
 
     def _step_down(
