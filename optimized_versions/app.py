@@ -188,6 +188,7 @@ async def _jellyfin_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     async with aiohttp.ClientSession() as session:
         client = app[JELLYFIN] = JellyfinClient(session, config.jellyfin_url)
+        app[RUNNER].jellyfin = client  # external subtitles are fetched through it
         app[AUTHENTICATOR] = JellyfinAuth(client, config.auth_cache_ttl, time.monotonic)
         yield
 

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -21,6 +22,7 @@ from optimized_versions.catalog.profiles import AudioSpec, load_profiles
 from optimized_versions.jobs.models import JobStatus
 from optimized_versions.jobs.rows import SCHEMA
 from optimized_versions.jobs.store import JobStore
+from optimized_versions.media import ffmpeg
 from optimized_versions.media.ffmpeg import default_ffmpeg
 from optimized_versions.media.plan import Target, build_argv, make_plan, source_input
 from optimized_versions.media.probe import AudioInfo, MediaInfo, VideoInfo, probe
@@ -264,3 +266,75 @@ def test_an_older_database_gains_the_tracks_column(tmp_path: Path) -> None:
         assert again is not None and again.tracks == job.tracks
     finally:
         store.close()
+
+
+GERMAN = "1\n00:00:00,200 --> 00:00:01,500\nGuten Tag\n"
+
+
+def _stream(index: int, codec: str, language: str, **flags: bool) -> dict[str, Any]:
+    return {"Index": index, "Type": "Subtitle", "Codec": codec, "Language": language, **flags}
+
+
+async def test_external_subtitles_are_fetched_with_the_token_in_a_header_and_muxed(
+    env: Env, start_app: StartApp, subbed: Subbed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sidecar files listed in the item's MediaStreams (IsExternal) come from Jellyfin's
+    subtitle endpoint (token in the MediaBrowser header) into a temp file that ffmpeg reads:
+    the chosen one is the default track; one Jellyfin cannot give and an image one are
+    left out, with the reason."""
+    ran: list[list[str]] = []
+    real_run = ffmpeg.run
+
+    async def recording(argv: list[str], *args: Any, **kwargs: Any) -> None:
+        ran.append(list(argv))
+        await real_run(argv, *args, **kwargs)
+
+    monkeypatch.setattr(ffmpeg, "run", recording)
+    env.jellyfin.items["subbed"] = subbed.path
+    env.jellyfin.subtitles["subbed"] = {6: GERMAN}
+    client = await start_app()
+    streams = [
+        {"Index": 0, "Type": "Video", "Codec": "h264"},
+        _stream(3, "subrip", "eng", IsExternal=False),
+        _stream(6, "srt", "ger", IsExternal=True),
+        _stream(7, "ass", "ita", IsExternal=True),  # Jellyfin answers 404
+        _stream(8, "pgssub", "jpn", IsExternal=True),
+    ]
+    body = {
+        "url": env.url("subbed", SubtitleStreamIndex="6"),
+        "deviceId": "phone-1",
+        "itemId": "subbed",
+        "item": {"Id": "subbed", "Name": "Subbed", "MediaStreams": streams},
+    }
+    resp = await client.post("/optimize-version", json=body, headers={"Authorization": ALICE})
+    assert resp.status == 201, await resp.text()
+    job = await wait_status(client, (await resp.json())["id"], "completed")
+    assert job["backend"] == "copy"
+    fates = {t["index"]: t for t in job["tracks"] if t["type"] == "subtitle"}
+    assert fates[6]["action"] == "convert" and fates[6]["default"] and fates[6]["external"]
+    assert fates[7]["action"] == "drop" and "HTTP 404" in fates[7]["reason"]
+    assert fates[8]["action"] == "drop" and "image subtitle" in fates[8]["reason"]
+    assert all("api_key" not in r and ALICE not in r for r in env.jellyfin.subtitle_requests)
+    assert any("/Subtitles/6/Stream.srt" in r for r in env.jellyfin.subtitle_requests)
+    assert ran and all(ALICE not in " ".join(argv) for argv in ran)
+    out = job["outputPath"]
+    with av.open(out) as box:
+        subs = box.streams.subtitles
+        assert [s.metadata.get("language") for s in subs] == ["ger", "eng", "fre", "spa"]
+        assert [bool(s.disposition & Disposition.default) for s in subs] == [True] + [False] * 3
+        german = subs[0].index
+    assert cues(out, german) == ["Guten Tag"]
+    assert sorted(p.name for p in Path(out).parent.iterdir()) == [Path(out).name], (
+        "the sidecar files went with the job"
+    )
+
+
+async def test_a_stray_sidecar_folder_goes_at_start(env: Env, start_app: StartApp) -> None:
+    """A server killed while a job had its sidecar files leaves their folder: it goes."""
+    stray = env.config.cache_dir / "0b6e2f0c-old-job.mp4.subs"
+    stray.mkdir(parents=True)
+    (stray / "sidecar-6.srt").write_text(GERMAN)
+    keep = env.config.cache_dir / "notes.subs.txt"
+    keep.write_text("not ours")
+    await start_app()
+    assert not stray.exists() and keep.exists()

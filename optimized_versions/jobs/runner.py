@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,16 @@ from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..errors import MustWait, RetryLater, TranscodeError
 from ..hardware.ladder import Hardware
+from ..jellyfin.client import JellyfinClient
 from ..jellyfin.relay import Relayed, SourceRelay
 from ..jellyfin.urls import audio_stream_index, scrub, secrets_in, subtitle_stream_index
 from ..media import ffmpeg, probe
 from ..media.failures import Failure, classify
 from ..media.plan import Plan, PlanError, Target, build_argv, make_plan, source_input
+from ..media.probe import SubtitleInfo
+from . import sidecars
 from .models import Job
+from .sidecars import sidecar_folder
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,13 @@ def _item_duration(job: Job) -> float | None:
     return ticks / 10_000_000 if isinstance(ticks, int | float) and ticks > 0 else None
 
 
+def _choice(read: Callable[[str], int | None], source: str, job: Job) -> int | None:
+    """A stream the user chose: from the source URL, else from the client's own URL (a
+    source read from a mounted folder has no query)."""
+    value = read(source)
+    return value if value is not None else read(job.input_url)
+
+
 @contextlib.contextmanager
 def _local(path: str) -> Iterator[Relayed]:
     """A source on a mounted folder: read as it is."""
@@ -114,6 +126,7 @@ class Runner:
         self.stop_grace = stop_grace
         self.probe_timeout = probe_timeout
         self.downmix = downmix  # DOWNMIX: how surround becomes stereo
+        self.jellyfin: JellyfinClient | None = None  # set once the app's client exists
 
     async def run(
         self,
@@ -129,10 +142,13 @@ class Runner:
         remote = urlsplit(source).scheme in ("http", "https")
         try:
             with self.relay.serve(source) if remote else _local(source) as feed:
-                return await self._run(job, source, feed, output, partial, on_progress, lease)
+                subs = await self._sidecars(job, source, sidecar_folder(output))
+                return await self._run(job, source, feed, output, partial, on_progress, lease, subs)
         except BaseException:
             ffmpeg.remove_quietly(partial, output)
             raise
+        finally:  # the sidecar files served their purpose (the janitor removes strays)
+            shutil.rmtree(sidecar_folder(output), ignore_errors=True)
 
     async def _run(
         self,
@@ -143,6 +159,7 @@ class Runner:
         partial: Path,
         on_progress: ProgressCallback,
         lease: Lease,
+        sidecars: tuple[SubtitleInfo, ...],
     ) -> Outcome:
         secrets = secrets_in(source)
         profile = self.profiles[job.profile]
@@ -172,10 +189,11 @@ class Runner:
                     profile,
                     info,
                     target,
-                    audio_stream_index(source),
+                    _choice(audio_stream_index, source, job),
                     title=_item_name(job),
                     downmix=self.downmix,
-                    subtitle_index=subtitle_stream_index(source),
+                    subtitle_index=_choice(subtitle_stream_index, source, job),
+                    external=sidecars,
                 )
             except PlanError as exc:
                 raise TranscodeError(str(exc)) from None
@@ -220,6 +238,14 @@ class Runner:
             fallbacks=fallbacks,
             device=target.device.id,
             tracks=[t.to_api() for t in plan.tracks.all()],
+        )
+
+    async def _sidecars(self, job: Job, source: str, folder: Path) -> tuple[SubtitleInfo, ...]:
+        """The item's external subtitle files, fetched from Jellyfin into ``folder``."""
+        chosen = _choice(subtitle_stream_index, source, job)
+        profile = self.profiles[job.profile]
+        return await sidecars.fetch(
+            self.jellyfin, job.item_id, job.item, source, profile, chosen, folder
         )
 
     def _step_down(

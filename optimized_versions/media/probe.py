@@ -86,6 +86,7 @@ class SubtitleInfo:
     forced: bool = False
     external: bool = False  # a Jellyfin sidecar file, fetched before the job runs
     path: str | None = None  # the fetched sidecar file (external only)
+    problem: str | None = None  # why a sidecar file could not be fetched
 
 
 @dataclass(frozen=True, slots=True)

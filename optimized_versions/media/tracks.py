@@ -179,7 +179,10 @@ def _subtitles(profile: Profile, subs: list[SubtitleInfo], chosen: int | None) -
     tracks = []
     for sub in subs:
         is_chosen = sub.index == chosen
-        if sub.codec in TEXT:
+        if sub.external and sub.problem:
+            why = f"external file not used: {sub.problem}"
+            tracks.append(_subtitle(sub, "drop", why, False))
+        elif sub.codec in TEXT:
             if is_chosen or profile.subtitles == "all" or sub.forced:
                 why = "the chosen track" if is_chosen else (
                     "forced" if sub.forced and profile.subtitles == "chosen" else "selectable"
