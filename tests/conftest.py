@@ -169,6 +169,7 @@ class FakeJellyfin:
     # item -> Jellyfin stream index -> a sidecar subtitle file's text (served as SubRip)
     subtitles: dict[str, dict[int, str]] = field(default_factory=dict)
     subtitle_requests: list[str] = field(default_factory=list)  # path?query of each
+    streams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # item -> MediaStreams
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -197,6 +198,8 @@ class FakeJellyfin:
         if token not in USERS or USERS[token]["Id"] != request.match_info["user"]:
             return web.Response(status=401)
         item = request.match_info["item"]
+        if item in self.streams:
+            return web.json_response({"Id": item, "MediaStreams": self.streams[item]})
         if item not in self.paths:
             return web.Response(status=404)
         sources = [

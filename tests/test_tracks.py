@@ -338,3 +338,27 @@ async def test_a_stray_sidecar_folder_goes_at_start(env: Env, start_app: StartAp
     keep.write_text("not ours")
     await start_app()
     assert not stray.exists() and keep.exists()
+
+
+async def test_without_streams_in_the_request_jellyfin_is_asked_for_them(
+    env: Env, start_app: StartApp, subbed: Subbed
+) -> None:
+    """The app sent no MediaStreams: the item is asked of Jellyfin as the user, and its
+    sidecar file becomes the chosen default track."""
+    env.jellyfin.items["subbed"] = subbed.path
+    env.jellyfin.subtitles["subbed"] = {6: GERMAN}
+    env.jellyfin.streams["subbed"] = [_stream(6, "subrip", "ger", IsExternal=True)]
+    client = await start_app()
+    body = {
+        "url": env.url("subbed", SubtitleStreamIndex="6"),
+        "deviceId": "phone-1",
+        "itemId": "subbed",
+        "item": {"Id": "subbed", "Name": "Subbed"},
+    }
+    resp = await client.post("/optimize-version", json=body, headers={"Authorization": ALICE})
+    job = await wait_status(client, (await resp.json())["id"], "completed")
+    with av.open(job["outputPath"]) as box:
+        first = box.streams.subtitles[0]
+        assert first.metadata.get("language") == "ger" and first.disposition & Disposition.default
+        index = first.index
+    assert cues(job["outputPath"], index) == ["Guten Tag"]

@@ -245,7 +245,7 @@ class Runner:
         chosen = _choice(subtitle_stream_index, source, job)
         profile = self.profiles[job.profile]
         return await sidecars.fetch(
-            self.jellyfin, job.item_id, job.item, source, profile, chosen, folder
+            self.jellyfin, job.owner_id, job.item_id, job.item, source, profile, chosen, folder
         )
 
     def _step_down(

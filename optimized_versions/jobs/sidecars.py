@@ -78,8 +78,17 @@ def wanted(sub: SubtitleInfo, profile: Profile, chosen: int | None) -> bool:
     return sub.index == chosen or profile.subtitles == "all" or sub.forced
 
 
+def _lists_streams(item: dict[str, Any]) -> bool:
+    sources = item.get("MediaSources")
+    return "MediaStreams" in item or (
+        isinstance(sources, list)
+        and any(isinstance(s, dict) and "MediaStreams" in s for s in sources)
+    )
+
+
 async def fetch(
     client: JellyfinClient | None,
+    owner_id: str,
     item_id: str,
     item: dict[str, Any],
     source: str,
@@ -88,9 +97,12 @@ async def fetch(
     folder: Path,
 ) -> tuple[SubtitleInfo, ...]:
     """Every sidecar file of the item: fetched into ``folder`` when the job keeps it (its
-    ``path`` set), else with ``problem`` saying why not; those not wanted as they are."""
+    ``path`` set), else with ``problem`` saying why not; those not wanted as they are.
+    When the request's item lists no streams, Jellyfin is asked for them (as the user)."""
     token = next(iter(secrets_in(source)), None)
     source_id = _query(source, "mediasourceid") or item_id
+    if not _lists_streams(item) and client is not None and token is not None:
+        item = await client.item(owner_id, item_id, token) or {}
     result = []
     for sub in external_subtitles(item, source):
         if sub.codec not in TEXT and sub.index == chosen:
