@@ -205,6 +205,7 @@ async def _jellyfin_ctx(app: web.Application) -> AsyncIterator[None]:
         client = app[JELLYFIN] = JellyfinClient(
             session, config.jellyfin_url, config.jellyfin_timeout
         )
+        app[RUNNER].jellyfin = client  # external subtitles are fetched through it
         app[AUTHENTICATOR] = JellyfinAuth(client, config.auth_cache_ttl, time.monotonic)
         yield
 

@@ -165,6 +165,10 @@ class FakeJellyfin:
     stream_tokens: list[str] = field(default_factory=list)
     stream_requests: list[str] = field(default_factory=list)  # path?query of each stream
     paths: dict[str, str] = field(default_factory=dict)  # item -> its file's path on "Jellyfin"
+    # item -> Jellyfin stream index -> a sidecar subtitle file's text (served as SubRip)
+    subtitles: dict[str, dict[int, str]] = field(default_factory=dict)
+    subtitle_requests: list[str] = field(default_factory=list)  # path?query of each
+    streams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # item -> MediaStreams
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -172,6 +176,9 @@ class FakeJellyfin:
             app.router.add_get(prefix + "/Users/Me", self.users_me)
             app.router.add_get(prefix + "/Videos/{item}/{name}", self.stream)
             app.router.add_get(prefix + "/Users/{user}/Items/{item}", self.item)
+            app.router.add_get(
+                prefix + "/Videos/{item}/{source}/Subtitles/{index}/{name}", self.subtitle
+            )
         return app
 
     async def users_me(self, request: web.Request) -> web.Response:
@@ -192,6 +199,8 @@ class FakeJellyfin:
         if token not in USERS or USERS[token]["Id"] != request.match_info["user"]:
             return web.Response(status=401)
         item = request.match_info["item"]
+        if item in self.streams:
+            return web.json_response({"Id": item, "MediaStreams": self.streams[item]})
         if item not in self.paths:
             return web.Response(status=404)
         sources = [
@@ -199,6 +208,19 @@ class FakeJellyfin:
             {"Id": f"ms-{item}", "Path": self.paths[item]},
         ]
         return web.json_response({"Id": item, "MediaSources": sources})
+
+    async def subtitle(self, request: web.Request) -> web.Response:
+        """Jellyfin's subtitle endpoint: the token in the MediaBrowser header."""
+        self.subtitle_requests.append(request.path_qs)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix('MediaBrowser Token="').removesuffix('"')
+        if token not in USERS:
+            return web.Response(status=401)
+        item, index = request.match_info["item"], request.match_info["index"]
+        text = self.subtitles.get(item, {}).get(int(index)) if index.isdigit() else None
+        if text is None or request.match_info["name"] != "Stream.srt":
+            return web.Response(status=404)
+        return web.Response(text=text, content_type="application/x-subrip")
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         if self.mode == "error":

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from optimized_versions.jellyfin.sources import original_stream
 from optimized_versions.jellyfin.urls import (
     audio_stream_index,
     redact_url,
     rewrite_onto,
     scrub,
     secrets_in,
+    subtitle_stream_index,
 )
 
 
@@ -73,3 +75,23 @@ def test_rewrite_keeps_the_jellyfin_prefix(url: str, base: str, expected: str) -
 )
 def test_audio_stream_index(url: str, index: int | None) -> None:
     assert audio_stream_index(url) == index
+
+
+@pytest.mark.parametrize(
+    ("url", "index"),
+    [
+        ("http://jf/x?SubtitleStreamIndex=4&AudioStreamIndex=1", 4),
+        ("http://jf/x?subtitlestreamindex=0", 0),
+        ("http://jf/x?SubtitleStreamIndex=-1", None),  # Streamyfin's "no subtitles"
+        ("http://jf/x?SubtitleStreamIndex=", None),
+        ("http://jf/x?AudioStreamIndex=2", None),
+    ],
+)
+def test_subtitle_stream_index(url: str, index: int | None) -> None:
+    assert subtitle_stream_index(url) == index
+
+
+def test_the_original_stream_keeps_the_subtitle_choice() -> None:
+    url = "https://public/videos/abc/master.m3u8?SubtitleStreamIndex=5&api_key=T"
+    kept = original_stream(url, "http://jellyfin:8096", "abc", "T")
+    assert subtitle_stream_index(kept) == 5

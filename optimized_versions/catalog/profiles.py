@@ -50,8 +50,12 @@ PROFILE_SCHEMA: dict[str, Any] = {
                 "codec": {"const": "aac"},
                 "channels": {"type": "integer", "minimum": 1, "maximum": 8},
                 "bitrate": {"type": "integer", "minimum": 32000},
+                # which audio tracks the copy keeps (the chosen one is first and default)
+                "tracks": {"enum": ["chosen", "all", "chosen+original"]},
             },
         },
+        # text subtitles kept as soft tracks: every one, or the chosen (and forced) ones
+        "subtitles": {"enum": ["chosen", "all"]},
         "hardware": {"enum": [str(p) for p in HardwarePolicy]},
         "extra_args": {"type": "array", "items": {"type": "string"}},
     },
@@ -79,6 +83,7 @@ class AudioSpec:
     codec: str
     channels: int
     bitrate: int
+    tracks: str = "chosen"  # "all", "chosen+original"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,7 @@ class Profile:
     description: str = ""
     hardware: HardwarePolicy = HardwarePolicy.PREFER_HW
     extra_args: tuple[str, ...] = ()
+    subtitles: str = "all"  # text subtitles kept: "all" or "chosen"
 
 
 def load_profiles(user_dir: Path | None = None) -> dict[str, Profile]:
@@ -102,6 +108,7 @@ def load_profiles(user_dir: Path | None = None) -> dict[str, Profile]:
             description=data.get("description", ""),
             hardware=HardwarePolicy(data.get("hardware", "prefer_hw")),
             extra_args=tuple(data.get("extra_args", ())),
+            subtitles=data.get("subtitles", "all"),
         )
         for name, data in load_folder("profiles", PROFILE_SCHEMA, user_dir).items()
     }

@@ -58,3 +58,26 @@ class JellyfinClient:
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
         return item if isinstance(item, dict) else None
+
+    async def subtitle(
+        self, item_id: str, source_id: str, index: int, token: str, limit: int
+    ) -> bytes:
+        """A subtitle stream of the item as SubRip text (Jellyfin converts ASS and WebVTT
+        sidecar files); the token goes in the header, never in a URL. Unavailable with
+        the reason when Jellyfin does not give it (or it is over ``limit`` bytes)."""
+        url = (
+            f"{self.base_url}/Videos/{quote(item_id, safe='')}/{quote(source_id, safe='')}"
+            f"/Subtitles/{index}/Stream.srt"
+        )
+        try:
+            async with self.session.get(
+                url, headers=authorization(token), timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                if resp.status != 200:
+                    raise Unavailable(f"Jellyfin answered HTTP {resp.status}")
+                data = await resp.content.read(limit + 1)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(f"Jellyfin could not be reached ({type(exc).__name__})") from None
+        if len(data) > limit:
+            raise Unavailable(f"larger than {limit} bytes")
+        return data

@@ -20,7 +20,7 @@ from .urls import rewrite_onto, secrets_in
 log = logging.getLogger(__name__)
 
 _VIDEO_ID = re.compile(r"/videos/([^/]+)/", re.IGNORECASE)
-_KEEP = ("mediasourceid", "audiostreamindex")
+_KEEP = ("mediasourceid", "audiostreamindex", "subtitlestreamindex")
 
 
 def is_transcode(url: str) -> bool:

@@ -67,13 +67,23 @@ def rewrite_onto(url: str, jellyfin_url: str) -> str:
     return urlunsplit((base.scheme, base.netloc, path, src.query, ""))
 
 
-def audio_stream_index(url: str) -> int | None:
-    """The client's AudioStreamIndex query value, if it is a whole number."""
+def _stream_index(url: str, name: str) -> int | None:
+    """A whole-number query value (case-insensitive key); -1 or anything else is None."""
     for key, value in parse_qsl(urlsplit(url).query):
-        if key.lower() == "audiostreamindex":
+        if key.lower() == name:
             try:
                 index = int(value)
             except ValueError:
                 return None
             return index if index >= 0 else None
     return None
+
+
+def audio_stream_index(url: str) -> int | None:
+    """The client's AudioStreamIndex query value, if it is a whole number."""
+    return _stream_index(url, "audiostreamindex")
+
+
+def subtitle_stream_index(url: str) -> int | None:
+    """The client's SubtitleStreamIndex: the subtitle the user chose; -1 or absent is none."""
+    return _stream_index(url, "subtitlestreamindex")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..config import Config
 from ..media.ffmpeg import remove_quietly
 from .models import DOWNLOADABLE, JobStatus
 from .rows import FileRecord
+from .sidecars import SUFFIX
 from .store import JobStore
 
 log = logging.getLogger(__name__)
@@ -142,7 +144,11 @@ class Janitor:
     def _remove_strays(self, keep: set[str]) -> None:
         running = self._store.files([JobStatus.OPTIMIZING])  # started since the caller looked
         keep = keep | {Path(job.output_path).name + ".part" for job in running}
+        keep |= {Path(job.output_path).name + SUFFIX for job in running}
         for path in self._config.cache_dir.iterdir():
+            if path.suffix == SUFFIX and path.name not in keep and path.is_dir():
+                log.info("removing %s: it belongs to no running job", path.name)
+                shutil.rmtree(path, ignore_errors=True)
             if path.suffix in OUTPUT_SUFFIXES and path.name not in keep and path.is_file():
                 log.info("removing %s: it belongs to no job", path.name)
                 remove_quietly(path)

@@ -71,6 +71,8 @@ class Job:
     wait_reason: str | None = None
     promoted_at: float | None = None  # start-job: first in the queue, in this order
     pinned_device: str | None = None  # fell back to this device and waits for a slot on it
+    # each audio and subtitle track of the source: kept, converted, burned or dropped, and why
+    tracks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -106,12 +108,14 @@ class Job:
             body["startRequestedAt"] = iso(self.promoted_at)
         if self.status is JobStatus.FAILED and self.collected_at is not None:
             body["dismissedAt"] = iso(self.collected_at)
-        if self.fallbacks:
-            body["fallbacks"] = self.fallbacks
-        if self.not_before is not None:
-            body["notBefore"] = iso(self.not_before)
-        if self.started_at is not None:
-            body["startedAt"] = iso(self.started_at)
-        if self.finished_at is not None:
-            body["finishedAt"] = iso(self.finished_at)
+        for key, items in (("fallbacks", self.fallbacks), ("tracks", self.tracks)):
+            if items:
+                body[key] = items
+        for key, ts in (
+            ("notBefore", self.not_before),
+            ("startedAt", self.started_at),
+            ("finishedAt", self.finished_at),
+        ):
+            if ts is not None:
+                body[key] = iso(ts)
         return body

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     not_before REAL,
     wait_reason TEXT,
     promoted_at REAL,
-    pinned_device TEXT
+    pinned_device TEXT,
+    tracks TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner_id, created_at);
@@ -72,6 +73,7 @@ MUTABLE = (
     "wait_reason",
     "promoted_at",
     "pinned_device",
+    "tracks",
 )
 # columns added after the first release, with their declarations, for older databases
 ADDED = {
@@ -83,8 +85,9 @@ ADDED = {
     "wait_reason": "TEXT",
     "promoted_at": "REAL",
     "pinned_device": "TEXT",
+    "tracks": "TEXT NOT NULL DEFAULT '[]'",
 }
-JSON_FIELDS = ("item", "fallbacks")
+JSON_FIELDS = ("item", "fallbacks", "tracks")
 FIELDS = (
     "id",
     "owner_id",
@@ -111,6 +114,7 @@ def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:
     values = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
     values["item"] = json.loads(values["item"]) if with_item else {}
     values["fallbacks"] = json.loads(values["fallbacks"])
+    values["tracks"] = json.loads(values["tracks"])
     values["status"] = JobStatus(values["status"])
     return Job(**values)
 

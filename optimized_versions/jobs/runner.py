@@ -13,22 +13,27 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..errors import MustWait, RetryLater, TranscodeError
 from ..hardware.ladder import Hardware
+from ..jellyfin.client import JellyfinClient
 from ..jellyfin.relay import Relayed, SourceRelay
-from ..jellyfin.urls import audio_stream_index, scrub, secrets_in
+from ..jellyfin.urls import audio_stream_index, scrub, secrets_in, subtitle_stream_index
 from ..media import ffmpeg, probe
 from ..media.failures import Failure, classify
-from ..media.plan import PlanError, Target, build_argv, make_plan, source_input
+from ..media.plan import Plan, PlanError, Target, build_argv, make_plan, source_input
+from ..media.probe import SubtitleInfo
+from . import sidecars
 from .models import Job
+from .sidecars import sidecar_folder
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,9 @@ class Outcome:
     decoder: str
     fallbacks: list[str]
     device: str
+    tracks: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # what became of each audio and subtitle track, and why
 
 
 ProgressCallback = Callable[[float, float | None, int], None]
@@ -84,6 +92,13 @@ def _item_duration(job: Job) -> float | None:
     return ticks / 10_000_000 if isinstance(ticks, int | float) and ticks > 0 else None
 
 
+def _choice(read: Callable[[str], int | None], source: str, job: Job) -> int | None:
+    """A stream the user chose: from the source URL, else from the client's own URL (a
+    source read from a mounted folder has no query)."""
+    value = read(source)
+    return value if value is not None else read(job.input_url)
+
+
 @contextlib.contextmanager
 def _local(path: str) -> Iterator[Relayed]:
     """A source on a mounted folder: read as it is."""
@@ -111,6 +126,7 @@ class Runner:
         self.stop_grace = stop_grace
         self.probe_timeout = probe_timeout
         self.downmix = downmix  # DOWNMIX: how surround becomes stereo
+        self.jellyfin: JellyfinClient | None = None  # set once the app's client exists
 
     async def run(
         self,
@@ -126,10 +142,13 @@ class Runner:
         remote = urlsplit(source).scheme in ("http", "https")
         try:
             with self.relay.serve(source) if remote else _local(source) as feed:
-                return await self._run(job, source, feed, output, partial, on_progress, lease)
+                subs = await self._sidecars(job, source, sidecar_folder(output))
+                return await self._run(job, source, feed, output, partial, on_progress, lease, subs)
         except BaseException:
             ffmpeg.remove_quietly(partial, output)
             raise
+        finally:  # the sidecar files served their purpose (the janitor removes strays)
+            shutil.rmtree(sidecar_folder(output), ignore_errors=True)
 
     async def _run(
         self,
@@ -140,6 +159,7 @@ class Runner:
         partial: Path,
         on_progress: ProgressCallback,
         lease: Lease,
+        sidecars: tuple[SubtitleInfo, ...],
     ) -> Outcome:
         secrets = secrets_in(source)
         profile = self.profiles[job.profile]
@@ -169,9 +189,11 @@ class Runner:
                     profile,
                     info,
                     target,
-                    audio_stream_index(source),
+                    _choice(audio_stream_index, source, job),
                     title=_item_name(job),
                     downmix=self.downmix,
+                    subtitle_index=_choice(subtitle_stream_index, source, job),
+                    external=sidecars,
                 )
             except PlanError as exc:
                 raise TranscodeError(str(exc)) from None
@@ -195,9 +217,7 @@ class Runner:
                 )
                 # verified on this rung: a hardware encoder that wrote a short or broken
                 # file steps down like one that failed
-                await asyncio.to_thread(
-                    self._verify, partial, plan.audio is not None, duration, plan.codec
-                )
+                await asyncio.to_thread(self._verify, partial, plan, duration)
             except (ffmpeg.FFmpegError, TranscodeError) as exc:
                 why = self._step_down(exc, plan.copy_video, target, feed, secrets)
                 fallbacks.append(f"{target.describe()}: {why}")
@@ -217,6 +237,15 @@ class Runner:
             decoder=plan.decoder,
             fallbacks=fallbacks,
             device=target.device.id,
+            tracks=[t.to_api() for t in plan.tracks.all()],
+        )
+
+    async def _sidecars(self, job: Job, source: str, folder: Path) -> tuple[SubtitleInfo, ...]:
+        """The item's external subtitle files, fetched from Jellyfin into ``folder``."""
+        chosen = _choice(subtitle_stream_index, source, job)
+        profile = self.profiles[job.profile]
+        return await sidecars.fetch(
+            self.jellyfin, job.owner_id, job.item_id, job.item, source, profile, chosen, folder
         )
 
     def _step_down(
@@ -246,15 +275,23 @@ class Runner:
         return meaning
 
     @staticmethod
-    def _verify(path: Path, with_audio: bool, duration: float | None, codec: str) -> None:
+    def _verify(path: Path, plan: Plan, duration: float | None) -> None:
         try:
             out = probe.probe(str(path))
         except probe.ProbeError as exc:
             raise TranscodeError(f"the output cannot be read back: {exc}") from None
-        if out.video is None or out.video.codec != codec:
-            raise TranscodeError(f"the output has no {codec} video stream")
-        if with_audio and not out.audio:
-            raise TranscodeError("the output lost its audio stream")
+        if out.video is None or out.video.codec != plan.codec:
+            raise TranscodeError(f"the output has no {plan.codec} video stream")
+        if len(out.audio) < len(plan.tracks.audio):
+            raise TranscodeError(
+                f"the output has {len(out.audio)} of {len(plan.tracks.audio)} audio tracks"
+            )
+        subtitles = [s.language or "und" for s in out.subtitles if s.codec == "mov_text"]
+        planned = [t.language or "und" for t in plan.tracks.subtitles]
+        if subtitles != planned:
+            raise TranscodeError(
+                f"the output's subtitle tracks {subtitles} are not the planned {planned}"
+            )
         off = abs(out.duration - duration) if duration and out.duration is not None else 0.0
         if duration and off > DURATION_TOLERANCE * duration:
             raise TranscodeError(

@@ -244,6 +244,7 @@ class Scheduler:
                 encoder=outcome.encoder,
                 decoder=outcome.decoder,
                 fallbacks=[*job.fallbacks, *outcome.fallbacks],
+                tracks=outcome.tracks,
                 finished_at=self._clock(),
             )
         finally:

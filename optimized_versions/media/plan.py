@@ -7,7 +7,7 @@ set-up, hardware decoding, filters, encoder arguments), the planner puts them in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..catalog.backends import Backend
 from ..catalog.device import CPU, Device
@@ -15,7 +15,9 @@ from ..catalog.profiles import Profile
 from .audio import audio_filter
 from .bitrate import rate_values, target_bit_rate
 from .filters import SOFTWARE_TONEMAP, device_tonemaps, hw_decodable, video_chain
-from .probe import AudioInfo, MediaInfo, VideoInfo
+from .probe import AudioInfo, MediaInfo, SubtitleInfo, VideoInfo
+from .tracks import Tracks, choose, map_args, output_args, pick_audio
+from .tracks import input_args as sidecar_args
 
 __all__ = ["SOFTWARE_TONEMAP", "Plan", "PlanError", "Target", "build_argv", "make_plan"]
 
@@ -25,6 +27,8 @@ _PLAYABLE = {
     "hevc": frozenset({"yuv420p", "yuv420p10le"}),
 }
 KEYFRAME_SECONDS = 5  # a key frame at least this often: seeking in the copy stays quick
+# an image subtitle drawn over the picture; the picture goes on after the last subtitle
+BURN_OVERLAY = "overlay=eof_action=pass:repeatlast=0"
 MUXING_QUEUE = 2048  # packets buffered per stream while another starts late (Jellyfin's)
 
 
@@ -67,6 +71,7 @@ class Plan:
     gop: int = 250  # frames between key frames at most
     title: str | None = None  # the container's title (the item's name)
     audio_filter: str | None = None  # the downmix chain, when surround becomes stereo
+    tracks: Tracks = field(default_factory=Tracks)  # every audio and subtitle track's fate
 
     def describe(self) -> str:
         if self.copy_video:
@@ -75,8 +80,12 @@ class Plan:
             extra = ", tone-mapped" if self.tonemap else ""
             extra += f", deinterlaced ({self.deinterlace})" if self.deinterlace else ""
             video = f"{self.encoder} {self.width}x{self.height} ({self.decoder} decode{extra})"
+        if self.tracks.burn is not None:
+            video += f", subtitle {self.tracks.burn.index} burned in"
         audio = "none" if self.audio is None else ("copy" if self.copy_audio else "aac")
-        return f"video {video}, audio {audio}"
+        more = len(self.tracks.audio) - 1
+        audio += f" (+{more} more)" if more > 0 else ""
+        return f"video {video}, audio {audio}, {len(self.tracks.subtitles)} subtitle tracks"
 
 
 def fit_within(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
@@ -92,14 +101,6 @@ def _video_bit_rate(media: MediaInfo) -> int | None:
     if media.bit_rate:
         return max(0, media.bit_rate - sum(a.bit_rate or 128_000 for a in media.audio))
     return None
-
-
-def pick_audio(media: MediaInfo, requested: int | None) -> AudioInfo | None:
-    """The client's AudioStreamIndex when it names an audio stream, else the one the
-    container marks as default, else the first one."""
-    if requested is not None and (chosen := media.audio_by_index(requested)) is not None:
-        return chosen
-    return next((a for a in media.audio if a.default), media.audio[0] if media.audio else None)
 
 
 def _copyable(video: VideoInfo) -> bool:
@@ -136,6 +137,8 @@ def make_plan(
     *,
     title: str | None = None,
     downmix: str = "default",
+    subtitle_index: int | None = None,
+    external: tuple[SubtitleInfo, ...] = (),
 ) -> Plan:
     if media.video is None:
         raise PlanError("the source has no video stream")
@@ -145,8 +148,10 @@ def make_plan(
     spec = profile.video
     width, height = _box(video, spec.max_width, spec.max_height)
     bit_rate = _video_bit_rate(media)
+    tracks = choose(profile, media, audio_index, subtitle_index, downmix=downmix, external=external)
     copy_video = (
-        video.codec in spec.copy_codecs
+        tracks.burn is None  # only a burned-in subtitle forces an encode
+        and video.codec in spec.copy_codecs
         and _copyable(video)
         and (width, height) == video.display_size
         and bit_rate is not None
@@ -168,6 +173,7 @@ def make_plan(
     hw_decode = (
         not copy_video
         and target.hw_decode
+        and tracks.burn is None  # the overlay is drawn on the CPU
         and decode is not None
         and video.codec in decode.codecs
         and hw_decodable(video)
@@ -202,6 +208,7 @@ def make_plan(
         audio_filter=None
         if audio is None or copy_audio
         else audio_filter(audio.channels, audio.layout, channels, downmix),
+        tracks=tracks,
     )
 
 
@@ -236,21 +243,15 @@ def build_argv(
     if plan.hw_decode:
         assert target.backend.decode is not None
         argv += target.backend.decode.args
-    argv += [*input_args, "-map", f"0:{plan.video_index}"]
-    if plan.audio is not None:
-        argv += ["-map", f"0:{plan.audio.index}"]
+    argv += [*input_args, *sidecar_args(plan.tracks)]
+    argv += ["-map", "[video]" if plan.tracks.burn else f"0:{plan.video_index}"]
+    argv += map_args(plan.tracks)
     # the container's own tags go (encoder, comments); chapters and the streams' language
     # and title tags stay, and the title is the item's name
-    argv += ["-map_metadata:g", "-1", "-map_chapters", "0", "-sn", "-dn"]
+    argv += ["-map_metadata:g", "-1", "-map_chapters", "0", "-dn"]
     argv += ["-metadata", f"title={plan.title}"] if plan.title else []
     argv += _video_args(plan, target, values)
-    if plan.audio is not None:
-        if plan.copy_audio:
-            argv += ["-c:a", "copy"]
-        else:
-            audio = profile.audio
-            argv += ["-af", plan.audio_filter] if plan.audio_filter else []
-            argv += ["-c:a", audio.codec, "-ac", str(audio.channels), "-b:a", str(audio.bitrate)]
+    argv += output_args(plan.tracks, profile)
     argv += [*profile.extra_args, "-max_muxing_queue_size", str(MUXING_QUEUE)]
     argv += ["-movflags", "+faststart", "-f", "mp4", "-y", output]
     return argv
@@ -288,10 +289,16 @@ def _video_args(plan: Plan, target: Target, values: dict[str, object]) -> list[s
         tonemap=plan.tonemap,
         dovi=plan.dovi,
     )
+    chain = ",".join(f.format_map(values) for f in filters)
+    if plan.tracks.burn is not None:  # the subtitle drawn on the source picture, then the chain
+        overlay = f"[0:{plan.video_index}][0:{plan.tracks.burn.index}]{BURN_OVERLAY}"
+        graph = ["-filter_complex", f"{overlay}{',' + chain if chain else ''}[video]"]
+    else:
+        graph = ["-vf", chain]
     # a tone-mapped picture is BT.709: say so, or players guess from the size
     tags = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
     return [
-        "-vf", ",".join(f.format_map(values) for f in filters),
+        *graph,
         "-c:v", encoder.codec,
         *(arg.format_map(values) for arg in encoder.args_for(target.device.traits)),
         *(tags if plan.tonemap else []),

@@ -77,6 +77,19 @@ class AudioInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class SubtitleInfo:
+    index: int
+    codec: str  # FFmpeg's codec name: "subrip", "ass", "webvtt", "hdmv_pgs_subtitle", ...
+    language: str | None
+    title: str | None = None
+    default: bool = False
+    forced: bool = False
+    external: bool = False  # a Jellyfin sidecar file, fetched before the job runs
+    path: str | None = None  # the fetched sidecar file (external only)
+    problem: str | None = None  # why a sidecar file could not be fetched
+
+
+@dataclass(frozen=True, slots=True)
 class MediaInfo:
     format: str
     duration: float | None
@@ -84,6 +97,7 @@ class MediaInfo:
     video: VideoInfo | None
     audio: tuple[AudioInfo, ...]
     chapters: int = 0
+    subtitles: tuple[SubtitleInfo, ...] = ()
 
     def audio_by_index(self, index: int) -> AudioInfo | None:
         return next((a for a in self.audio if a.index == index), None)
@@ -99,6 +113,12 @@ def _tag(metadata: dict[str, str], key: str) -> str | None:
     """A stream tag as players show it ("und" is no language at all)."""
     value = (metadata.get(key) or "").strip()
     return value if value and value != "und" else None
+
+
+def _handler(metadata: dict[str, str]) -> str | None:
+    """An MP4 track's name (its handler name), unless it is the muxer's generic one."""
+    name = _tag(metadata, "handler_name")
+    return None if name is None or name.endswith("Handler") else name
 
 
 def probe(source: str, timeout: float = 30.0) -> MediaInfo:
@@ -146,6 +166,17 @@ def probe(source: str, timeout: float = 30.0) -> MediaInfo:
                 )
                 for s in box.streams.audio
             )
+            subtitles = tuple(
+                SubtitleInfo(
+                    index=s.index,
+                    codec=s.codec_context.codec.canonical_name,  # "subrip", not "srt"
+                    language=_tag(s.metadata, "language"),
+                    title=_tag(s.metadata, "title") or _handler(s.metadata),
+                    default=bool(s.disposition & Disposition.default),
+                    forced=bool(s.disposition & Disposition.forced),
+                )
+                for s in box.streams.subtitles
+            )
             duration = box.duration / av.time_base if box.duration else None
             if duration is None and box.streams.video:
                 first = box.streams.video[0]
@@ -157,6 +188,7 @@ def probe(source: str, timeout: float = 30.0) -> MediaInfo:
                 video=video,
                 audio=audio,
                 chapters=len(box.chapters()),
+                subtitles=subtitles,
             )
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise ProbeError(str(exc)) from None
