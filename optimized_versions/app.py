@@ -60,7 +60,7 @@ from .keys import (
     Runtime,
 )
 from .media.ffmpeg import resolve_ffmpeg
-from .web import api, downloads
+from .web import api, downloads, health
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
 from .web.middleware import errors_middleware
 from .web.ratelimit import FailureLimiter
@@ -152,6 +152,7 @@ def create_app(
     app.on_shutdown.append(_refuse_new_work)
     app.add_routes(api.routes)
     app.add_routes(downloads.routes)
+    health.setup(app)
     return app
 
 
