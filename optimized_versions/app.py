@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp_session import session_middleware
 
 from .catalog.backends import load_backends
 from .catalog.device import Vendor
@@ -45,6 +46,7 @@ from .keys import (
     CLOCK,
     CONFIG,
     HARDWARE,
+    HISTORY,
     JANITOR,
     JELLYFIN,
     LIMITER,
@@ -56,14 +58,19 @@ from .keys import (
     RUNTIME,
     SCHEDULER,
     SERVICE,
+    SESSIONS,
     STORE,
+    TELEMETRY,
     Runtime,
 )
 from .media.ffmpeg import resolve_ffmpeg
-from .web import api, downloads, health
+from .web import actions, api, downloads, health, live, login, metrics, pages
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
+from .web.history import LoadHistory
 from .web.middleware import errors_middleware
 from .web.ratelimit import FailureLimiter
+from .web.session_store import MemoryStorage
+from .web.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +114,13 @@ def create_app(
     """Build the server from a validated configuration; tests use this same factory
     (with fake device and load readers where the real ones would need a GPU)."""
     hardware, profiles = build_hardware(config, host)
-    app = web.Application(client_max_size=config.max_body_size, middlewares=[errors_middleware])
+    sessions = MemoryStorage(config.session_ttl, path=config.base_path or "/")
+    app = web.Application(
+        client_max_size=config.max_body_size,
+        middlewares=[session_middleware(sessions), errors_middleware],
+    )
+    app[SESSIONS] = sessions
+    app[TELEMETRY] = Telemetry()
     app[CONFIG] = config
     app[CLOCK] = clock
     app[PROFILE_NAMES] = frozenset(profiles)
@@ -148,12 +161,29 @@ def create_app(
     )
     app.cleanup_ctx.extend([_store_ctx, _jellyfin_ctx, _relay_ctx, _hardware_ctx])
     app.cleanup_ctx.extend([_scheduler_ctx, _load_ctx])
-    app.cleanup_ctx.append(_janitor_ctx)
+    app[HISTORY] = LoadHistory(app[PLACER].describe, HISTORY_INTERVAL, time.time)
+    app.cleanup_ctx.extend([_janitor_ctx, _history_ctx])
     app.on_shutdown.append(_refuse_new_work)
     app.add_routes(api.routes)
     app.add_routes(downloads.routes)
     health.setup(app)
+    for table in (metrics.routes, login.routes, pages.routes, actions.routes, live.routes):
+        app.add_routes(table)
+    app.router.add_static("/static", pages.HERE / "static", name="static")
+    pages.setup_templates(app)
     return app
+
+
+HISTORY_INTERVAL = 10.0  # seconds between the dashboard's sparkline points (90 in 15 min)
+
+
+def mount(app: web.Application, base_path: str) -> web.Application:
+    """The app under a reverse proxy's sub-path (BASE_PATH), or as it is."""
+    if not base_path:
+        return app
+    root = web.Application()
+    root.add_subapp(base_path, app)
+    return root
 
 
 async def _refuse_new_work(app: web.Application) -> None:
@@ -177,6 +207,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     except sqlite3.Error as exc:
         raise ConfigError(f"the job store in {config.data_dir} cannot be opened: {exc}") from None
     app[STORE] = store
+    store.observers.append(app[TELEMETRY])
+    metrics.register_state(app)
     yield
     store.close()
 
@@ -227,6 +259,11 @@ async def _load_ctx(app: web.Application) -> AsyncIterator[None]:
     async with _background(monitor.run(app[CONFIG].load_interval), "load"):
         yield
     monitor.close()
+
+
+async def _history_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with _background(app[HISTORY].run(), "load history"):
+        yield
 
 
 async def _janitor_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -19,7 +19,10 @@ from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.store import JobStore
 from .web.auth import Authenticator
+from .web.history import LoadHistory
 from .web.ratelimit import FailureLimiter
+from .web.session_store import MemoryStorage
+from .web.telemetry import Telemetry
 
 
 @dataclass(slots=True)
@@ -45,3 +48,6 @@ RELAY = web.AppKey("relay", SourceRelay)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 LIMITER = web.AppKey("limiter", FailureLimiter)
 PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")
+TELEMETRY = web.AppKey("telemetry", Telemetry)
+HISTORY = web.AppKey("history", LoadHistory)
+SESSIONS = web.AppKey("sessions", MemoryStorage)

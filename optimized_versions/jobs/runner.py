@@ -47,7 +47,7 @@ class Outcome:
     device: str
 
 
-ProgressCallback = Callable[[float, float | None, int], None]
+ProgressCallback = Callable[[float, float | None, int, int], None]  # %, speed, bytes, frames
 
 
 class Lease(Protocol):
@@ -156,7 +156,7 @@ class Runner:
 
         def progress(update: ffmpeg.Progress) -> None:
             percent = min(99.9, 100 * update.out_time / duration) if duration else 0.0
-            on_progress(percent, update.speed, update.total_size)
+            on_progress(percent, update.speed, update.total_size, update.frames)
 
         fallbacks: list[str] = []
         for target in ladder:
