@@ -8,12 +8,13 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from . import __version__, logs
 from .app import build_hardware, create_app
-from .config import load_config
+from .config import find_config_file, load_config
 from .errors import ConfigError
 from .web.access_log import AccessLogger
 
@@ -36,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "probe":
         return run_probe(args.config, as_json=args.json, cached=args.cached)
 
+    config_file = args.config or find_config_file()
     try:
-        config = load_config(args.config)
+        config = load_config(config_file)
         logs.configure(config.log_level)
         app = create_app(config)
     except ConfigError as exc:
@@ -51,13 +53,19 @@ def main(argv: list[str] | None = None) -> int:
         config.data_dir.resolve(),
         config.jellyfin_url or "none",
     )
+    if config_file is not None:
+        logging.getLogger(__name__).info("configuration file: %s", config_file)
+    # ACCESS_LOG=false: no access log at all (polls are at DEBUG anyway)
+    access: dict[str, Any] = (
+        {"access_log_class": AccessLogger} if config.access_log else {"access_log": None}
+    )
     try:
         web.run_app(
             app,
             host=config.host,
             port=config.port,
-            access_log_class=AccessLogger,
             print=None,
+            **access,
             shutdown_timeout=config.stop_grace + 5,
         )
     except ConfigError as exc:  # found at start: an unusable data or cache folder, say
@@ -69,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_probe(config_path: Path | None, *, as_json: bool, cached: bool) -> int:
     """Probe the host and print the capability matrix (also cached for the server)."""
     try:
-        config = load_config(config_path)
+        config = load_config(config_path or find_config_file())
         logs.configure("WARNING", "%(levelname)s %(name)s: %(message)s")
         hardware, _ = build_hardware(config)
     except ConfigError as exc:
