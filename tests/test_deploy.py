@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import Env, StartApp
 
 from optimized_versions import cli
 from optimized_versions.config import Config, find_config_file, load_config
@@ -230,3 +231,15 @@ def test_server_starts_as_puid_on_root_owned_mounts(mounts: Path, hardware_cache
     finally:
         server.terminate()
         server.communicate(timeout=30)  # closes the pipe
+
+
+async def test_an_unwritable_probe_cache_does_not_stop_the_start(
+    env: Env, start_app: StartApp, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A HARDWARE_CACHE that cannot be written (a read-only mount): the server starts and
+    says so; the next start probes again."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")
+    client = await start_app(hardware_cache=blocker / "hardware.json")
+    assert (await client.get("/health")).status == 200
+    assert any("the probe's answer is not kept in" in r.getMessage() for r in caplog.records)
