@@ -8,6 +8,7 @@ GPU series are labelled like the common NVIDIA exporters: ``gpu`` is the NVML in
 from __future__ import annotations
 
 import hmac
+from importlib import metadata
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -15,7 +16,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .. import __version__
 from ..catalog.device import Device, Vendor
 from ..errors import NotFound, Unauthorized
 from ..hardware.ladder import Hardware
@@ -52,7 +52,7 @@ class StateCollector(Collector):
             )
         info = InfoMetricFamily("ovs_build", "this server's version and its ffmpeg's")
         ffmpeg = self._hardware.matrix.ffmpeg.removeprefix("ffmpeg version ").split(" ")[0]
-        info.add_metric([], {"version": __version__, "ffmpeg": ffmpeg})
+        info.add_metric([], {"version": _version(), "ffmpeg": ffmpeg})
         yield info
 
     def _devices(self) -> Iterator[Metric]:
@@ -86,6 +86,13 @@ class StateCollector(Collector):
             if (load := monitor.encoder.get(device.index)) is not None:
                 ratio.add_metric(labels, load / 100.0)
         yield from (slots, sessions, limit, ratio)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("optimized-versions")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 def _allowed(request: web.Request) -> None:
