@@ -8,8 +8,8 @@ GPU series are labelled like the common NVIDIA exporters: ``gpu`` is the NVML in
 from __future__ import annotations
 
 import hmac
-from importlib import metadata
 from collections.abc import Iterator
+from importlib import metadata
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
