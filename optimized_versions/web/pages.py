@@ -72,7 +72,6 @@ def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
             history.append(view)
     return {
         "active": active,
-        "ready": [v for v in history if v["status"] == "completed"],
         "history": history,
         "filter": wanted,
         "speeds": views.average_speeds(finished),
