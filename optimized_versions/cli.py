@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__, logs
-from .app import build_hardware, create_app
+from .app import build_hardware, create_app, mount
 from .config import find_config_file, load_config
 from .errors import ConfigError
 from .web.access_log import AccessLogger
@@ -46,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"optimized-versions: {exc}", file=sys.stderr)
         return 2
     logging.getLogger(__name__).info(
-        "serving on %s:%d (cache %s, data %s, jellyfin %s)",
+        "serving on %s:%d%s/ (cache %s, data %s, jellyfin %s)",
         config.host,
         config.port,
+        config.base_path,
         config.cache_dir.resolve(),
         config.data_dir.resolve(),
         config.jellyfin_url or "none",
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         web.run_app(
-            app,
+            mount(app, config.base_path),  # BASE_PATH: everything under a reverse proxy's path
             host=config.host,
             port=config.port,
             print=None,

@@ -5,6 +5,7 @@ entrypoint (PUID/PGID/UMASK on root-owned bind mounts) run for real as root."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -186,6 +187,16 @@ def test_entrypoint_refuses_a_bad_puid(mounts: Path) -> None:
     assert "PUID and PGID must be numbers" in done.stderr
 
 
+def _healthcheck(dockerfile: str) -> list[str]:
+    """The image's HEALTHCHECK command (exec form)."""
+    text = (ROOT / dockerfile).read_text()
+    match = re.search(r"^HEALTHCHECK [^\n]*\\\n\s*CMD (\[.*\])$", text, re.M)
+    assert match is not None, f"{dockerfile} has no HEALTHCHECK CMD"
+    command: list[str] = json.loads(match.group(1))
+    assert command[0] == "python"
+    return command
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -205,6 +216,7 @@ def test_server_starts_as_puid_on_root_owned_mounts(mounts: Path, hardware_cache
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "ACCESS_LOG": "false",
+        "BASE_PATH": "ovs/",  # as a user may write it: served under /ovs
     }
     environ = {"PATH": os.environ["PATH"], "CACHE_DIR": str(mounts / "cache")}
     environ |= {"DATA_DIR": str(mounts / "data"), **env}
@@ -220,7 +232,7 @@ def test_server_starts_as_puid_on_root_owned_mounts(mounts: Path, hardware_cache
         answer = None
         while time.monotonic() < deadline and server.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ovs/health", timeout=5) as r:
                     answer = r.status
                     break
             except OSError:
@@ -228,6 +240,22 @@ def test_server_starts_as_puid_on_root_owned_mounts(mounts: Path, hardware_cache
         assert answer == 200, "the server did not answer /health"
         assert (mounts / "data" / "jobs.sqlite3").stat().st_uid == 4242
         assert (mounts / "data").stat().st_mode & 0o777 == 0o700
+        for dockerfile in ("Dockerfile.nvidia", "Dockerfile.vaapi"):  # their HEALTHCHECK, as is
+            check = subprocess.run(
+                [sys.executable, *_healthcheck(dockerfile)[1:]],
+                env=environ,
+                timeout=30,
+                check=False,
+            )
+            assert check.returncode == 0, dockerfile
+            wrong = subprocess.run(
+                [sys.executable, *_healthcheck(dockerfile)[1:]],
+                env={**environ, "BASE_PATH": ""},
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            assert wrong.returncode != 0, "the check must fail where nothing answers"
     finally:
         server.terminate()
         server.communicate(timeout=30)  # closes the pipe
