@@ -181,7 +181,11 @@ def mount(app: web.Application, base_path: str) -> web.Application:
     """The app under a reverse proxy's sub-path (BASE_PATH), or as it is."""
     if not base_path:
         return app
-    root = web.Application()
+    # the root reads request bodies too: it gets the same limit and the same JSON errors
+    root = web.Application(
+        client_max_size=app[CONFIG].max_body_size, middlewares=[errors_middleware]
+    )
+    root[RUNTIME] = app[RUNTIME]  # the errors middleware answers 503 while stopping
     root.add_subapp(base_path, app)
     return root
 

@@ -3,6 +3,7 @@ cookie, anti-forgery tokens, the live fragments (SSE and polling) and BASE_PATH.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -164,4 +165,11 @@ async def test_base_path_serves_everything_under_the_sub_path(
     assert 'action="/ovs/login"' in page and 'href="/ovs/static/app.css"' in page
     assert (await client.get("/ovs/static/app.css")).status == 200
     assert (await client.get("/ovs/health")).status in (200, 503)
-    assert (await client.get("/login")).status == 404
+    outside = await client.get("/login")
+    assert outside.status == 404 and (await outside.json())["statusCode"] == 404
+    big = await client.post(
+        "/ovs/optimize-version",
+        data=io.BytesIO(b"x" * (config.max_body_size + 1)),
+        headers={"Authorization": ALICE, "Content-Type": "application/json"},
+    )
+    assert big.status == 413  # MAX_BODY_SIZE holds under the sub-path too
