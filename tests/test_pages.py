@@ -70,11 +70,13 @@ async def test_an_admin_sees_every_job_the_probe_and_admin_actions(
     start_app: StartApp, env: Env
 ) -> None:
     client = await start_app()
-    job = await post_job(client, env, "h264", token=ALICE)
+    job = await post_job(client, env, "hevc", token=ALICE)  # encoded: ffmpeg counts frames
     done = await wait_status(client, job, "completed")
     assert (await sign_in(client, token=ADMIN)).status == 303
     page = await (await client.get("/")).text()
     assert job in page and "/admin/probe" in page and "/admin/clear-cache" in page
+    fps = re.search(r"libx264 [^<]* at (\d+) fps", page)
+    assert fps is not None and int(fps.group(1)) > 0, page  # the run's own frame rate
     assert "software" in page and "works" in page  # the probe's verdicts
     detail = await (await client.get(f"/jobs/{job}")).text()
     assert done["checksum"] in detail and "verified and ready" in detail

@@ -54,7 +54,12 @@ def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
     now = request.app[CLOCK]()
     jobs = visible_jobs(request, principal)
     places = views.queue_places(request.app[STORE].waiting())
-    active = [views.job_view(j, now, places.get(j.id)) for j in jobs if j.status in ACTIVE]
+    telemetry = request.app[TELEMETRY]
+
+    def fps(job: Job) -> float | None:
+        return telemetry.fps(job, now)
+
+    active = [views.job_view(j, now, places.get(j.id), fps(j)) for j in jobs if j.status in ACTIVE]
     active.sort(key=lambda v: (v["place"] or 0, v["created"] or ""))
     wanted = views.HistoryFilter(
         status=request.query.get("status", ""),
@@ -62,11 +67,11 @@ def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
         encoder=request.query.get("encoder", ""),
     )
     finished = [j for j in jobs if j.status in views.FINISHED]
-    deliveries = request.app[TELEMETRY].deliveries
+    deliveries = telemetry.deliveries
     history: list[dict[str, Any]] = []
     for job in finished:
         if wanted.keep(job) and len(history) < HISTORY_ROWS:
-            view = views.job_view(job, now)
+            view = views.job_view(job, now, fps=fps(job))
             view["delivery"] = deliveries.get(job.id)
             view["expires"] = views.iso_at((job.finished_at or now) + _keep(request))
             history.append(view)
@@ -74,7 +79,7 @@ def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
         "active": active,
         "history": history,
         "filter": wanted,
-        "speeds": views.average_speeds(finished),
+        "speeds": views.average_speeds(finished, fps),
         "users": sorted({j.owner_name for j in finished}),
         "encoders": sorted({j.encoder or j.backend for j in finished if j.encoder or j.backend}),
         "statuses": sorted({str(j.status) for j in finished}),
@@ -154,8 +159,9 @@ def visible_job(request: web.Request, principal: Principal, job_id: str | None =
 def job_context(request: web.Request, job: Job) -> dict[str, Any]:
     now = request.app[CLOCK]()
     places = views.queue_places(request.app[STORE].waiting())
-    view = views.job_view(job, now, places.get(job.id))
-    view["delivery"] = request.app[TELEMETRY].deliveries.get(job.id)
+    telemetry = request.app[TELEMETRY]
+    view = views.job_view(job, now, places.get(job.id), telemetry.fps(job, now))
+    view["delivery"] = telemetry.deliveries.get(job.id)
     return {
         "job": view,
         "timeline": views.timeline(job),

@@ -91,6 +91,7 @@ class Telemetry:
         )
         self._last_hold: dict[str, str] = {}
         self.deliveries: OrderedDict[str, Delivery] = OrderedDict()
+        self.job_frames: OrderedDict[str, int] = OrderedDict()  # frames of a job's last run
 
     # -- jobs.store.StoreObserver ----------------------------------------------------
 
@@ -99,10 +100,13 @@ class Telemetry:
             self._last_hold.pop(job.id, None)
             if job.started_at is not None:
                 self.queue_wait.observe(max(0.0, job.started_at - job.created_at))
+            self._remember_frames(job.id, 0)  # a new run counts its own frames
             return
         outcome = OUTCOMES.get(job.status)
         if outcome is None:
             return  # queued again, pending downloads, collected: not an end
+        if outcome == "completed" and previous is not JobStatus.OPTIMIZING:
+            return  # a collected job brought back by a repeated request: counted already
         self._last_hold.pop(job.id, None)
         if outcome == "completed" or previous is JobStatus.OPTIMIZING:
             encoder = job.encoder or job.backend or "none"
@@ -124,6 +128,21 @@ class Telemetry:
     def progressed(self, job: Job, frames: int) -> None:
         if frames > 0:
             self.frames.inc(frames)
+            self._remember_frames(job.id, self.job_frames.get(job.id, 0) + frames)
+
+    def _remember_frames(self, job_id: str, frames: int) -> None:
+        self.job_frames.pop(job_id, None)
+        self.job_frames[job_id] = frames
+        while len(self.job_frames) > DELIVERIES:
+            self.job_frames.popitem(last=False)
+
+    def fps(self, job: Job, now: float) -> float | None:
+        """Frames per second of the job's last run (in memory: unknown after a restart)."""
+        frames = self.job_frames.get(job.id)
+        if not frames or job.started_at is None:
+            return None
+        seconds = (job.finished_at or now) - job.started_at
+        return frames / seconds if seconds > 0 else None
 
     # -- /download -------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ templates (stage, progress, elapsed, ETA, reasons), so that templates only lay t
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,9 @@ def timings(job: Job, now: float) -> dict[str, Any]:
     }
 
 
-def job_view(job: Job, now: float, place: int | None = None) -> dict[str, Any]:
+def job_view(
+    job: Job, now: float, place: int | None = None, fps: float | None = None
+) -> dict[str, Any]:
     item = job.item if isinstance(job.item, dict) else {}
     title = str(item.get("Name") or item.get("SeriesName") or job.item_id)
     if item.get("SeriesName") and item.get("Name"):
@@ -97,6 +100,7 @@ def job_view(job: Job, now: float, place: int | None = None) -> dict[str, Any]:
         "stage_index": STAGES.index(stage(job)) if stage(job) in STAGES else -1,
         "progress": round(job.progress, 1),
         "speed": None if job.speed is None else f"{job.speed:.2f}x",
+        "fps": None if fps is None else f"{fps:.0f}",
         "size": human_bytes(job.size) if job.size else "-",
         "profile": job.profile,
         "plan": plan_summary(job),
@@ -144,16 +148,33 @@ class HistoryFilter:
         )
 
 
-def average_speeds(jobs: list[Job]) -> list[dict[str, Any]]:
-    """Average speed (x real time) per encoder and profile over completed jobs."""
-    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+def average_speeds(jobs: list[Job], fps: Callable[[Job], float | None]) -> list[dict[str, Any]]:
+    """Average fps and speed (x real time) per encoder and profile over completed jobs
+    (fps where this run of the server saw the job's frames)."""
+    speeds: dict[tuple[str, str], list[float]] = defaultdict(list)
+    rates: dict[tuple[str, str], list[float]] = defaultdict(list)
     for job in jobs:
-        if job.status in (JobStatus.COMPLETED, JobStatus.READY_FOR_REMOVAL) and job.speed:
-            groups[(job.encoder or job.backend or "?", job.profile)].append(job.speed)
+        if job.status not in (JobStatus.COMPLETED, JobStatus.READY_FOR_REMOVAL):
+            continue
+        key = (job.encoder or job.backend or "?", job.profile)
+        if job.speed:
+            speeds[key].append(job.speed)
+        if (rate := fps(job)) is not None:
+            rates[key].append(rate)
     return [
-        {"encoder": enc, "profile": prof, "jobs": len(v), "speed": f"{sum(v) / len(v):.2f}x"}
-        for (enc, prof), v in sorted(groups.items())
+        {
+            "encoder": encoder,
+            "profile": profile,
+            "jobs": max(len(speeds[(encoder, profile)]), len(rates[(encoder, profile)])),
+            "speed": _mean(speeds[(encoder, profile)], "{:.2f}x"),
+            "fps": _mean(rates[(encoder, profile)], "{:.0f}"),
+        }
+        for encoder, profile in sorted(set(speeds) | set(rates))
     ]
+
+
+def _mean(values: list[float], form: str) -> str:
+    return form.format(sum(values) / len(values)) if values else "-"
 
 
 def iso_at(ts: float | None) -> str | None:
