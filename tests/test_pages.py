@@ -80,6 +80,8 @@ async def test_an_admin_sees_every_job_the_probe_and_admin_actions(
     assert "software" in page and "works" in page  # the probe's verdicts
     detail = await (await client.get(f"/jobs/{job}")).text()
     assert done["checksum"] in detail and "verified and ready" in detail
+    assert "video libx264" in detail and "(h264-1080p)" in detail  # the plan that ran
+    assert "-progress pipe:1" in detail and "libx264" in detail  # its ffmpeg command line
     assert ALICE not in detail  # the stored source URL is redacted
 
 

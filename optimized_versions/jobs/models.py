@@ -71,6 +71,8 @@ class Job:
     wait_reason: str | None = None
     promoted_at: float | None = None  # start-job: first in the queue, in this order
     pinned_device: str | None = None  # fell back to this device and waits for a slot on it
+    plan: str | None = None  # what the finished run did per stream (for the job page)
+    command: list[str] = field(default_factory=list)  # its ffmpeg argv, secrets scrubbed
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -69,6 +69,8 @@ MUTABLE = (
     "wait_reason",
     "promoted_at",
     "pinned_device",
+    "plan",
+    "command",
 )
 # columns added after the first release, with their declarations, for older databases
 ADDED = {
@@ -80,8 +82,10 @@ ADDED = {
     "wait_reason": "TEXT",
     "promoted_at": "REAL",
     "pinned_device": "TEXT",
+    "plan": "TEXT",
+    "command": "TEXT NOT NULL DEFAULT '[]'",
 }
-JSON_FIELDS = ("item", "fallbacks")
+JSON_FIELDS = ("item", "fallbacks", "command")
 FIELDS = (
     "id",
     "owner_id",
@@ -108,6 +112,7 @@ def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:
     values = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
     values["item"] = json.loads(values["item"]) if with_item else {}
     values["fallbacks"] = json.loads(values["fallbacks"])
+    values["command"] = json.loads(values["command"])
     values["status"] = JobStatus(values["status"])
     return Job(**values)
 

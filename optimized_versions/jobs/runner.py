@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -45,6 +45,8 @@ class Outcome:
     decoder: str
     fallbacks: list[str]
     device: str
+    plan: str = ""  # what was done per stream, for the pages
+    command: list[str] = field(default_factory=list)  # the argv that made it, secrets scrubbed
 
 
 ProgressCallback = Callable[[float, float | None, int, int], None]  # %, speed, bytes, frames
@@ -217,6 +219,8 @@ class Runner:
             decoder=plan.decoder,
             fallbacks=fallbacks,
             device=target.device.id,
+            plan=f"{plan.describe()} ({profile.name})",
+            command=[scrub(arg, secrets) for arg in argv],
         )
 
     def _step_down(

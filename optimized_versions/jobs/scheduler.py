@@ -249,6 +249,8 @@ class Scheduler:
                 encoder=outcome.encoder,
                 decoder=outcome.decoder,
                 fallbacks=[*job.fallbacks, *outcome.fallbacks],
+                plan=outcome.plan,
+                command=outcome.command,
                 finished_at=self._clock(),
             )
         finally:

@@ -5,6 +5,7 @@ fragments again when they change. A signed-out visitor is sent to /login, never 
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,7 @@ def job_context(request: web.Request, job: Job) -> dict[str, Any]:
         "job": view,
         "timeline": views.timeline(job),
         "input_url": job.input_url,  # already redacted when stored
+        "command": shlex.join(job.command) if job.command else None,  # scrubbed when stored
         "checksum": job.checksum,
     }
 

@@ -60,7 +60,9 @@ def human_seconds(seconds: float | None) -> str:
 
 
 def plan_summary(job: Job) -> str | None:
-    """Why this plan, as far as the job record tells it."""
+    """What was done per stream (the runner's plan), else what the record tells."""
+    if job.plan:
+        return job.plan
     if job.backend is None:
         return None
     if job.backend == "copy":
