@@ -4,8 +4,13 @@ a label."""
 
 from __future__ import annotations
 
-from conftest import ALICE, Env, StartApp, post_job, wait_status
+from conftest import ADMIN, ALICE, Env, StartApp, post_job, wait_status
+from gpu_host import FakeHost, FakeNvml, start_fake
 from prometheus_client.parser import text_string_to_metric_families
+from web_helpers import sign_in
+
+from optimized_versions.hardware.nvml import GpuInfo, GpuReading
+from optimized_versions.keys import MONITOR
 
 TOKEN = "metrics-token-0123456789"
 
@@ -63,3 +68,24 @@ async def test_metrics_move_when_a_job_runs_and_carry_no_ids(start_app: StartApp
     assert value(after, "ovs_cache_free_bytes") > 0
     for needle in (job, "alice", "phone-1", "Film"):  # never an id, a name or a file in a label
         assert needle not in text
+
+
+async def test_gpu_series_are_labelled_like_the_nvidia_exporters(
+    env: Env, start_app: StartApp, fake: FakeHost
+) -> None:
+    env.gpu_load.gpus[0] = GpuReading(encoder_percent=40, sessions=2)  # Jellyfin holds 2
+    host = fake.host(nvidia=("GeForce RTX 3060",))
+    assert isinstance(host.nvml, FakeNvml)
+    host.nvml.gpus[0] = GpuInfo(0, "GeForce RTX 3060", 100, "GPU-8D4A0C3B-Ab12")
+    client = await start_fake(env, start_app, fake, host, metrics="open", nvenc_sessions=5)
+    client.app[MONITOR].sample()
+    found = samples(await (await client.get("/metrics")).text())
+    gpu = {"gpu": "0", "uuid": "8d4a0c3b-ab12"}  # NVML index; lower case, without "GPU-"
+    assert value(found, "ovs_nvenc_sessions", owner="other", **gpu) == 2
+    assert value(found, "ovs_nvenc_sessions", owner="self", **gpu) == 0
+    assert value(found, "ovs_nvenc_session_limit", **gpu) == 5
+    assert value(found, "ovs_encoder_utilization_ratio", **gpu) == 0.4
+    assert value(found, "ovs_slots", device="nvidia:0", state="free") == 3  # 5 less 2 others
+    assert (await sign_in(client, token=ADMIN)).status == 303
+    page = await (await client.get("/")).text()
+    assert "0 ours / 2 others / cap 5" in page
