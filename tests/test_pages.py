@@ -13,6 +13,7 @@ from conftest import ADMIN, ALICE, BOB, Env, StartApp, post_job, wait_status
 from web_helpers import csrf_of, sign_in
 
 from optimized_versions.app import create_app, mount
+from optimized_versions.keys import HISTORY, MONITOR
 
 
 async def test_a_signed_out_visitor_gets_the_sign_in_page_never_data(
@@ -177,3 +178,22 @@ async def test_base_path_serves_everything_under_the_sub_path(
         headers={"Authorization": ALICE, "Content-Type": "application/json"},
     )
     assert big.status == 413  # MAX_BODY_SIZE holds under the sub-path too
+
+
+async def test_devices_show_sparklines_of_the_load_readings(start_app: StartApp, env: Env) -> None:
+    client = await start_app()
+    for cpu in (10.0, 80.0, 30.0, 55.0):  # real readings of the (stand-in) host, one by one
+        env.load.cpu = cpu
+        client.app[MONITOR].sample()
+        client.app[HISTORY].sample()
+    assert client.app[HISTORY].values("cpu")[0] == 5.0  # the start's reading comes first
+    assert (await sign_in(client, token=ALICE)).status == 303
+    page = await (await client.get("/")).text()
+    line = re.search(r'aria-label="CPU, last 15 minutes"><polyline points="([^"]+)"', page)
+    assert line is not None
+    points = [tuple(map(float, p.split(","))) for p in line.group(1).split()]
+    assert len(points) == 5 and points[-1][0] == 120.0  # the newest at the right edge
+    readings = client.app[HISTORY].values("cpu")  # smoothed, as the scheduler sees them
+    assert len(set(readings)) == 5
+    ys = [y for _, y in points]  # SVG: a higher reading is drawn higher (a smaller y)
+    assert sorted(range(5), key=lambda i: -readings[i]) == sorted(range(5), key=lambda i: ys[i])
