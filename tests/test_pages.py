@@ -13,6 +13,7 @@ from conftest import ADMIN, ALICE, BOB, Env, StartApp, post_job, wait_status
 from web_helpers import csrf_of, sign_in
 
 from optimized_versions.app import create_app, mount
+from optimized_versions.config import StaticToken
 from optimized_versions.keys import HISTORY, MONITOR
 
 
@@ -197,3 +198,14 @@ async def test_devices_show_sparklines_of_the_load_readings(start_app: StartApp,
     assert len(set(readings)) == 5
     ys = [y for _, y in points]  # SVG: a higher reading is drawn higher (a smaller y)
     assert sorted(range(5), key=lambda i: -readings[i]) == sorted(range(5), key=lambda i: ys[i])
+
+
+async def test_standalone_sign_in_takes_the_servers_own_token(start_app: StartApp) -> None:
+    own = StaticToken(token="standalone-admin-token-0123", name="owner", admin=True)
+    client = await start_app(jellyfin_url=None, tokens=(own,))
+    form = await (await client.get("/login")).text()
+    assert 'name="username"' not in form and 'name="token"' in form
+    assert (await sign_in(client, token="not-the-servers-token-00")).status == 401
+    assert (await sign_in(client, token=own.token)).status == 303
+    page = await (await client.get("/")).text()
+    assert "owner" in page and "/admin/probe" in page and own.token not in page

@@ -60,7 +60,10 @@ async def live(request: web.Request) -> web.StreamResponse:
         while stream.is_connected() and not request.app[RUNTIME].shutting_down:
             if not sessions.alive(session.identity):  # signed out elsewhere: stop at once
                 break
-            now = await fragments(request, principal)
+            try:
+                now = await fragments(request, principal)
+            except web.HTTPNotFound:  # the job was removed (retention, delete-cache)
+                break
             changed = {key: html for key, html in now.items() if last.get(key) != html}
             if changed:
                 await stream.send(json.dumps(changed), event="update")
