@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -209,3 +210,20 @@ async def test_standalone_sign_in_takes_the_servers_own_token(start_app: StartAp
     assert (await sign_in(client, token=own.token)).status == 303
     page = await (await client.get("/")).text()
     assert "owner" in page and "/admin/probe" in page and own.token not in page
+
+
+async def test_an_admin_clears_the_cache_from_the_page(start_app: StartApp, env: Env) -> None:
+    client = await start_app()
+    job = await post_job(client, env, "h264", token=ALICE)
+    done = await wait_status(client, job, "completed")
+    output = Path(done["outputPath"])
+    assert output.is_file()
+    assert (await sign_in(client, token=ADMIN)).status == 303
+    csrf = await csrf_of(client, "/")
+    resp = await client.post(
+        "/admin/clear-cache", data={"csrf": csrf, "back": "/"}, allow_redirects=False
+    )
+    assert resp.status == 303 and resp.headers["Location"] == "/"
+    assert not output.exists()
+    gone = await client.get(f"/job-status/{job}", headers={"Authorization": ADMIN})
+    assert gone.status == 404  # delete-cache drops the finished jobs
