@@ -19,6 +19,8 @@ from aiohttp.test_utils import TestClient
 from conftest import ADMIN, BOB, Env, Media, StartApp, auth, wait_status
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
+from optimized_versions.keys import HISTORY, MONITOR
+
 CHROMIUM = "/usr/bin/chromium"
 PHONE = ViewportSize(width=390, height=844)
 DESKTOP = ViewportSize(width=1440, height=900)
@@ -114,6 +116,13 @@ async def test_dashboard_follows_jobs_live_and_cancels(
 
     await _moving(page, running)
     await _moving(page, other)
+    # a few real load readings (the tests' interval is an hour): the devices' sparklines
+    app = client.app
+    for cpu, memory in ((12, 70), (35, 66), (61, 58), (48, 60), (72, 55), (55, 57)):
+        env.load.cpu, env.load.memory = cpu, memory
+        app[MONITOR].sample()
+        app[HISTORY].sample()
+    await expect(page.locator("#devices svg").first).to_be_visible(timeout=10_000)
     shots = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(shots / "dashboard-desktop.png"), full_page=False)
