@@ -59,7 +59,7 @@ async def test_a_user_sees_only_their_jobs_and_no_admin_action(
     assert "/admin/probe" not in page and "/admin/clear-cache" not in page
     assert (await client.get(f"/jobs/{theirs}")).status == 404
     live = await (await client.get("/live.json")).json()
-    assert mine in live["jobs"] and theirs not in live["jobs"]
+    assert mine in live["history"] and theirs not in live["jobs"] + live["history"]
     csrf = await csrf_of(client, "/")
     refused = await client.post("/admin/clear-cache", data={"csrf": csrf}, allow_redirects=False)
     assert refused.status == 403
@@ -155,7 +155,8 @@ async def test_live_updates_arrive_as_server_sent_events(start_app: StartApp, en
                 data = line.partition(":")[2].strip()
         assert event == "update"
         parts = json.loads(data)
-        assert set(parts) == {"jobs", "devices"} and job in parts["jobs"]
+        assert set(parts) == {"jobs", "devices", "history"}
+        assert job in parts["jobs"] + parts["history"]
 
 
 async def test_base_path_serves_everything_under_the_sub_path(
@@ -191,7 +192,9 @@ async def test_devices_show_sparklines_of_the_load_readings(start_app: StartApp,
     assert client.app[HISTORY].values("cpu")[0] == 5.0  # the start's reading comes first
     assert (await sign_in(client, token=ALICE)).status == 303
     page = await (await client.get("/")).text()
-    line = re.search(r'aria-label="CPU, last 15 minutes"><polyline points="([^"]+)"', page)
+    line = re.search(
+        r'aria-label="CPU, last 15 minutes">[^/]*/>[^/]*/><polyline points="([^"]+)"', page
+    )
     assert line is not None
     points = [tuple(map(float, p.split(","))) for p in line.group(1).split()]
     assert len(points) == 5 and points[-1][0] == 120.0  # the newest at the right edge

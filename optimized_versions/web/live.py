@@ -27,7 +27,7 @@ routes = web.RouteTableDef()
 TICK = 1.0  # seconds between looks (a look that changes nothing sends nothing)
 PING = 15.0  # seconds between keep-alive comments (proxies drop silent streams)
 
-_DASHBOARD = {"jobs": "_jobs.html", "devices": "_devices.html"}
+_DASHBOARD = {"jobs": "_jobs.html", "devices": "_devices.html", "history": "_history.html"}
 
 
 async def fragments(request: web.Request, principal: Principal) -> dict[str, str]:
