@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp_session import session_middleware
 
 from .catalog.backends import load_backends
 from .catalog.device import Vendor
@@ -46,6 +47,7 @@ from .keys import (
     CONFIG,
     DOCUMENT,
     HARDWARE,
+    HISTORY,
     JANITOR,
     JELLYFIN,
     LIMITER,
@@ -58,17 +60,22 @@ from .keys import (
     RUNTIME,
     SCHEDULER,
     SERVICE,
+    SESSIONS,
     STORE,
+    TELEMETRY,
     VALIDATOR,
     Runtime,
 )
 from .media.ffmpeg import resolve_ffmpeg
-from .web import api, downloads
+from .web import actions, api, downloads, health, live, login, metrics, pages
 from .web.access_log import AccessLogger
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
+from .web.history import LoadHistory
 from .web.listcache import ListCache
 from .web.middleware import errors_middleware
 from .web.ratelimit import FailureLimiter
+from .web.session_store import MemoryStorage
+from .web.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +111,14 @@ def build_hardware(config: Config, host: Host | None = None) -> tuple[Hardware, 
 
 def server_options(config: Config) -> dict[str, Any]:
     """How the HTTP server runs the app (``serve`` and the tests alike): an access log
-    without query strings, and connections that send no complete request closed after
+    without query strings (or none), and connections that send no complete request closed after
     KEEPALIVE_TIMEOUT (slow-header clients cannot hold sockets open)."""
-    return {"access_log_class": AccessLogger, "keepalive_timeout": config.keepalive_timeout}
+    options: dict[str, Any] = {"keepalive_timeout": config.keepalive_timeout}
+    if config.access_log:  # ACCESS_LOG=false: none at all (polls are at DEBUG anyway)
+        options["access_log_class"] = AccessLogger
+    else:
+        options["access_log"] = None
+    return options
 
 
 def create_app(
@@ -119,7 +131,13 @@ def create_app(
     """Build the server from a validated configuration; tests use this same factory
     (with fake device and load readers where the real ones would need a GPU)."""
     hardware, profiles = build_hardware(config, host)
-    app = web.Application(client_max_size=config.max_body_size, middlewares=[errors_middleware])
+    sessions = MemoryStorage(config.session_ttl, path=config.base_path or "/")
+    app = web.Application(
+        client_max_size=config.max_body_size,
+        middlewares=[session_middleware(sessions), errors_middleware],
+    )
+    app[SESSIONS] = sessions
+    app[TELEMETRY] = Telemetry()
     app[CONFIG] = config
     app[CLOCK] = clock
     app[PROFILE_NAMES] = frozenset(profiles)
@@ -163,11 +181,33 @@ def create_app(
     )
     app.cleanup_ctx.extend([_store_ctx, _jellyfin_ctx, _relay_ctx, _hardware_ctx])
     app.cleanup_ctx.extend([_scheduler_ctx, _load_ctx])
-    app.cleanup_ctx.append(_janitor_ctx)
+    app[HISTORY] = LoadHistory(app[PLACER].describe, HISTORY_INTERVAL, time.time)
+    app.cleanup_ctx.extend([_janitor_ctx, _history_ctx])
     app.on_shutdown.append(_refuse_new_work)
     app.add_routes(api.routes)
     app.add_routes(downloads.routes)
+    health.setup(app)
+    for table in (metrics.routes, login.routes, pages.routes, actions.routes, live.routes):
+        app.add_routes(table)
+    app.router.add_static("/static", pages.HERE / "static", name="static")
+    pages.setup_templates(app)
     return app
+
+
+HISTORY_INTERVAL = 10.0  # seconds between the dashboard's sparkline points (90 in 15 min)
+
+
+def mount(app: web.Application, base_path: str) -> web.Application:
+    """The app under a reverse proxy's sub-path (BASE_PATH), or as it is."""
+    if not base_path:
+        return app
+    # the root reads request bodies too: it gets the same limit and the same JSON errors
+    root = web.Application(
+        client_max_size=app[CONFIG].max_body_size, middlewares=[errors_middleware]
+    )
+    root[RUNTIME] = app[RUNTIME]  # the errors middleware answers 503 while stopping
+    root.add_subapp(base_path, app)
+    return root
 
 
 async def _refuse_new_work(app: web.Application) -> None:
@@ -191,6 +231,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     except sqlite3.Error as exc:
         raise ConfigError(f"the job store in {config.data_dir} cannot be opened: {exc}") from None
     app[STORE] = store
+    store.observers.append(app[TELEMETRY])
+    metrics.register_state(app)
     yield
     store.close()
 
@@ -244,6 +286,11 @@ async def _load_ctx(app: web.Application) -> AsyncIterator[None]:
     async with _background(monitor.run(app[CONFIG].load_interval), "load"):
         yield
     monitor.close()
+
+
+async def _history_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with _background(app[HISTORY].run(), "load history"):
+        yield
 
 
 async def _janitor_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -12,8 +12,8 @@ from pathlib import Path
 from aiohttp import web
 
 from . import __version__, logs
-from .app import build_hardware, create_app, server_options
-from .config import load_config
+from .app import build_hardware, create_app, mount, server_options
+from .config import find_config_file, load_config
 from .errors import ConfigError
 
 
@@ -35,24 +35,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "probe":
         return run_probe(args.config, as_json=args.json, cached=args.cached)
 
+    config_file = args.config or find_config_file()
     try:
-        config = load_config(args.config)
+        config = load_config(config_file)
         logs.configure(config.log_level)
         app = create_app(config)
     except ConfigError as exc:
         print(f"optimized-versions: {exc}", file=sys.stderr)
         return 2
     logging.getLogger(__name__).info(
-        "serving on %s:%d (cache %s, data %s, jellyfin %s)",
+        "serving on %s:%d%s/ (cache %s, data %s, jellyfin %s)",
         config.host,
         config.port,
+        config.base_path,
         config.cache_dir.resolve(),
         config.data_dir.resolve(),
         config.jellyfin_url or "none",
     )
+    if config_file is not None:
+        logging.getLogger(__name__).info("configuration file: %s", config_file)
     try:
         web.run_app(
-            app,
+            mount(app, config.base_path),  # BASE_PATH: everything under a reverse proxy's path
             host=config.host,
             port=config.port,
             print=None,
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_probe(config_path: Path | None, *, as_json: bool, cached: bool) -> int:
     """Probe the host and print the capability matrix (also cached for the server)."""
     try:
-        config = load_config(config_path)
+        config = load_config(config_path or find_config_file())
         logs.configure("WARNING", "%(levelname)s %(name)s: %(message)s")
         hardware, _ = build_hardware(config)
     except ConfigError as exc:

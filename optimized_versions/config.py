@@ -21,7 +21,7 @@ from .errors import ConfigError
 # how surround becomes stereo (media/audio.py has the matrices; a test keeps both in step)
 DOWNMIXES = ("default", "dave750", "nightmode", "rfc7845")
 _TRUE = {"true", "1", "yes", "on"}
-SECRET_KEYS = frozenset({"tokens"})  # values never shown in an error
+SECRET_KEYS = frozenset({"tokens", "metrics_token"})  # values never shown in an error
 _FALSE = {"false", "0", "no", "off", ""}
 
 SCHEMA: dict[str, Any] = {
@@ -73,6 +73,11 @@ SCHEMA: dict[str, Any] = {
         "max_queued_per_user": {"type": "integer", "minimum": 0},
         "log_level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
         "downmix": {"enum": list(DOWNMIXES)},
+        "base_path": {"type": "string", "pattern": "^(/[A-Za-z0-9._~-]+)*/?$"},
+        "access_log": {"type": "boolean"},
+        "metrics": {"enum": ["off", "open"]},
+        "metrics_token": {"type": ["string", "null"], "minLength": 16},
+        "session_ttl": {"type": "number", "exclusiveMinimum": 0},
         "tokens": {
             "type": "array",
             "items": {
@@ -141,6 +146,11 @@ class Config:
     max_queued_per_user: int = 100  # waiting jobs per user, 429 above; 0 = no limit
     log_level: str = "INFO"
     downmix: str = "default"  # surround to stereo: default, dave750, nightmode, rfc7845
+    base_path: str = ""  # a reverse proxy's sub-path ("/ovs"); "" = the root
+    access_log: bool = True  # False: no access log (polls are logged at DEBUG anyway)
+    metrics: str = "off"  # "open": /metrics without a token (a trusted network)
+    metrics_token: str | None = None  # a bearer token for /metrics
+    session_ttl: float = 7 * 24 * 3600.0  # seconds a page sign-in lasts without use
     tokens: tuple[StaticToken, ...] = field(default_factory=tuple)
 
     @property
@@ -182,6 +192,16 @@ def _env_value(key: str, raw: str, kind: Any) -> Any:
     if "null" in kinds and text == "":
         return None
     return text
+
+
+def find_config_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The YAML file used without ``--config``: ``CONFIG_FILE``, else ``DATA_DIR/config.yaml``
+    when it exists (in Docker, DATA_DIR is a volume: standalone tokens can live there)."""
+    env = os.environ if environ is None else environ
+    if named := env.get("CONFIG_FILE", "").strip():
+        return Path(named).expanduser()
+    candidate = Path(env.get("DATA_DIR", "").strip() or "data").expanduser() / "config.yaml"
+    return candidate if candidate.is_file() else None
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -245,6 +265,13 @@ def _normalise(data: dict[str, Any]) -> None:
             data[key] = case(data[key])
     if data.get("jellyfin_url") == "":
         data["jellyfin_url"] = None
+    if data.get("metrics_token") == "":
+        data["metrics_token"] = None
+    if isinstance(data.get("metrics"), str):
+        data["metrics"] = data["metrics"].lower()
+    if isinstance(data.get("base_path"), str):  # "/ovs/" and "ovs" both mean "/ovs"
+        stripped = data["base_path"].strip().strip("/")
+        data["base_path"] = f"/{stripped}" if stripped else ""
 
 
 def _build(data: dict[str, Any]) -> Config:

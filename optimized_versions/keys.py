@@ -21,8 +21,11 @@ from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.store import JobStore
 from .web.auth import Authenticator
+from .web.history import LoadHistory
 from .web.listcache import ListCache
 from .web.ratelimit import FailureLimiter
+from .web.session_store import MemoryStorage
+from .web.telemetry import Telemetry
 
 
 @dataclass(slots=True)
@@ -51,3 +54,6 @@ LISTS = web.AppKey("lists", ListCache)  # all-jobs answers until the store chang
 PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")
 DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("document")  # the served OpenAPI document
 VALIDATOR: web.AppKey[jsonschema.protocols.Validator] = web.AppKey("validator")
+TELEMETRY = web.AppKey("telemetry", Telemetry)
+HISTORY = web.AppKey("history", LoadHistory)
+SESSIONS = web.AppKey("sessions", MemoryStorage)

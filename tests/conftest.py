@@ -24,6 +24,7 @@ from optimized_versions.media.ffmpeg import default_ffmpeg
 pytest_plugins = ["gpu_host", "media_cases"]  # the fake GPU host, issue 12's sources
 
 ALICE, BOB, ADMIN = "alice-token-0123456789", "bob-token-0123456789", "admin-token-0123456789"
+PASSWORDS = {ALICE: "alice-password", BOB: "bob-password", ADMIN: "root-password"}
 USERS: dict[str, dict[str, Any]] = {
     ALICE: {"Id": "u-alice", "Name": "alice", "Policy": {"IsAdministrator": False}},
     BOB: {"Id": "u-bob", "Name": "bob", "Policy": {"IsAdministrator": False}},
@@ -174,6 +175,7 @@ class FakeJellyfin:
         app = web.Application()
         for prefix in ("", PREFIX):
             app.router.add_get(prefix + "/Users/Me", self.users_me)
+            app.router.add_post(prefix + "/Users/AuthenticateByName", self.by_name)
             app.router.add_get(prefix + "/Videos/{item}/{name}", self.stream)
             app.router.add_get(prefix + "/Users/{user}/Items/{item}", self.item)
             app.router.add_get(
@@ -192,6 +194,16 @@ class FakeJellyfin:
         if not auth.startswith("MediaBrowser Token=") or token not in USERS:
             return web.Response(status=401)
         return web.json_response(USERS[token])
+
+    async def by_name(self, request: web.Request) -> web.Response:
+        """Jellyfin's sign-in: a client header and the user's name and password."""
+        if 'Client="' not in request.headers.get("Authorization", ""):
+            return web.Response(status=400)
+        body = await request.json()
+        for token, user in USERS.items():
+            if user["Name"] == body.get("Username") and PASSWORDS[token] == body.get("Pw"):
+                return web.json_response({"AccessToken": token, "User": user})
+        return web.Response(status=401)
 
     async def item(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")

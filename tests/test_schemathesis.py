@@ -4,6 +4,7 @@ no 5xx and every response as the document says (status, headers, content type, b
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from pathlib import Path
 
@@ -38,4 +39,5 @@ async def test_the_api_keeps_its_document(tmp_path: Path) -> None:
         await server.stop()
     report = output.decode(errors="replace")
     assert proc.returncode == 0, report[-6000:]
-    assert "Tested: 10" in report or "10 passed" in report, report[-3000:]
+    tested = re.search(r"Tested: (\d+)", report)
+    assert tested is not None and int(tested.group(1)) >= 10, report[-3000:]

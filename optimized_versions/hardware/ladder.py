@@ -93,8 +93,11 @@ class Hardware:
         matrix = await probe_matrix(
             self.binary, self.backends, devices, notes, key, version, self.probe_timeout
         )
-        self.cache.parent.mkdir(parents=True, exist_ok=True)
-        self.cache.write_text(json.dumps(matrix.to_json(), indent=1))
+        try:  # a cache that cannot be written costs a probe at the next start, not this one
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            self.cache.write_text(json.dumps(matrix.to_json(), indent=1))
+        except OSError as exc:
+            log.warning("hardware: the probe's answer is not kept in %s: %s", self.cache, exc)
         return matrix
 
     def _cached(self, key: str) -> Matrix | None:

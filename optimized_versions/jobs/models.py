@@ -73,6 +73,8 @@ class Job:
     pinned_device: str | None = None  # fell back to this device and waits for a slot on it
     # each audio and subtitle track of the source: kept, converted, burned or dropped, and why
     tracks: list[dict[str, Any]] = field(default_factory=list)
+    plan: str | None = None  # what the finished run did per stream (for the job page)
+    command: list[str] = field(default_factory=list)  # its ffmpeg argv, secrets scrubbed
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -74,6 +74,8 @@ MUTABLE = (
     "promoted_at",
     "pinned_device",
     "tracks",
+    "plan",
+    "command",
 )
 # columns added after the first release, with their declarations, for older databases
 ADDED = {
@@ -86,8 +88,10 @@ ADDED = {
     "promoted_at": "REAL",
     "pinned_device": "TEXT",
     "tracks": "TEXT NOT NULL DEFAULT '[]'",
+    "plan": "TEXT",
+    "command": "TEXT NOT NULL DEFAULT '[]'",
 }
-JSON_FIELDS = ("item", "fallbacks", "tracks")
+JSON_FIELDS = ("item", "fallbacks", "tracks", "command")
 FIELDS = (
     "id",
     "owner_id",
@@ -115,6 +119,7 @@ def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:
     values["item"] = json.loads(values["item"]) if with_item else {}
     values["fallbacks"] = json.loads(values["fallbacks"])
     values["tracks"] = json.loads(values["tracks"])
+    values["command"] = json.loads(values["command"])
     values["status"] = JobStatus(values["status"])
     return Job(**values)
 

@@ -53,9 +53,11 @@ class Outcome:
     tracks: list[dict[str, Any]] = field(
         default_factory=list
     )  # what became of each audio and subtitle track, and why
+    plan: str = ""  # what was done per stream, for the pages
+    command: list[str] = field(default_factory=list)  # the argv that made it, secrets scrubbed
 
 
-ProgressCallback = Callable[[float, float | None, int], None]
+ProgressCallback = Callable[[float, float | None, int, int], None]  # %, speed, bytes, frames
 
 
 class Lease(Protocol):
@@ -176,7 +178,7 @@ class Runner:
 
         def progress(update: ffmpeg.Progress) -> None:
             percent = min(99.9, 100 * update.out_time / duration) if duration else 0.0
-            on_progress(percent, update.speed, update.total_size)
+            on_progress(percent, update.speed, update.total_size, update.frames)
 
         fallbacks: list[str] = []
         for target in ladder:
@@ -238,6 +240,8 @@ class Runner:
             fallbacks=fallbacks,
             device=target.device.id,
             tracks=[t.to_api() for t in plan.tracks.all()],
+            plan=f"{plan.describe()} ({profile.name})",
+            command=[scrub(arg, secrets) for arg in argv],
         )
 
     async def _sidecars(self, job: Job, source: str, folder: Path) -> tuple[SubtitleInfo, ...]:

@@ -193,10 +193,15 @@ class Scheduler:
         self._running[job.id] = asyncio.create_task(self._run(job, lease), name=f"job-{job.id}")
 
     async def _run(self, job: Job, lease: _Lease) -> None:
-        def on_progress(percent: float, speed: float | None, size: int) -> None:
+        frames_seen = 0  # this ffmpeg run's frames so far (a new rung starts again at 0)
+
+        def on_progress(percent: float, speed: float | None, size: int, frames: int) -> None:
+            nonlocal frames_seen
             job.progress = max(job.progress, percent)  # monotonic, whatever ffmpeg reports
             job.speed, job.size = speed, size
-            self._store.save_progress(job)
+            new_frames = frames - frames_seen if frames >= frames_seen else frames
+            frames_seen = frames
+            self._store.save_progress(job, new_frames)
 
         try:
             source = self._store.source_url(job.id)
@@ -245,6 +250,8 @@ class Scheduler:
                 decoder=outcome.decoder,
                 fallbacks=[*job.fallbacks, *outcome.fallbacks],
                 tracks=outcome.tracks,
+                plan=outcome.plan,
+                command=outcome.command,
                 finished_at=self._clock(),
             )
         finally:

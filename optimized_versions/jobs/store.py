@@ -16,7 +16,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .models import ACTIVE, RUN_RESET, Job, JobStatus
 from .rows import (
@@ -48,6 +48,17 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
 PAGE = 500  # rows per query when streaming a long list
 
 
+class StoreObserver(Protocol):
+    """Told of every status change, wait reason and progress report (the metrics count
+    them; web/telemetry.py is the one observer)."""
+
+    def changed(self, job: Job, previous: JobStatus) -> None: ...
+
+    def waited(self, job: Job, reason: str) -> None: ...
+
+    def progressed(self, job: Job, frames: int) -> None: ...
+
+
 class InvalidTransition(RuntimeError):
     """A status change the job's life cycle does not allow: a bug, not bad input."""
 
@@ -56,6 +67,7 @@ class JobStore:
     def __init__(self, path: Path, clock: Callable[[], float]) -> None:
         self._clock = clock
         self.version = 0  # changes with every write: what was read before is stale
+        self.observers: list[StoreObserver] = []
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -69,6 +81,11 @@ class JobStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def check_writable(self) -> None:
+        """Raise sqlite3.Error unless the database takes a write lock now (health check)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("ROLLBACK")
 
     # -- creating and reading ----------------------------------------------------------
 
@@ -231,6 +248,8 @@ class JobStore:
         job.status = status
         detail = f" ({job.error})" if status is JobStatus.FAILED and job.error else ""
         log.info("job %s: %s -> %s%s", job.id, previous, status, detail)
+        for observer in self.observers:
+            observer.changed(job, previous)
         return job
 
     def note_wait(self, job: Job, reason: str) -> None:
@@ -241,6 +260,8 @@ class JobStore:
             (reason, job.id, str(JobStatus.QUEUED), str(JobStatus.PENDING_DOWNLOADS)),
         )
         job.wait_reason = reason
+        for observer in self.observers:
+            observer.waited(job, reason)
 
     def dismiss(self, job: Job) -> None:
         """The user dismissed a failed job: it leaves the device's list, keeps its error."""
@@ -263,9 +284,12 @@ class JobStore:
         )
         log.info("job %s: start requested, first in the queue", job.id)
 
-    def save_progress(self, job: Job) -> None:
-        """Best effort: a full data folder must not stop a running transcode."""
+    def save_progress(self, job: Job, frames: int = 0) -> None:
+        """Best effort: a full data folder must not stop a running transcode. ``frames``:
+        video frames written since the last report (observers count them)."""
         self.version += 1
+        for observer in self.observers:
+            observer.progressed(job, frames)
         try:
             self._db.execute(
                 "UPDATE jobs SET progress = ?, speed = ?, size = ? WHERE id = ?",

@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 
 from ..errors import NotFound, RangeNotSatisfiable, Unauthorized
 from ..jobs.models import DOWNLOADABLE, Job, JobStatus
-from ..keys import CONFIG, SCHEDULER, STORE
+from ..keys import CONFIG, SCHEDULER, STORE, TELEMETRY
 from .api import owned_job
 from .middleware import authenticate, request_token
 
@@ -45,10 +45,15 @@ async def download(request: web.Request) -> web.StreamResponse:
         "X-File-Size": str(job.size),
         "Content-Disposition": _disposition(_download_name(job)),
     }
-    if not request.app[CONFIG].remove_file_after_right_download:
-        return _Download(path, headers, drop)
+    collect = request.app[CONFIG].remove_file_after_right_download
+    telemetry = request.app[TELEMETRY]
 
-    async def collect_when_whole(response: web.StreamResponse) -> None:
+    async def after_sent(response: web.StreamResponse) -> None:
+        content_range = response.headers.get(hdrs.CONTENT_RANGE, "")
+        resumed = response.status == 206 and not content_range.startswith("bytes 0-")
+        telemetry.served(job.id, response.content_length or 0, resumed)
+        if not collect:
+            return
         # read again: a cancel-job or delete-cache may have come while the file was sent
         now = request.app[STORE].get(job.id)
         if (
@@ -58,7 +63,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         ):
             await request.app[SCHEDULER].cancel(now)
 
-    return _Download(path, headers, drop, collect_when_whole)
+    return _Download(path, headers, drop, after_sent)
 
 
 def _bare_head(request: web.Request) -> web.Response:

@@ -1,0 +1,54 @@
+"""The pages' buttons: plain forms (they work without JavaScript), each with the session's
+anti-forgery token, each doing what the matching API endpoint does, then back to the page."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..keys import CONFIG, HARDWARE, JANITOR, SCHEDULER
+from .pages import page_user, visible_job
+from .sessions import check_csrf, require_admin
+
+routes = web.RouteTableDef()
+
+
+def _back(request: web.Request, form: dict[str, str]) -> web.HTTPSeeOther:
+    """Back where the form was (a path on this server only: never an open redirect)."""
+    base = request.app[CONFIG].base_path
+    target = form.get("back", "")
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        target = "/"
+    return web.HTTPSeeOther(f"{base}{target}")
+
+
+@routes.post("/jobs/{id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    form = await check_csrf(request)
+    job = visible_job(request, await page_user(request))
+    await request.app[SCHEDULER].cancel(job)  # cancel, collect or dismiss, as cancel-job
+    raise _back(request, form)
+
+
+@routes.post("/jobs/{id}/start")
+async def start(request: web.Request) -> web.Response:
+    form = await check_csrf(request)
+    job = visible_job(request, await page_user(request))
+    request.app[SCHEDULER].start_now(job)
+    raise _back(request, form)
+
+
+@routes.post("/admin/probe")
+async def reprobe(request: web.Request) -> web.Response:
+    form = await check_csrf(request)
+    require_admin(await page_user(request))
+    await request.app[HARDWARE].load(refresh=True)
+    raise _back(request, form)
+
+
+@routes.post("/admin/clear-cache")
+async def clear_cache(request: web.Request) -> web.Response:
+    form = await check_csrf(request)
+    require_admin(await page_user(request))
+    await request.app[SCHEDULER].cancel_all()
+    request.app[JANITOR].clear_cache()
+    raise _back(request, form)

@@ -1,0 +1,79 @@
+"""Sign-in and sign-out for the pages. With Jellyfin: a user name and password (the server
+asks Jellyfin's AuthenticateByName through the one Jellyfin client) or a pasted access
+token. Standalone: the server's own token. Failed sign-ins count against the client's
+address (the same limiter as the API's tokens)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session
+
+from ..errors import ServiceError
+from ..keys import AUTHENTICATOR, CONFIG, JELLYFIN, LIMITER, SESSIONS
+from .auth import TOKEN_SHAPE
+from .sessions import check_csrf, csrf_token, signed_in, start_session
+
+routes = web.RouteTableDef()
+
+
+async def _form_page(request: web.Request, message: str | None, status: int) -> web.Response:
+    context: dict[str, Any] = {
+        "csrf": await csrf_token(request),
+        "jellyfin": request.app[CONFIG].jellyfin_url is not None,
+        "message": message,
+        "user": None,
+        "query": "",
+    }
+    return aiohttp_jinja2.render_template("login.html", request, context, status=status)
+
+
+@routes.get("/login")
+async def login_form(request: web.Request) -> web.Response:
+    if await signed_in(request) is not None:
+        raise web.HTTPSeeOther(f"{request.app[CONFIG].base_path}/")
+    return await _form_page(request, None, 200)
+
+
+async def _token_from(request: web.Request, form: dict[str, str]) -> str:
+    """The access token the form leads to; ServiceError (401...) when there is none."""
+    token = form.get("token", "").strip()
+    username = form.get("username", "").strip()
+    if not token and username and JELLYFIN in request.app:
+        token = await request.app[JELLYFIN].authenticate_by_name(username, form.get("password", ""))
+    if not token or not TOKEN_SHAPE.match(token):
+        raise _Refused("enter a user name and password, or an access token")
+    await request.app[AUTHENTICATOR].authenticate(token)  # 401 when it is not accepted
+    return token
+
+
+class _Refused(ServiceError):
+    status = 401
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.Response:
+    form = await check_csrf(request)
+    limiter, address = request.app[LIMITER], request.remote or "unknown"
+    if (wait := limiter.retry_after(address)) is not None:
+        message = f"too many failed sign-ins from this address: try again in {wait:.0f} s"
+        return await _form_page(request, message, 429)
+    try:
+        token = await _token_from(request, form)
+    except ServiceError as exc:
+        if exc.status == 401:
+            limiter.failed(address)
+            return await _form_page(request, f"sign-in failed: {exc.message}", 401)
+        return await _form_page(request, exc.message, exc.status)
+    await start_session(request, request.app[SESSIONS], token)
+    raise web.HTTPSeeOther(f"{request.app[CONFIG].base_path}/")
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.Response:
+    await check_csrf(request)
+    session = await get_session(request)
+    session.invalidate()
+    raise web.HTTPSeeOther(f"{request.app[CONFIG].base_path}/login")

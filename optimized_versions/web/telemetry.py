@@ -1,0 +1,157 @@
+"""Counters for /metrics (prometheus-client, prefix ``ovs_``) and the dashboard's delivery
+figures. One registry per app (tests build many apps). Counters move from the job store's
+observer hook (every status change and wait reason) and from /download; gauges are read at
+scrape time from the store, the placer and the load monitor by ``metrics.py``.
+
+Labels never carry a job id, a file name or a user name: only outcome, encoder, profile,
+device, reason class.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from ..jobs.models import Job, JobStatus
+
+# 10 s to 4 h: a short clip on a GPU up to a long film on a small CPU
+BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))
+OUTCOMES = {
+    JobStatus.COMPLETED: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "cancelled",
+}
+# wait reasons by class (a label must not carry free text: it holds device names, numbers)
+_HOLDS = (
+    ("session_cap", re.compile(r"session|encoder was full|retry", re.I)),
+    ("cpu", re.compile(r"^CPU above", re.I)),
+    ("memory", re.compile(r"^memory low", re.I)),
+    ("gpu", re.compile(r"GPU encoder busy", re.I)),
+    ("disk", re.compile(r"^disk floor", re.I)),
+    ("downloads_limit", re.compile(r"not collected", re.I)),
+    ("fallback", re.compile(r"fell back", re.I)),
+    ("slot", re.compile(r"no free slot|concurrent", re.I)),
+)
+DELIVERIES = 4096  # jobs whose delivery figures are remembered (the oldest go first)
+
+
+def hold_class(reason: str) -> str:
+    for name, pattern in _HOLDS:
+        if pattern.search(reason):
+            return name
+    return "other"
+
+
+@dataclass(slots=True)
+class Delivery:
+    bytes: int = 0
+    requests: int = 0
+    resumes: int = 0  # ranged requests that did not start at the first byte
+
+
+class Telemetry:
+    """Implements jobs.store.StoreObserver."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.finished = Counter(
+            "ovs_jobs_finished",
+            "jobs that ended, by outcome, encoder and profile",
+            ["outcome", "encoder", "profile"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "ovs_job_duration_seconds",
+            "time from a job's start to its end",
+            ["outcome"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "ovs_queue_wait_seconds",
+            "time a job waited in the queue before it started",
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.output_bytes = Counter(
+            "ovs_output_bytes", "bytes of finished outputs written", registry=r
+        )
+        self.frames = Counter(
+            "ovs_transcoded_frames",
+            "video frames written by ffmpeg (their rate is fps)",
+            registry=r,
+        )
+        self.download_bytes = Counter("ovs_download_bytes", "bytes sent by /download", registry=r)
+        self.holds = Counter(
+            "ovs_scheduler_holds", "times a waiting job was held, by reason", ["reason"], registry=r
+        )
+        self._last_hold: dict[str, str] = {}
+        self.deliveries: OrderedDict[str, Delivery] = OrderedDict()
+        self.job_frames: OrderedDict[str, int] = OrderedDict()  # frames of a job's last run
+
+    # -- jobs.store.StoreObserver ----------------------------------------------------
+
+    def changed(self, job: Job, previous: JobStatus) -> None:
+        if job.status is JobStatus.OPTIMIZING:
+            self._last_hold.pop(job.id, None)
+            if job.started_at is not None:
+                self.queue_wait.observe(max(0.0, job.started_at - job.created_at))
+            self._remember_frames(job.id, 0)  # a new run counts its own frames
+            return
+        outcome = OUTCOMES.get(job.status)
+        if outcome is None:
+            return  # queued again, pending downloads, collected: not an end
+        if outcome == "completed" and previous is not JobStatus.OPTIMIZING:
+            return  # a collected job brought back by a repeated request: counted already
+        self._last_hold.pop(job.id, None)
+        if outcome == "completed" or previous is JobStatus.OPTIMIZING:
+            encoder = job.encoder or job.backend or "none"
+        else:
+            encoder = "none"  # cancelled or failed before it ran
+        self.finished.labels(outcome, encoder, job.profile).inc()
+        if job.started_at is not None and job.finished_at is not None:
+            self.duration.labels(outcome).observe(max(0.0, job.finished_at - job.started_at))
+        if outcome == "completed":
+            self.output_bytes.inc(job.size)
+
+    def waited(self, job: Job, reason: str) -> None:
+        # counted once per hold, not on every scheduler pass that finds it still held
+        kind = hold_class(reason)
+        if self._last_hold.get(job.id) != kind:
+            self._last_hold[job.id] = kind
+            self.holds.labels(kind).inc()
+
+    def progressed(self, job: Job, frames: int) -> None:
+        if frames > 0:
+            self.frames.inc(frames)
+            self._remember_frames(job.id, self.job_frames.get(job.id, 0) + frames)
+
+    def _remember_frames(self, job_id: str, frames: int) -> None:
+        self.job_frames.pop(job_id, None)
+        self.job_frames[job_id] = frames
+        while len(self.job_frames) > DELIVERIES:
+            self.job_frames.popitem(last=False)
+
+    def fps(self, job: Job, now: float) -> float | None:
+        """Frames per second of the job's last run (in memory: unknown after a restart)."""
+        frames = self.job_frames.get(job.id)
+        if not frames or job.started_at is None:
+            return None
+        seconds = (job.finished_at or now) - job.started_at
+        return frames / seconds if seconds > 0 else None
+
+    # -- /download -------------------------------------------------------------------
+
+    def served(self, job_id: str, size: int, resumed: bool) -> None:
+        self.download_bytes.inc(size)
+        delivery = self.deliveries.pop(job_id, None) or Delivery()
+        delivery.bytes += size
+        delivery.requests += 1
+        delivery.resumes += int(resumed)
+        self.deliveries[job_id] = delivery
+        while len(self.deliveries) > DELIVERIES:
+            self.deliveries.popitem(last=False)

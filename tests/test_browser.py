@@ -1,0 +1,146 @@
+"""The pages in a real browser: Debian's chromium, headless, driven by Playwright for
+Python (``executable_path``: ``playwright install`` is never run; ``.ci/run`` installs
+chromium from Debian's packages when it is missing).
+
+Signed in through the real form, the dashboard follows a real tiny job to completed by
+Server-Sent Events (no reload), cancels another job with its own button, and is saved as
+screenshots at phone and desktop sizes (``SCREENSHOT_DIR``, else the test's folder; the
+README's pictures in docs/ come from this test)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from conftest import ADMIN, BOB, Env, Media, StartApp, auth, wait_status
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+
+from optimized_versions.keys import HISTORY, MONITOR
+
+CHROMIUM = "/usr/bin/chromium"
+PHONE = ViewportSize(width=390, height=844)
+DESKTOP = ViewportSize(width=1440, height=900)
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (.ci/run does)"
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        await launched.close()
+
+
+async def _sign_in(page: Page, base: str, token: str) -> None:
+    await page.goto(f"{base}/")
+    assert page.url.endswith("/login"), "a signed-out visitor gets the sign-in page"
+    await page.fill("input[name=token]", token)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/")
+
+
+async def _moving(page: Page, job_id: str) -> None:
+    """Wait, without reloading, until the job's card shows progress above 0 %."""
+    await page.wait_for_function(
+        """id => { const b = document.querySelector(`article.job[data-job="${id}"] .bar`);
+                   return b && parseFloat(b.getAttribute("aria-valuenow")) > 0; }""",
+        arg=job_id,
+        timeout=30_000,
+    )
+
+
+async def _post(
+    client: Client,
+    env: Env,
+    source: str,
+    name: str,
+    year: int,
+    token: str = ADMIN,
+    device: str = "pixel-8",
+) -> str:
+    """A job as Streamyfin posts it, with the item's title and year."""
+    body = {
+        "url": env.url(source, token),
+        "deviceId": device,
+        "itemId": source,
+        "item": {"Id": source, "Name": name, "ProductionYear": year},
+    }
+    resp = await client.post("/optimize-version", json=body, headers=auth(token))
+    assert resp.status == 201, await resp.text()
+    job_id: str = (await resp.json())["id"]
+    return job_id
+
+
+async def test_dashboard_follows_jobs_live_and_cancels(
+    env: Env, media: Media, start_app: StartApp, browser: Browser, tmp_path: Path
+) -> None:
+    env.jellyfin.trickle.add("long")  # about 3 s of gradual progress
+    for name in ("bunny", "tears"):  # long films that stop coming: run until cancelled
+        env.jellyfin.items[name] = media.long
+        env.jellyfin.hang.add(name)
+    client = await start_app(max_concurrent_jobs=2, stall_timeout=300.0)
+    base = str(client.make_url("")).rstrip("/")
+    context = await browser.new_context(viewport=DESKTOP)
+    page = await context.new_page()
+    await _sign_in(page, base, ADMIN)
+    await page.evaluate("window.notReloaded = true")
+
+    # a real job, followed without a reload: its card's bar moves, then it is in the history
+    first = await _post(client, env, "long", "Sintel", 2010)
+    bar = page.locator(f'article.job[data-job="{first}"] .bar')
+    await expect(bar).to_be_visible(timeout=20_000)
+    await _moving(page, first)
+    done = page.locator(f'li[data-job="{first}"][data-status="completed"]')
+    await expect(done).to_be_visible(timeout=60_000)
+    await expect(done.locator(".pill")).to_have_text("ready")
+    assert await page.evaluate("window.notReloaded") is True, "the page was not reloaded"
+
+    # two jobs that run until cancelled, and a third that waits for a slot
+    running = await _post(client, env, "bunny", "Big Buck Bunny", 2008)
+    other = await _post(client, env, "tears", "Tears of Steel", 2012, token=BOB, device="ipad")
+    waiting = await _post(client, env, "h264", "Elephants Dream", 2006)
+    await wait_status(client, running, "optimizing", min_progress=0)
+    await wait_status(client, other, "optimizing", min_progress=0)
+    card = page.locator(f'article.job[data-job="{waiting}"]')
+    await expect(card.locator(".wait")).to_contain_text("#1 in queue", timeout=20_000)
+    await expect(page.locator(f'article.job[data-job="{running}"] .pill')).not_to_have_text(
+        "queued", timeout=20_000
+    )
+
+    await _moving(page, running)
+    await _moving(page, other)
+    # a few real load readings (the tests' interval is an hour): the devices' sparklines
+    app = client.app
+    for cpu, memory in ((12, 70), (35, 66), (61, 58), (48, 60), (72, 55), (55, 57)):
+        env.load.cpu, env.load.memory = cpu, memory
+        app[MONITOR].sample()
+        app[HISTORY].sample()
+    await expect(page.locator("#devices svg").first).to_be_visible(timeout=10_000)
+    shots = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(shots / "dashboard-desktop.png"), full_page=False)
+    phone = await browser.new_context(viewport=PHONE, is_mobile=True)
+    phone_page = await phone.new_page()
+    await _sign_in(phone_page, base, ADMIN)
+    await expect(phone_page.locator(f'article.job[data-job="{running}"]')).to_be_visible()
+    await phone_page.screenshot(path=str(shots / "dashboard-phone.png"), full_page=False)
+    for name in ("dashboard-desktop.png", "dashboard-phone.png"):
+        assert (shots / name).stat().st_size > 10_000, name
+    await phone.close()
+
+    # cancel from the page: the job's own button (a CSRF-protected form)
+    await page.locator(f'article.job[data-job="{running}"] button:has-text("Cancel")').click()
+    await page.wait_for_url(f"{base}/")
+    job = await (await client.get(f"/job-status/{running}", headers=auth(ADMIN))).json()
+    assert job["status"] == "cancelled"
+    await expect(page.locator(f'article.job[data-job="{running}"]')).to_have_count(0)
+    await expect(page.locator(f'li[data-job="{running}"][data-status="cancelled"]')).to_be_visible()
+    await context.close()
+    await client.delete("/delete-cache", headers=auth(ADMIN))

@@ -1,0 +1,232 @@
+"""The pages through the real app: who sees what, sign-in and sign-out, the session
+cookie, anti-forgery tokens, the live fragments (SSE and polling) and BASE_PATH."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import ADMIN, ALICE, BOB, Env, StartApp, post_job, wait_status
+from web_helpers import csrf_of, sign_in
+
+from optimized_versions.app import create_app, mount
+from optimized_versions.config import StaticToken
+from optimized_versions.keys import HISTORY, MONITOR
+
+
+async def test_a_signed_out_visitor_gets_the_sign_in_page_never_data(
+    start_app: StartApp, env: Env
+) -> None:
+    client = await start_app()
+    job = await post_job(client, env, "h264")
+    for path in ("/", f"/jobs/{job}", "/live.json", "/live"):
+        resp = await client.get(path, allow_redirects=False)
+        assert resp.status == 303, path
+        assert resp.headers["Location"] == "/login"
+    page = await (await client.get("/login")).text()
+    assert 'name="username"' in page and 'name="token"' in page
+    assert job not in page
+
+
+async def test_sign_in_by_name_sets_a_strict_http_only_session_cookie(
+    start_app: StartApp, env: Env
+) -> None:
+    client = await start_app()
+    resp = await sign_in(client, username="alice", password="alice-password")
+    assert resp.status == 303 and resp.headers["Location"] == "/"
+    cookie = next(v for k, v in resp.headers.items() if k == "Set-Cookie" and "ovs_session" in v)
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    session_id = re.search(r"ovs_session=([^;]+)", cookie)
+    assert session_id is not None and ALICE not in cookie and len(session_id.group(1)) >= 40
+    page = await (await client.get("/")).text()
+    assert "alice" in page and ALICE not in page  # the Jellyfin token never reaches a page
+
+
+async def test_a_user_sees_only_their_jobs_and_no_admin_action(
+    start_app: StartApp, env: Env
+) -> None:
+    client = await start_app(max_concurrent_jobs=1)
+    mine = await post_job(client, env, "h264", token=ALICE)
+    theirs = await post_job(client, env, "hevc", token=BOB, device="bob-phone")
+    await wait_status(client, mine, "completed")
+    assert (await sign_in(client, token=ALICE)).status == 303
+    page = await (await client.get("/")).text()
+    assert mine in page and theirs not in page
+    assert "/admin/probe" not in page and "/admin/clear-cache" not in page
+    assert (await client.get(f"/jobs/{theirs}")).status == 404
+    live = await (await client.get("/live.json")).json()
+    assert mine in live["history"] and theirs not in live["jobs"] + live["history"]
+    csrf = await csrf_of(client, "/")
+    refused = await client.post("/admin/clear-cache", data={"csrf": csrf}, allow_redirects=False)
+    assert refused.status == 403
+    cancel_theirs = await client.post(
+        f"/jobs/{theirs}/cancel", data={"csrf": csrf}, allow_redirects=False
+    )
+    assert cancel_theirs.status == 404
+
+
+async def test_an_admin_sees_every_job_the_probe_and_admin_actions(
+    start_app: StartApp, env: Env
+) -> None:
+    client = await start_app()
+    job = await post_job(client, env, "hevc", token=ALICE)  # encoded: ffmpeg counts frames
+    done = await wait_status(client, job, "completed")
+    assert (await sign_in(client, token=ADMIN)).status == 303
+    page = await (await client.get("/")).text()
+    assert job in page and "/admin/probe" in page and "/admin/clear-cache" in page
+    fps = re.search(r"libx264 [^<]* at (\d+) fps", page)
+    assert fps is not None and int(fps.group(1)) > 0, page  # the run's own frame rate
+    assert "software" in page and "works" in page  # the probe's verdicts
+    detail = await (await client.get(f"/jobs/{job}")).text()
+    assert done["checksum"] in detail and "verified and ready" in detail
+    assert "video libx264" in detail and "(h264-1080p)" in detail  # the plan that ran
+    assert "-progress pipe:1" in detail and "libx264" in detail  # its ffmpeg command line
+    assert ALICE not in detail  # the stored source URL is redacted
+
+
+async def test_forms_without_the_sessions_anti_forgery_token_are_refused(
+    start_app: StartApp, env: Env
+) -> None:
+    client = await start_app(max_concurrent_jobs=1)
+    await post_job(client, env, "long", token=ALICE)
+    queued = await post_job(client, env, "h264", token=ALICE, device="p2")
+    assert (await sign_in(client, token=ALICE)).status == 303
+    for data in ({}, {"csrf": "forged-token-of-the-right-shape"}):
+        resp = await client.post(f"/jobs/{queued}/cancel", data=data, allow_redirects=False)
+        assert resp.status == 403
+    status = await (
+        await client.get(f"/job-status/{queued}", headers={"Authorization": ALICE})
+    ).json()
+    assert status["status"] == "queued"
+    csrf = await csrf_of(client, "/")
+    resp = await client.post(
+        f"/jobs/{queued}/cancel",
+        data={"csrf": csrf, "back": "//evil.example/"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303 and resp.headers["Location"] == "/"  # never an open redirect
+    status = await (
+        await client.get(f"/job-status/{queued}", headers={"Authorization": ALICE})
+    ).json()
+    assert status["status"] == "cancelled"
+    # the sign-in form needs its token too (no sign-in forced from another site)
+    other = await client.post("/login", data={"token": ALICE, "csrf": "x" * 32})
+    assert other.status == 403
+
+
+async def test_sign_out_ends_the_session_server_side(start_app: StartApp, env: Env) -> None:
+    client = await start_app()
+    assert (await sign_in(client, token=ALICE)).status == 303
+    old_cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["ovs_session"].value
+    csrf = await csrf_of(client, "/")
+    out = await client.post("/logout", data={"csrf": csrf}, allow_redirects=False)
+    assert out.status == 303 and out.headers["Location"] == "/login"
+    replay = await client.get(
+        "/", headers={"Cookie": f"ovs_session={old_cookie}"}, allow_redirects=False
+    )
+    assert replay.status == 303  # the id is forgotten here, not only in the browser
+
+
+async def test_failed_sign_ins_are_rate_limited_per_address(start_app: StartApp) -> None:
+    client = await start_app(auth_failure_limit=3)
+    for _ in range(3):
+        assert (await sign_in(client, username="alice", password="wrong")).status == 401
+    blocked = await sign_in(client, username="alice", password="alice-password")
+    assert blocked.status == 429
+    assert "too many failed sign-ins" in await blocked.text()
+
+
+async def test_live_updates_arrive_as_server_sent_events(start_app: StartApp, env: Env) -> None:
+    client = await start_app()
+    assert (await sign_in(client, token=ALICE)).status == 303
+    job = await post_job(client, env, "h264", token=ALICE)
+    async with client.get("/live") as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        event, data = "", ""
+        while not data:
+            line = (await stream.content.readline()).decode().rstrip("\r\n")
+            if line.startswith("event:"):
+                event = line.partition(":")[2].strip()
+            elif line.startswith("data:"):
+                data = line.partition(":")[2].strip()
+        assert event == "update"
+        parts = json.loads(data)
+        assert set(parts) == {"jobs", "devices", "history"}
+        assert job in parts["jobs"] + parts["history"]
+
+
+async def test_base_path_serves_everything_under_the_sub_path(
+    env: Env, aiohttp_client: object
+) -> None:
+    from dataclasses import replace
+
+    config = replace(env.config, base_path="/ovs")
+    root = mount(create_app(config, readers=(env.load, env.gpu_load)), config.base_path)
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(TestServer(root))  # type: ignore[operator]
+    resp = await client.get("/ovs/", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/ovs/login"
+    page = await (await client.get("/ovs/login")).text()
+    assert 'action="/ovs/login"' in page and 'href="/ovs/static/app.css"' in page
+    assert (await client.get("/ovs/static/app.css")).status == 200
+    assert (await client.get("/ovs/health")).status in (200, 503)
+    outside = await client.get("/login")
+    assert outside.status == 404 and (await outside.json())["statusCode"] == 404
+    big = await client.post(
+        "/ovs/optimize-version",
+        data=io.BytesIO(b"x" * (config.max_body_size + 1)),
+        headers={"Authorization": ALICE, "Content-Type": "application/json"},
+    )
+    assert big.status == 413  # MAX_BODY_SIZE holds under the sub-path too
+
+
+async def test_devices_show_sparklines_of_the_load_readings(start_app: StartApp, env: Env) -> None:
+    client = await start_app()
+    for cpu in (10.0, 80.0, 30.0, 55.0):  # real readings of the (stand-in) host, one by one
+        env.load.cpu = cpu
+        client.app[MONITOR].sample()
+        client.app[HISTORY].sample()
+    assert client.app[HISTORY].values("cpu")[0] == 5.0  # the start's reading comes first
+    assert (await sign_in(client, token=ALICE)).status == 303
+    page = await (await client.get("/")).text()
+    line = re.search(
+        r'aria-label="CPU, last 15 minutes">[^/]*/>[^/]*/><polyline points="([^"]+)"', page
+    )
+    assert line is not None
+    points = [tuple(map(float, p.split(","))) for p in line.group(1).split()]
+    assert len(points) == 5 and points[-1][0] == 120.0  # the newest at the right edge
+    readings = client.app[HISTORY].values("cpu")  # smoothed, as the scheduler sees them
+    assert len(set(readings)) == 5
+    ys = [y for _, y in points]  # SVG: a higher reading is drawn higher (a smaller y)
+    assert sorted(range(5), key=lambda i: -readings[i]) == sorted(range(5), key=lambda i: ys[i])
+
+
+async def test_standalone_sign_in_takes_the_servers_own_token(start_app: StartApp) -> None:
+    own = StaticToken(token="standalone-admin-token-0123", name="owner", admin=True)
+    client = await start_app(jellyfin_url=None, tokens=(own,))
+    form = await (await client.get("/login")).text()
+    assert 'name="username"' not in form and 'name="token"' in form
+    assert (await sign_in(client, token="not-the-servers-token-00")).status == 401
+    assert (await sign_in(client, token=own.token)).status == 303
+    page = await (await client.get("/")).text()
+    assert "owner" in page and "/admin/probe" in page and own.token not in page
+
+
+async def test_an_admin_clears_the_cache_from_the_page(start_app: StartApp, env: Env) -> None:
+    client = await start_app()
+    job = await post_job(client, env, "h264", token=ALICE)
+    done = await wait_status(client, job, "completed")
+    output = Path(done["outputPath"])
+    assert output.is_file()
+    assert (await sign_in(client, token=ADMIN)).status == 303
+    csrf = await csrf_of(client, "/")
+    resp = await client.post(
+        "/admin/clear-cache", data={"csrf": csrf, "back": "/"}, allow_redirects=False
+    )
+    assert resp.status == 303 and resp.headers["Location"] == "/"
+    assert not output.exists()
+    gone = await client.get(f"/job-status/{job}", headers={"Authorization": ADMIN})
+    assert gone.status == 404  # delete-cache drops the finished jobs
