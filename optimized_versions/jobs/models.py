@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class JobStatus(StrEnum):
@@ -121,3 +121,14 @@ class Job:
             if ts is not None:
                 body[key] = iso(ts)
         return body
+
+
+class StoreObserver(Protocol):
+    """Told of every status change, wait reason and progress report (the metrics count
+    them; web/telemetry.py is the one observer)."""
+
+    def changed(self, job: Job, previous: JobStatus) -> None: ...
+
+    def waited(self, job: Job, reason: str) -> None: ...
+
+    def progressed(self, job: Job, frames: int) -> None: ...

@@ -16,9 +16,9 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from .models import ACTIVE, RUN_RESET, Job, JobStatus
+from .models import ACTIVE, RUN_RESET, Job, JobStatus, StoreObserver
 from .rows import (
     ADDED,
     COLUMNS,
@@ -46,17 +46,6 @@ ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 PAGE = 500  # rows per query when streaming a long list
-
-
-class StoreObserver(Protocol):
-    """Told of every status change, wait reason and progress report (the metrics count
-    them; web/telemetry.py is the one observer)."""
-
-    def changed(self, job: Job, previous: JobStatus) -> None: ...
-
-    def waited(self, job: Job, reason: str) -> None: ...
-
-    def progressed(self, job: Job, frames: int) -> None: ...
 
 
 class InvalidTransition(RuntimeError):

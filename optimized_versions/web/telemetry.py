@@ -53,7 +53,7 @@ class Delivery:
 
 
 class Telemetry:
-    """Implements jobs.store.StoreObserver."""
+    """Implements jobs.models.StoreObserver."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -93,7 +93,7 @@ class Telemetry:
         self.deliveries: OrderedDict[str, Delivery] = OrderedDict()
         self.job_frames: OrderedDict[str, int] = OrderedDict()  # frames of a job's last run
 
-    # -- jobs.store.StoreObserver ----------------------------------------------------
+    # -- jobs.models.StoreObserver ----------------------------------------------------
 
     def changed(self, job: Job, previous: JobStatus) -> None:
         if job.status is JobStatus.OPTIMIZING:
