@@ -68,7 +68,6 @@ from .keys import (
 )
 from .media.ffmpeg import resolve_ffmpeg
 from .web import actions, api, downloads, health, live, login, metrics, pages
-from .web.access_log import AccessLogger
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
 from .web.history import LoadHistory
 from .web.listcache import ListCache
@@ -107,18 +106,6 @@ def build_hardware(config: Config, host: Host | None = None) -> tuple[Hardware, 
         probe_timeout=config.probe_timeout,
     )
     return hardware, profiles
-
-
-def server_options(config: Config) -> dict[str, Any]:
-    """How the HTTP server runs the app (``serve`` and the tests alike): an access log
-    without query strings (or none), and connections that send no complete request closed after
-    KEEPALIVE_TIMEOUT (slow-header clients cannot hold sockets open)."""
-    options: dict[str, Any] = {"keepalive_timeout": config.keepalive_timeout}
-    if config.access_log:  # ACCESS_LOG=false: none at all (polls are at DEBUG anyway)
-        options["access_log_class"] = AccessLogger
-    else:
-        options["access_log"] = None
-    return options
 
 
 def create_app(
@@ -195,19 +182,6 @@ def create_app(
 
 
 HISTORY_INTERVAL = 10.0  # seconds between the dashboard's sparkline points (90 in 15 min)
-
-
-def mount(app: web.Application, base_path: str) -> web.Application:
-    """The app under a reverse proxy's sub-path (BASE_PATH), or as it is."""
-    if not base_path:
-        return app
-    # the root reads request bodies too: it gets the same limit and the same JSON errors
-    root = web.Application(
-        client_max_size=app[CONFIG].max_body_size, middlewares=[errors_middleware]
-    )
-    root[RUNTIME] = app[RUNTIME]  # the errors middleware answers 503 while stopping
-    root.add_subapp(base_path, app)
-    return root
 
 
 async def _refuse_new_work(app: web.Application) -> None:

@@ -12,9 +12,10 @@ from pathlib import Path
 from aiohttp import web
 
 from . import __version__, logs
-from .app import build_hardware, create_app, mount, server_options
+from .app import build_hardware, create_app
 from .config import find_config_file, load_config
 from .errors import ConfigError
+from .web.serving import mount, server_options
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,12 +14,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from optimized_versions.app import create_app, server_options
+from optimized_versions.app import create_app
 from optimized_versions.config import Config
 from optimized_versions.hardware.devices import Host
 from optimized_versions.hardware.load import HostReading
 from optimized_versions.hardware.nvml import GpuReading, NvmlUnavailable
 from optimized_versions.media.ffmpeg import default_ffmpeg
+from optimized_versions.web.serving import server_options
 
 pytest_plugins = ["gpu_host", "media_cases"]  # the fake GPU host, issue 12's sources
 

@@ -6,25 +6,15 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 from conftest import ALICE, Env, FakeJellyfin, Media, StartApp, auth
-
-COMMAND = str(Path(sys.executable).parent / "optimized-versions")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from served import COMMAND, free_port
 
 
 def test_a_bad_value_stops_the_start_with_its_name(tmp_path: Path) -> None:
@@ -51,7 +41,7 @@ async def test_serve_then_sigterm_puts_the_running_job_back(
 ) -> None:
     jellyfin = FakeJellyfin(items={"long": media.long}, trickle={"long"})
     source: TestServer = await aiohttp_server(jellyfin.app())
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PORT": str(port),

@@ -13,9 +13,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import ADMIN, ALICE, BOB, Env, StartApp, post_job, wait_status
 from web_helpers import csrf_of, sign_in
 
-from optimized_versions.app import create_app, mount
+from optimized_versions.app import create_app
 from optimized_versions.config import StaticToken
 from optimized_versions.keys import HISTORY, MONITOR
+from optimized_versions.web.serving import mount
 
 
 async def test_a_signed_out_visitor_gets_the_sign_in_page_never_data(

@@ -126,16 +126,15 @@ class Prober:
             for d in devices
         ]
         checks: list[Check] = []
-        for backend in backends.values():
-            for device in (d for d in devices if d.vendor in backend.devices):
-                for codec in backend.encoders:
-                    checks.append(await self._encode(backend, device, codec, encoders))
-                if backend.decode is not None and device.usable:
-                    for codec in extra_checks.DECODE_SAMPLES:
-                        if codec.removesuffix("_10bit") in backend.decode.codecs:
-                            checks.append(await self._decode(backend, device, codec, filters))
-                    if backend.decode.deinterlace is not None:
-                        checks.append(await self._deinterlace(backend, device, filters))
+        for backend, device in _placements(backends, devices):
+            for codec in backend.encoders:
+                checks.append(await self._encode(backend, device, codec, encoders))
+            if backend.decode is not None and device.usable:
+                for codec in extra_checks.DECODE_SAMPLES:
+                    if codec.removesuffix("_10bit") in backend.decode.codecs:
+                        checks.append(await self._decode(backend, device, codec, filters))
+                if backend.decode.deinterlace is not None:
+                    checks.append(await self._deinterlace(backend, device, filters))
         checks.append(await self._placebo(filters))
         return Matrix(
             key=key,
@@ -282,6 +281,13 @@ async def probe_matrix(
             return unusable_matrix(str(exc), backends, devices, notes, key, version)
 
 
+def _placements(
+    backends: dict[str, Backend], devices: list[Device]
+) -> list[tuple[Backend, Device]]:
+    """Each backend with each device of a vendor it runs on."""
+    return [(b, d) for b in backends.values() for d in devices if d.vendor in b.devices]
+
+
 def unusable_matrix(
     reason: str,
     backends: dict[str, Backend],
@@ -294,9 +300,7 @@ def unusable_matrix(
     and says why in GET /hardware; jobs fail with it."""
     checks = tuple(
         Check(device.id, backend.name, CheckKind.ENCODE, codec, ok=False, reason=reason)
-        for backend in backends.values()
-        for device in devices
-        if device.vendor in backend.devices
+        for backend, device in _placements(backends, devices)
         for codec in backend.encoders
     )
     return Matrix(key, version, tuple(devices), tuple(notes), checks, frozenset())
