@@ -84,9 +84,25 @@ async def test_an_admin_sees_every_job_the_probe_and_admin_actions(
     assert "software" in page and "works" in page  # the probe's verdicts
     detail = await (await client.get(f"/jobs/{job}")).text()
     assert done["checksum"] in detail and "verified and ready" in detail
-    assert "video libx264" in detail and "(h264-1080p)" in detail  # the plan that ran
+    # why this plan: the planner's own reasons, per stream
+    assert (
+        "video encoded (libx264, software decode): HEVC 320x240 10-bit → H.264 320x240: "
+        "h264-1080p keeps only H.264" in detail
+    )
+    assert "audio encoded: AAC 5.1 → AAC stereo (downmix: default)" in detail
     assert "-progress pipe:1" in detail and "libx264" in detail  # its ffmpeg command line
     assert ALICE not in detail  # the stored source URL is redacted
+
+
+async def test_a_running_job_shows_why_each_stream_is_copied(start_app: StartApp, env: Env) -> None:
+    env.jellyfin.trickle.add("long")  # about 3 s of gradual progress
+    client = await start_app()
+    job = await post_job(client, env, "long", token=ALICE)
+    await wait_status(client, job, "optimizing", min_progress=0)
+    assert (await sign_in(client, token=ALICE)).status == 303
+    page = await (await client.get("/")).text()
+    assert "video copied: H.264 320x240 8-bit fits h264-1080p" in page
+    assert "audio copied: AAC mono fits h264-1080p" in page
 
 
 async def test_forms_without_the_sessions_anti_forgery_token_are_refused(

@@ -129,3 +129,55 @@ def test_fit_within_keeps_aspect_even_and_never_upscales(
     size: tuple[int, int], box: tuple[int, int], expected: tuple[int, int]
 ) -> None:
     assert fit_within(*size, *box) == expected
+
+
+def why(info: MediaInfo, **changes: object) -> tuple[str, ...]:
+    return make_plan(PROFILE, info, Target(SOFTWARE), **changes).why  # type: ignore[arg-type]
+
+
+def test_why_names_a_copy_and_what_fits() -> None:
+    assert why(media()) == (
+        "video copied: H.264 1920x1080 8-bit fits h264-1080p",
+        "audio copied: AAC stereo fits h264-1080p",
+    )
+
+
+def test_why_names_every_reason_a_video_is_encoded() -> None:
+    uhd = replace(
+        H264,
+        codec="hevc",
+        width=3840,
+        height=2160,
+        pix_fmt="yuv420p10le",
+        bit_depth=10,
+        bit_rate=40_000_000,
+        transfer=16,
+    )
+    video, audio = why(media(uhd, SURROUND), downmix="nightmode")
+    assert video == (
+        "video encoded (libx264, software decode, tone-mapped to SDR): "
+        "HEVC 3840x2160 10-bit HDR10 → H.264 1920x1080: h264-1080p keeps only H.264, "
+        "larger than 1920x1080, 40.0 Mb/s is above 8.0 Mb/s"
+    )
+    assert audio == "audio encoded: E-AC3 5.1 → AAC stereo (downmix: nightmode)"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"field_order": "tff"}, "interlaced (phones show combing)"),
+        ({"pix_fmt": "yuv420p10le", "bit_depth": 10}, "10-bit H.264 does not play on phones"),
+        ({"pix_fmt": "yuv422p"}, "phones play 4:2:0 only"),
+        ({"bit_rate": None}, "its bit rate is unknown"),
+    ],
+)
+def test_why_a_fitting_h264_is_still_encoded(changes: dict[str, object], reason: str) -> None:
+    info = replace(media(replace(H264, **changes)), bit_rate=None)  # type: ignore[arg-type]
+    video, _ = why(info)
+    assert video.startswith("video encoded (libx264, software decode): H.264 1920x1080")
+    assert video.endswith(f": {reason}"), video
+
+
+def test_why_without_audio() -> None:
+    info = MediaInfo(format="mp4", duration=1.0, bit_rate=None, video=H264, audio=())
+    assert why(info)[1] == "no audio track"

@@ -71,7 +71,13 @@ class FakeRunner:
         self.total_peak = max(self.total_peak, sum(self.running.values()))
 
     async def run(
-        self, job: Job, source: str, output: Path, on_progress: Any, lease: Lease
+        self,
+        job: Job,
+        source: str,
+        output: Path,
+        on_progress: Any,
+        lease: Lease,
+        on_plan: Any = None,
     ) -> Outcome:
         device = lease.device
         self.ran_on[job.item_id] = device

@@ -22,7 +22,13 @@ WAITING = frozenset({JobStatus.QUEUED, JobStatus.PENDING_DOWNLOADS})
 ACTIVE = WAITING | {JobStatus.OPTIMIZING}
 DOWNLOADABLE = frozenset({JobStatus.COMPLETED, JobStatus.READY_FOR_REMOVAL})
 # What a run leaves on a job, cleared whenever the job goes back to the queue.
-RUN_RESET: dict[str, Any] = {"progress": 0.0, "speed": None, "size": 0, "started_at": None}
+RUN_RESET: dict[str, Any] = {
+    "progress": 0.0,
+    "speed": None,
+    "size": 0,
+    "started_at": None,
+    "plan": None,  # the next run plans again
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ class Outcome:
 
 
 ProgressCallback = Callable[[float, float | None, int, int], None]  # %, speed, bytes, frames
+PlanCallback = Callable[[str], None]  # why each stream is copied or encoded, per rung
 
 
 class Lease(Protocol):
@@ -69,6 +70,10 @@ class Lease(Protocol):
     def move(self, target: Device) -> str | None:
         """Hold a slot on ``target`` instead; why not, when it has none free."""
         ...
+
+
+def _ignore(why: str) -> None:
+    """No one listens for the plan (the probe's test encodes)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -137,6 +142,7 @@ class Runner:
         output: Path,
         on_progress: ProgressCallback,
         lease: Lease,
+        on_plan: PlanCallback | None = None,
     ) -> Outcome:
         """Write ``output`` or raise TranscodeError (or RetryLater, MustWait); never leaves
         a partial file behind."""
@@ -145,7 +151,8 @@ class Runner:
         try:
             with self.relay.serve(source) if remote else _local(source) as feed:
                 subs = await self._sidecars(job, source, sidecar_folder(output))
-                return await self._run(job, source, feed, output, partial, on_progress, lease, subs)
+                reports = (on_progress, on_plan or _ignore)
+                return await self._run(job, source, feed, output, partial, reports, lease, subs)
         except BaseException:
             ffmpeg.remove_quietly(partial, output)
             raise
@@ -159,7 +166,7 @@ class Runner:
         feed: Relayed,
         output: Path,
         partial: Path,
-        on_progress: ProgressCallback,
+        reports: tuple[ProgressCallback, PlanCallback],
         lease: Lease,
         sidecars: tuple[SubtitleInfo, ...],
     ) -> Outcome:
@@ -175,6 +182,7 @@ class Runner:
         except PlanError as exc:
             raise TranscodeError(str(exc)) from None
         duration = info.duration or _item_duration(job)
+        on_progress, on_plan = reports
 
         def progress(update: ffmpeg.Progress) -> None:
             percent = min(99.9, 100 * update.out_time / duration) if duration else 0.0
@@ -202,6 +210,7 @@ class Runner:
             argv = build_argv(
                 self.ffmpeg_path, plan, profile, target, source_input(feed.url), str(partial)
             )
+            on_plan("; ".join(plan.why))
             log.info(
                 "job %s: %s on %s (%s s)",
                 job.id,
@@ -240,7 +249,7 @@ class Runner:
             fallbacks=fallbacks,
             device=target.device.id,
             tracks=[t.to_api() for t in plan.tracks.all()],
-            plan=f"{plan.describe()} ({profile.name})",
+            plan="; ".join(plan.why),
             command=[scrub(arg, secrets) for arg in argv],
         )
 

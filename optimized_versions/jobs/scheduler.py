@@ -203,11 +203,16 @@ class Scheduler:
             frames_seen = frames
             self._store.save_progress(job, new_frames)
 
+        def on_plan(why: str) -> None:  # each rung's plan, shown while it runs
+            job.plan = why
+            self._store.save_progress(job)
+
         try:
             source = self._store.source_url(job.id)
             if source is None:
                 raise TranscodeError("the job's source URL was lost")
-            outcome = await self._runner.run(job, source, Path(job.output_path), on_progress, lease)
+            output = Path(job.output_path)
+            outcome = await self._runner.run(job, source, output, on_progress, lease, on_plan)
         except asyncio.CancelledError:
             self._end_interrupted(job, self._stop_as.pop(job.id, JobStatus.QUEUED))
             raise

@@ -281,8 +281,8 @@ class JobStore:
             observer.progressed(job, frames)
         try:
             self._db.execute(
-                "UPDATE jobs SET progress = ?, speed = ?, size = ? WHERE id = ?",
-                (job.progress, job.speed, job.size, job.id),
+                "UPDATE jobs SET progress = ?, speed = ?, size = ?, plan = ? WHERE id = ?",
+                (job.progress, job.speed, job.size, job.plan, job.id),
             )
         except sqlite3.OperationalError as exc:
             log.debug("job %s: progress not saved: %s", job.id, exc)

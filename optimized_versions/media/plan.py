@@ -18,14 +18,10 @@ from .filters import SOFTWARE_TONEMAP, device_tonemaps, hw_decodable, video_chai
 from .probe import AudioInfo, MediaInfo, SubtitleInfo, VideoInfo
 from .tracks import Tracks, choose, map_args, output_args, pick_audio
 from .tracks import input_args as sidecar_args
+from .why import audio_copied, audio_reason, video_blockers, video_reason
 
 __all__ = ["SOFTWARE_TONEMAP", "Plan", "PlanError", "Target", "build_argv", "make_plan"]
 
-# Pixel formats that players accept everywhere when a stream is copied as is.
-_PLAYABLE = {
-    "h264": frozenset({"yuv420p", "yuvj420p"}),
-    "hevc": frozenset({"yuv420p", "yuv420p10le"}),
-}
 KEYFRAME_SECONDS = 5  # a key frame at least this often: seeking in the copy stays quick
 # an image subtitle drawn over the picture; the picture goes on after the last subtitle
 BURN_OVERLAY = "overlay=eof_action=pass:repeatlast=0"
@@ -72,6 +68,7 @@ class Plan:
     title: str | None = None  # the container's title (the item's name)
     audio_filter: str | None = None  # the downmix chain, when surround becomes stereo
     tracks: Tracks = field(default_factory=Tracks)  # every audio and subtitle track's fate
+    why: tuple[str, ...] = ()  # per stream: copied or encoded, and the reasons (media.why)
 
     def describe(self) -> str:
         if self.copy_video:
@@ -101,18 +98,6 @@ def _video_bit_rate(media: MediaInfo) -> int | None:
     if media.bit_rate:
         return max(0, media.bit_rate - sum(a.bit_rate or 128_000 for a in media.audio))
     return None
-
-
-def _copyable(video: VideoInfo) -> bool:
-    """Whether phones play the stream as it is: never interlaced, never Dolby Vision
-    without a base layer, 4:2:0 only (8-bit H.264, 8/10-bit HEVC)."""
-    playable = _PLAYABLE.get(video.codec)
-    return (
-        not video.interlaced
-        and not video.dovi_only
-        and video.chroma == "420"
-        and (playable is None or video.pix_fmt in playable)
-    )
 
 
 def _box(video: VideoInfo, max_width: int, max_height: int) -> tuple[int, int]:
@@ -149,20 +134,10 @@ def make_plan(
     width, height = _box(video, spec.max_width, spec.max_height)
     bit_rate = _video_bit_rate(media)
     tracks = choose(profile, media, audio_index, subtitle_index, downmix=downmix, external=external)
-    copy_video = (
-        tracks.burn is None  # only a burned-in subtitle forces an encode
-        and video.codec in spec.copy_codecs
-        and _copyable(video)
-        and (width, height) == video.display_size
-        and bit_rate is not None
-        and bit_rate <= spec.max_bitrate
-    )
+    blocked = video_blockers(video, profile, (width, height), bit_rate, tracks.burn is not None)
+    copy_video = not blocked
     audio = pick_audio(media, audio_index)
-    copy_audio = (
-        audio is not None
-        and audio.codec == profile.audio.codec
-        and audio.channels <= profile.audio.channels
-    )
+    copy_audio = audio_copied(audio, profile)
     backend = target.backend
     if not copy_video and spec.codec not in backend.encoders:
         raise PlanError(f"backend {backend.name} has no {spec.codec} encoder")
@@ -184,7 +159,13 @@ def make_plan(
         deinterlace is not None and spec.deinterlace == "field" and (video.frame_rate or 0) <= 30
     )
     fps = float(video.frame_rate or 0) * (2 if field_rate else 1)
-    channels = profile.audio.channels
+    mix = (
+        None
+        if audio is None or copy_audio
+        else audio_filter(audio.channels, audio.layout, profile.audio.channels, downmix)
+    )
+    encoder = "copy" if copy_video else backend.encoders[spec.codec].codec
+    decoder = "none" if copy_video else (backend.name if hw_decode else "software")
     return Plan(
         video_index=video.index,
         audio=audio,
@@ -197,18 +178,20 @@ def make_plan(
         hw_decode=hw_decode,
         codec=video.codec if copy_video else spec.codec,
         backend="copy" if copy_video else backend.name,
-        encoder="copy" if copy_video else backend.encoders[spec.codec].codec,
-        decoder="none" if copy_video else (backend.name if hw_decode else "software"),
+        encoder=encoder,
+        decoder=decoder,
         deinterlace=deinterlace,
         field_rate=field_rate,
         dovi=dovi,
         bit_rate=target_bit_rate(spec.max_bitrate, bit_rate, video.codec, spec.codec),
         gop=math.ceil(KEYFRAME_SECONDS * fps) if fps > 0 else 250,
         title=_clean_title(title),
-        audio_filter=None
-        if audio is None or copy_audio
-        else audio_filter(audio.channels, audio.layout, channels, downmix),
+        audio_filter=mix,
         tracks=tracks,
+        why=(
+            video_reason(video, profile, blocked, (width, height), encoder, decoder, tonemap),
+            audio_reason(audio, profile, downmix if mix else None),
+        ),
     )
 
 

@@ -59,15 +59,16 @@ def human_seconds(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
-def plan_summary(job: Job) -> str | None:
-    """What was done per stream (the runner's plan), else what the record tells."""
+def plan_summary(job: Job) -> list[str]:
+    """Why each stream is copied or encoded (the planner's reasons, one line per stream),
+    else what an older record tells."""
     if job.plan:
-        return job.plan
+        return job.plan.split("; ")
     if job.backend is None:
-        return None
+        return []
     if job.backend == "copy":
-        return "streams copied: the source already fits the profile"
-    return f"video encoded with {job.encoder or job.backend} ({job.profile}); audio to AAC stereo"
+        return ["streams copied: the source already fits the profile"]
+    return [f"video encoded with {job.encoder or job.backend} ({job.profile})"]
 
 
 def timings(job: Job, now: float) -> dict[str, Any]:
