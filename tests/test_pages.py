@@ -3,6 +3,7 @@ cookie, anti-forgery tokens, the live fragments (SSE and polling) and BASE_PATH.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -90,6 +91,9 @@ async def test_an_admin_sees_every_job_the_probe_and_admin_actions(
         "h264-1080p keeps only H.264" in detail
     )
     assert "audio encoded: AAC 5.1 → AAC stereo (downmix: default)" in detail
+    assert done["tracks"] and "<h3>Tracks</h3>" in detail
+    for track in done["tracks"]:  # every track's fate and reason, as job-status has it
+        assert html.escape(track["reason"]) in detail
     assert "-progress pipe:1" in detail and "libx264" in detail  # its ffmpeg command line
     assert ALICE not in detail  # the stored source URL is redacted
 

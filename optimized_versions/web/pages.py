@@ -169,6 +169,7 @@ def job_context(request: web.Request, job: Job) -> dict[str, Any]:
         "input_url": job.input_url,  # already redacted when stored
         "command": shlex.join(job.command) if job.command else None,  # scrubbed when stored
         "checksum": job.checksum,
+        "tracks": job.tracks,  # each audio and subtitle track's fate and why (media/tracks)
     }
 
 
