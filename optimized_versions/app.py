@@ -72,6 +72,7 @@ from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
 from .web.history import LoadHistory
 from .web.listcache import ListCache
 from .web.middleware import errors_middleware
+from .web.proxies import forwarded_middleware, parse_networks
 from .web.ratelimit import FailureLimiter
 from .web.session_store import MemoryStorage
 from .web.telemetry import Telemetry
@@ -121,7 +122,11 @@ def create_app(
     sessions = MemoryStorage(config.session_ttl, path=config.base_path or "/")
     app = web.Application(
         client_max_size=config.max_body_size,
-        middlewares=[session_middleware(sessions), errors_middleware],
+        middlewares=[
+            forwarded_middleware(parse_networks(config.trusted_proxies)),
+            session_middleware(sessions),
+            errors_middleware,
+        ],
     )
     app[SESSIONS] = sessions
     app[TELEMETRY] = Telemetry()

@@ -45,6 +45,7 @@ SCHEMA: dict[str, Any] = {
         "probe_timeout": {"type": "number", "exclusiveMinimum": 0},
         "fetch_original": {"type": "boolean"},
         "source_allow": {"type": ["string", "null"]},
+        "trusted_proxies": {"type": ["string", "null"]},
         "cpu_slots": {"type": ["integer", "null"], "minimum": 1},
         "gpu_slots": {"type": "integer", "minimum": 1},
         "nvenc_sessions": {"type": ["integer", "null"], "minimum": 1},
@@ -121,6 +122,7 @@ class Config:
     probe_timeout: float = 30.0  # seconds each ffmpeg call of the hardware probe may take
     fetch_original: bool = True  # fetch the original file when the client's URL is a transcode
     source_allow: str | None = None  # standalone: hosts or CIDRs sources may come from
+    trusted_proxies: str | None = None  # reverse proxies whose X-Forwarded-For/-Proto count
     cpu_slots: int | None = None  # software jobs at once; default one per four cores
     gpu_slots: int = 2  # jobs at once per QSV/VAAPI device
     nvenc_sessions: int | None = None  # NVENC session cap; default from the driver version

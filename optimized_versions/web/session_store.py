@@ -54,7 +54,16 @@ class MemoryStorage(AbstractStorage):
         self._data.move_to_end(key)
         while len(self._data) > MAX_SESSIONS:
             self._data.popitem(last=False)
-        self.save_cookie(response, key)
+        # Secure when the browser came over TLS (directly or through a trusted proxy)
+        params = self.cookie_params
+        response.set_cookie(
+            self.cookie_name,
+            key,
+            path=params["path"],
+            httponly=params["httponly"],
+            samesite=params["samesite"],
+            secure=request.secure,
+        )
 
     def rotate(self, session: Session) -> None:
         """A sign-in gets a fresh id (no session fixation): the old one is dropped."""
