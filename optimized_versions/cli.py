@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from . import __version__, logs
 from .app import build_hardware, create_app
 from .config import find_config_file, load_config
 from .errors import ConfigError
+from .nodes.tokens import TOKENS_FILE, TokenError, WorkerTokens
 from .web.serving import mount, server_options
 
 
@@ -32,9 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="answer from the cache when nothing changed (default: probe anew)",
     )
+    tokens = commands.add_parser("worker-token", help="make, revoke or list worker tokens")
+    tokens.add_argument("--config", type=Path, help="YAML configuration file")
+    tokens.add_argument("action", choices=["create", "revoke", "list"])
+    tokens.add_argument("name", nargs="?", help="the worker host's name (create, revoke)")
     args = parser.parse_args(argv)
     if args.command == "probe":
         return run_probe(args.config, as_json=args.json, cached=args.cached)
+    if args.command == "worker-token":
+        return run_worker_token(args.config, args.action, args.name)
 
     config_file = args.config or find_config_file()
     try:
@@ -87,6 +95,40 @@ def run_probe(config_path: Path | None, *, as_json: bool, cached: bool) -> int:
         print()
         print("\n".join(hardware.summary()))
     return 0
+
+
+def run_worker_token(config_path: Path | None, action: str, name: str | None) -> int:
+    """``worker-token create NAME`` prints the token once; ``revoke NAME``; ``list``."""
+    try:
+        config = load_config(config_path or find_config_file())
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = WorkerTokens(config.data_dir / TOKENS_FILE)
+    except (ConfigError, OSError) as exc:
+        print(f"optimized-versions: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if action == "list":
+            for t in store.all():
+                state = "active" if t.active else "revoked"
+                print(f"{t.name}\t{state}\tlast used {_when(t.last_used_at)}")
+        elif name is None:
+            print(f"optimized-versions: worker-token {action} needs a NAME", file=sys.stderr)
+            return 2
+        elif action == "create":
+            print(store.create(name))
+        else:
+            store.revoke(name)
+            print(f"worker {name}: token revoked")
+    except TokenError as exc:
+        print(f"optimized-versions: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
+def _when(moment: float | None) -> str:
+    return "never" if moment is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(moment))
 
 
 if __name__ == "__main__":

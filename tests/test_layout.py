@@ -7,9 +7,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "optimized_versions"
 # each may import from those before it; config, errors and logs from anywhere; keys from web
-ORDER = ["catalog", "media", "jellyfin", "hardware", "jobs", "web"]
+ORDER = ["catalog", "media", "jellyfin", "hardware", "jobs", "nodes", "web"]
 BASE = {"config", "errors", "logs"}
-RANKS = {"catalog": 0, "media": 1, "jellyfin": 1, "hardware": 2, "jobs": 3, "web": 4}
+RANKS = {"catalog": 0, "media": 1, "jellyfin": 1, "hardware": 2, "jobs": 3, "nodes": 4, "web": 5}
 
 
 def _imports(path: Path) -> set[str]:
