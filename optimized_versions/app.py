@@ -64,10 +64,12 @@ from .keys import (
     STORE,
     TELEMETRY,
     VALIDATOR,
+    WORKER_TOKENS,
     Runtime,
 )
 from .media.ffmpeg import resolve_ffmpeg
-from .web import actions, api, downloads, health, live, login, metrics, pages
+from .nodes.tokens import TOKENS_FILE, WorkerTokens
+from .web import actions, api, downloads, health, live, login, metrics, pages, workers
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
 from .web.history import LoadHistory
 from .web.listcache import ListCache
@@ -181,6 +183,7 @@ def create_app(
     health.setup(app)
     for table in (metrics.routes, login.routes, pages.routes, actions.routes, live.routes):
         app.add_routes(table)
+    app.add_routes(workers.routes)  # /worker/...: worker hosts, behind worker tokens
     app.router.add_static("/static", pages.HERE / "static", name="static")
     pages.setup_templates(app)
     return app
@@ -210,9 +213,11 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     except sqlite3.Error as exc:
         raise ConfigError(f"the job store in {config.data_dir} cannot be opened: {exc}") from None
     app[STORE] = store
+    app[WORKER_TOKENS] = tokens = WorkerTokens(config.data_dir / TOKENS_FILE)
     store.observers.append(app[TELEMETRY])
     metrics.register_state(app)
     yield
+    tokens.close()
     store.close()
 
 

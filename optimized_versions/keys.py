@@ -20,6 +20,7 @@ from .jobs.runner import Runner
 from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.store import JobStore
+from .nodes.tokens import WorkerTokens
 from .web.auth import Authenticator
 from .web.history import LoadHistory
 from .web.listcache import ListCache
@@ -57,3 +58,4 @@ VALIDATOR: web.AppKey[jsonschema.protocols.Validator] = web.AppKey("validator")
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 HISTORY = web.AppKey("history", LoadHistory)
 SESSIONS = web.AppKey("sessions", MemoryStorage)
+WORKER_TOKENS = web.AppKey("worker_tokens", WorkerTokens)

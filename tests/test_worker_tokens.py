@@ -7,8 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import ALICE, StartApp
 from served import COMMAND
 
+from optimized_versions.keys import WORKER_TOKENS
 from optimized_versions.nodes.tokens import TOKENS_FILE, TokenError, WorkerTokens
 
 
@@ -51,3 +53,20 @@ def test_names_and_unknown_workers_are_refused_with_the_reason(tmp_path: Path) -
     missing = worker_token(tmp_path, "create")
     assert missing.returncode == 2 and "needs a NAME" in missing.stderr
     tokens.close()
+
+
+async def test_worker_endpoints_take_only_a_live_worker_token(start_app: StartApp) -> None:
+    client = await start_app(auth_failure_limit=100)
+    tokens = client.app[WORKER_TOKENS]
+    token = tokens.create("laptop")
+    hello = await client.get("/worker/hello", headers={"Authorization": f"Bearer {token}"})
+    assert hello.status == 200 and (await hello.json())["node"] == "laptop"
+    for header in (f"Bearer {token}x", ALICE, f"Bearer {ALICE}", ""):
+        resp = await client.get("/worker/hello", headers={"Authorization": header})
+        assert resp.status == 401, header
+        assert token not in await resp.text()
+    phone = await client.get("/all-jobs", headers={"Authorization": token})
+    assert phone.status == 401  # a worker token is no phone's token
+    tokens.revoke("laptop")
+    gone = await client.get("/worker/hello", headers={"Authorization": f"Bearer {token}"})
+    assert gone.status == 401 and "unknown or revoked" in (await gone.json())["message"]

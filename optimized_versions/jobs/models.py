@@ -81,6 +81,7 @@ class Job:
     tracks: list[dict[str, Any]] = field(default_factory=list)
     plan: str | None = None  # what the finished run did per stream (for the job page)
     command: list[str] = field(default_factory=list)  # its ffmpeg argv, secrets scrubbed
+    node: str | None = None  # the worker host running it (distributed mode); None = here
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -109,6 +110,7 @@ class Job:
             ("encoder", self.encoder),
             ("decoder", self.decoder),
             ("waitReason", self.wait_reason),
+            ("node", self.node),
         ):
             if value is not None:
                 body[key] = value

@@ -76,6 +76,7 @@ MUTABLE = (
     "tracks",
     "plan",
     "command",
+    "node",
 )
 # columns added after the first release, with their declarations, for older databases
 ADDED = {
@@ -90,6 +91,7 @@ ADDED = {
     "tracks": "TEXT NOT NULL DEFAULT '[]'",
     "plan": "TEXT",
     "command": "TEXT NOT NULL DEFAULT '[]'",
+    "node": "TEXT",
 }
 JSON_FIELDS = ("item", "fallbacks", "tracks", "command")
 FIELDS = (

@@ -52,7 +52,7 @@ class StateCollector(Collector):
             )
         info = InfoMetricFamily("ovs_build", "this server's version and its ffmpeg's")
         ffmpeg = self._hardware.matrix.ffmpeg.removeprefix("ffmpeg version ").split(" ")[0]
-        info.add_metric([], {"version": _version(), "ffmpeg": ffmpeg})
+        info.add_metric([], {"version": version(), "ffmpeg": ffmpeg})
         yield info
 
     def _devices(self) -> Iterator[Metric]:
@@ -88,7 +88,7 @@ class StateCollector(Collector):
         yield from (slots, sessions, limit, ratio)
 
 
-def _version() -> str:
+def version() -> str:
     try:
         return metadata.version("optimized-versions")
     except metadata.PackageNotFoundError:  # run from a source tree
