@@ -21,7 +21,7 @@ from .errors import ConfigError
 # how surround becomes stereo (media/audio.py has the matrices; a test keeps both in step)
 DOWNMIXES = ("default", "dave750", "nightmode", "rfc7845")
 _TRUE = {"true", "1", "yes", "on"}
-SECRET_KEYS = frozenset({"tokens", "metrics_token"})  # values never shown in an error
+SECRET_KEYS = frozenset({"tokens", "metrics_token", "queue_url"})  # values never shown in an error
 _FALSE = {"false", "0", "no", "off", ""}
 
 SCHEMA: dict[str, Any] = {
@@ -46,6 +46,9 @@ SCHEMA: dict[str, Any] = {
         "fetch_original": {"type": "boolean"},
         "source_allow": {"type": ["string", "null"]},
         "trusted_proxies": {"type": ["string", "null"]},
+        "queue_url": {"type": ["string", "null"], "pattern": "^postgres(ql)?://"},
+        "worker_heartbeat": {"type": "number", "minimum": 1},
+        "local_jobs": {"type": "boolean"},
         "cpu_slots": {"type": ["integer", "null"], "minimum": 1},
         "gpu_slots": {"type": "integer", "minimum": 1},
         "nvenc_sessions": {"type": ["integer", "null"], "minimum": 1},
@@ -123,6 +126,9 @@ class Config:
     fetch_original: bool = True  # fetch the original file when the client's URL is a transcode
     source_allow: str | None = None  # standalone: hosts or CIDRs sources may come from
     trusted_proxies: str | None = None  # reverse proxies whose X-Forwarded-For/-Proto count
+    queue_url: str | None = None  # PostgreSQL for worker hosts (SAQ); None = this host alone
+    worker_heartbeat: float = 5.0  # seconds between a worker's heartbeats; lost after two
+    local_jobs: bool = True  # with worker hosts: this server runs jobs on its own devices too
     cpu_slots: int | None = None  # software jobs at once; default one per four cores
     gpu_slots: int = 2  # jobs at once per QSV/VAAPI device
     nvenc_sessions: int | None = None  # NVENC session cap; default from the driver version
@@ -267,8 +273,9 @@ def _normalise(data: dict[str, Any]) -> None:
             data[key] = case(data[key])
     if data.get("jellyfin_url") == "":
         data["jellyfin_url"] = None
-    if data.get("metrics_token") == "":
-        data["metrics_token"] = None
+    for key in ("metrics_token", "queue_url"):
+        if data.get(key) == "":
+            data[key] = None
     if isinstance(data.get("metrics"), str):
         data["metrics"] = data["metrics"].lower()
     if isinstance(data.get("base_path"), str):  # "/ovs/" and "ovs" both mean "/ovs"

@@ -89,7 +89,7 @@ class Janitor:
     def reconcile(self) -> None:
         """Make the store and the cache folder agree after a start (or a crash)."""
         end_stale_writers(self._config.cache_dir)
-        requeued = self._store.requeue_interrupted()
+        requeued = self._store.requeue_interrupted(keep_remote=self._config.queue_url is not None)
         if requeued:
             log.info("%d interrupted job(s) queued again", len(requeued))
         keep: set[str] = set()

@@ -28,6 +28,7 @@ RUN_RESET: dict[str, Any] = {
     "size": 0,
     "started_at": None,
     "plan": None,  # the next run plans again
+    "node": None,  # and may run on another host
 }
 
 

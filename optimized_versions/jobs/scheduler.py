@@ -15,13 +15,15 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from ..catalog.device import Device
+from ..catalog.profiles import Profile
 from ..config import Config
 from ..errors import BadRequest, MustWait, RetryLater, TranscodeError
 from ..logs import Every
 from .models import RUN_RESET, WAITING, Job, JobStatus
-from .placement import Placed, Placer
+from .placement import Placed, Placement, Placer, Wait
 from .queue import FairQueue
 from .runner import Runner
 from .store import JobStore
@@ -48,6 +50,18 @@ class _Lease:
         self._placer.release(self.device)
 
 
+class Remote(Protocol):
+    """Worker hosts (``nodes.dispatch``): where else a job may run, and how it is sent."""
+
+    def choose(self, profile: Profile, local: Device | None) -> str | None:
+        """The worker host a job should go to (``local``: the device free here), or None."""
+        ...
+
+    def send(self, job: Job, node: str) -> None: ...
+
+    async def cancel(self, job: Job) -> None: ...
+
+
 class Scheduler:
     def __init__(
         self,
@@ -69,6 +83,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._storage_log = Every(60.0)
+        self.remote: Remote | None = None  # worker hosts, when QUEUE_URL is set
 
     @property
     def running(self) -> int:
@@ -102,6 +117,9 @@ class Scheduler:
     async def cancel(self, job: Job) -> None:
         if job.status in WAITING:
             self._store.transition(job, JobStatus.CANCELLED, finished_at=self._clock())
+        elif job.status is JobStatus.OPTIMIZING and job.node is not None and self.remote:
+            self._store.transition(job, JobStatus.CANCELLED, speed=None, finished_at=self._clock())
+            await self.remote.cancel(job)  # its worker host stops ffmpeg (q, then kill)
         elif job.status is JobStatus.OPTIMIZING:
             await self._interrupt([job.id], JobStatus.CANCELLED)
         elif job.status is JobStatus.COMPLETED:
@@ -143,29 +161,47 @@ class Scheduler:
         eligible, room = self._queue.apply_cache_limit(due, self._wait)
         eligible = self._queue.in_order(eligible)  # again after each launch only: O(n log n)
         free = self._config.max_concurrent_jobs - len(self._running)
+        if not self._config.local_jobs:
+            free = 0
         while eligible:
             job = eligible.pop(0)
-            if free <= 0:
-                self._wait(job, f"all {self._config.max_concurrent_jobs} job slots are in use")
-                continue
             profile = self._runner.profiles[job.profile]
-            if not self._placer.candidates(profile):  # no device ever will: say so now
-                error = self._placer.hardware.none_works(profile)
-                self._store.transition(
-                    job, JobStatus.FAILED, finished_at=self._clock(), error=error
-                )
-                continue
-            where = self._placer.place(profile, only=job.pinned_device)
-            if not isinstance(where, Placed):
+            where: Placement
+            if free <= 0:
+                where = Wait(self._no_slot())
+            elif not self._placer.candidates(profile):  # no device here ever will
+                if self.remote is None:
+                    error = self._placer.hardware.none_works(profile)
+                    self._store.transition(
+                        job, JobStatus.FAILED, finished_at=self._clock(), error=error
+                    )
+                    continue
+                where = Wait(self._placer.hardware.none_works(profile))
+            else:
+                where = self._placer.place(profile, only=job.pinned_device)
+            here = where.device if isinstance(where, Placed) else None
+            node = None
+            if self.remote is not None and job.pinned_device is None:
+                node = self.remote.choose(profile, here)
+            if node is not None:
+                self._send(job, node)
+            elif here is not None:
+                self._launch(job, here)
+                free -= 1
+            else:
+                assert isinstance(where, Wait)
                 self._wait(job, where.reason)
                 continue
-            self._launch(job, where.device)
-            free -= 1
             room[job.device_id] -= 1
             if room[job.device_id] <= 0:  # its output will count against the limit too
                 eligible = [j for j in eligible if j.device_id != job.device_id]
             eligible = self._queue.in_order(eligible)  # its user and device had their turn
         return min(later, default=None)
+
+    def _no_slot(self) -> str:
+        if not self._config.local_jobs:
+            return "waits for a worker host (this server runs no jobs itself: LOCAL_JOBS)"
+        return f"all {self._config.max_concurrent_jobs} job slots are in use"
 
     def _wait(self, job: Job, reason: str) -> None:
         if job.pinned_device is not None:
@@ -191,6 +227,24 @@ class Scheduler:
         lease = self._leases[job.id] = _Lease(self._placer, device.id)
         log.info("job %s placed on %s", job.id, device.id)
         self._running[job.id] = asyncio.create_task(self._run(job, lease), name=f"job-{job.id}")
+
+    def _send(self, waiting: Job, node: str) -> None:
+        """To a worker host: the job is its node's now (its heartbeats keep it there)."""
+        assert self.remote is not None
+        job = self._store.get(waiting.id) or waiting
+        self._queue.served(job)
+        self._store.transition(
+            job,
+            JobStatus.OPTIMIZING,
+            **{**RUN_RESET, "started_at": self._clock()},
+            error=None,
+            not_before=None,
+            wait_reason=None,
+            fallbacks=[],
+            node=node,
+        )
+        log.info("job %s sent to worker host %s", job.id, node)
+        self.remote.send(job, node)
 
     async def _run(self, job: Job, lease: _Lease) -> None:
         frames_seen = 0  # this ffmpeg run's frames so far (a new rung starts again at 0)

@@ -292,9 +292,11 @@ class JobStore:
         self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         log.info("job %s removed from the store", job_id)
 
-    def requeue_interrupted(self) -> list[Job]:
-        """After a crash or restart: jobs left optimizing go back to the queue."""
+    def requeue_interrupted(self, keep_remote: bool = False) -> list[Job]:
+        """After a crash or restart: jobs left optimizing go back to the queue (those on a
+        worker host stay its own with ``keep_remote``: it may still be running them)."""
         jobs = self.jobs(statuses=[JobStatus.OPTIMIZING])
+        jobs = [j for j in jobs if not (keep_remote and j.node is not None)]
         for job in jobs:
             self.transition(job, JobStatus.QUEUED, **RUN_RESET)
         return jobs

@@ -1,0 +1,101 @@
+"""The worker hosts this server knows, as their heartbeats describe them, and where a job
+goes among them.
+
+A worker's SAQ ``worker_info`` (sent every heartbeat through the queue proxy) carries its
+description as metadata: version, devices with slots, the best working backend per codec,
+and whether its load gate is open. A node unheard of for two heartbeats is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..catalog.profiles import HardwarePolicy, Profile
+
+SOFTWARE = "software"
+
+
+@dataclass(slots=True)
+class Node:
+    name: str
+    seen: float = 0.0  # when it was last heard from (any call through the proxy)
+    version: str = ""
+    best: dict[str, str] = field(default_factory=dict)  # codec -> best working backend there
+    slots: int = 0  # jobs it runs at once, all devices together
+    busy: str | None = None  # its own load gate says no, and why
+    devices: list[dict[str, Any]] = field(default_factory=list)  # as its probe found them
+    running: set[str] = field(default_factory=set)  # our job ids placed on it
+    draining: bool = False  # an admin asked it to take no new job
+
+    @property
+    def free(self) -> int:
+        return self.slots - len(self.running)
+
+    def describe(self, now: float, lost_after: float) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "online": now - self.seen <= lost_after,
+            "lastHeartbeat": self.seen,
+            "version": self.version,
+            "devices": self.devices,
+            "best": self.best,
+            "slots": self.slots,
+            "used": len(self.running),
+            "jobs": sorted(self.running),
+            "busy": self.busy,
+            "draining": self.draining,
+        }
+
+
+def rank(best: dict[str, str], profile: Profile, preference: list[str]) -> int | None:
+    """How good a host is for the profile (lower is better: its backend's place in
+    ENCODER_PREFERENCE), or None when the profile cannot run there at all."""
+    backend = best.get(profile.video.codec, SOFTWARE)
+    if profile.hardware is HardwarePolicy.SOFTWARE:
+        backend = SOFTWARE
+    elif profile.hardware is HardwarePolicy.REQUIRE_HW and backend == SOFTWARE:
+        return None
+    return preference.index(backend) if backend in preference else len(preference)
+
+
+class Fleet:
+    def __init__(self, preference: list[str], lost_after: float) -> None:
+        self.preference = preference
+        self.lost_after = lost_after
+        self.nodes: dict[str, Node] = {}
+
+    def heard(self, name: str, now: float, info: dict[str, Any] | None = None) -> Node:
+        """A call from ``name``; with its worker_info metadata, its description too."""
+        node = self.nodes.setdefault(name, Node(name))
+        node.seen = now
+        if info is not None:
+            node.version = str(info.get("version", ""))
+            node.best = {str(k): str(v) for k, v in dict(info.get("best", {})).items()}
+            node.slots = int(info.get("slots", 0))
+            node.busy = info.get("busy") or None
+            node.devices = list(info.get("devices", []))
+        return node
+
+    def online(self, node: Node, now: float) -> bool:
+        return now - node.seen <= self.lost_after
+
+    def lost(self, now: float) -> list[Node]:
+        """Nodes that stopped heartbeating while jobs were placed on them."""
+        return [n for n in self.nodes.values() if n.running and not self.online(n, now)]
+
+    def choose(self, profile: Profile, local_rank: int | None, now: float) -> Node | None:
+        """The node a waiting job should go to, or None to keep it here: a node whose best
+        backend for the profile ranks higher than this host's free one, or any node with a
+        free slot when this host has none (``local_rank`` None); most free slots first."""
+        best: tuple[int, int, Node] | None = None
+        for node in self.nodes.values():
+            if node.draining or node.busy or node.free <= 0 or not self.online(node, now):
+                continue
+            there = rank(node.best, profile, self.preference)
+            if there is None or (local_rank is not None and there >= local_rank):
+                continue
+            key = (there, -node.free, node)
+            if best is None or key[:2] < best[:2]:
+                best = key
+        return None if best is None else best[2]
