@@ -45,6 +45,7 @@ from .keys import (
     AUTHENTICATOR,
     CLOCK,
     CONFIG,
+    DISPATCHER,
     DOCUMENT,
     HARDWARE,
     HISTORY,
@@ -63,11 +64,13 @@ from .keys import (
     SESSIONS,
     STORE,
     TELEMETRY,
+    UPLOADS,
     VALIDATOR,
     WORKER_TOKENS,
     Runtime,
 )
 from .media.ffmpeg import resolve_ffmpeg
+from .nodes.dispatch import Dispatcher
 from .nodes.tokens import TOKENS_FILE, WorkerTokens
 from .web import actions, api, downloads, health, live, login, metrics, pages, workers
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
@@ -174,7 +177,7 @@ def create_app(
         downmix=config.downmix,
     )
     app.cleanup_ctx.extend([_store_ctx, _jellyfin_ctx, _relay_ctx, _hardware_ctx])
-    app.cleanup_ctx.extend([_scheduler_ctx, _load_ctx])
+    app.cleanup_ctx.extend([_dispatch_ctx, _scheduler_ctx, _load_ctx])
     app[HISTORY] = LoadHistory(app[PLACER].describe, HISTORY_INTERVAL, time.time)
     app.cleanup_ctx.extend([_janitor_ctx, _history_ctx])
     app.on_shutdown.append(_refuse_new_work)
@@ -248,6 +251,29 @@ async def _hardware_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[HARDWARE].close()
 
 
+async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """QUEUE_URL: worker hosts take jobs through SAQ queues on PostgreSQL."""
+    config = app[CONFIG]
+    if config.queue_url is None:
+        yield
+        return
+    dispatcher = Dispatcher(
+        app[STORE],
+        app[HARDWARE],
+        config.queue_url,
+        config.worker_heartbeat,
+        lambda job: app[UPLOADS].received(job),
+        app[CLOCK],
+    )
+    try:
+        await dispatcher.start()
+    except Exception as exc:  # psycopg's errors name the host, never the password
+        raise ConfigError(f"QUEUE_URL: the queue database cannot be reached: {exc}") from None
+    app[DISPATCHER] = dispatcher
+    yield
+    await dispatcher.close()
+
+
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     monitor, store, config = app[MONITOR], app[STORE], app[CONFIG]
     monitor.sample()  # gate the first jobs on a real reading
@@ -256,6 +282,9 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SERVICE] = JobService(
         store, config, app[PROFILE_NAMES], app[CLOCK], app.get(JELLYFIN), scheduler.wake
     )
+    if DISPATCHER in app:  # worker hosts: offered each waiting job first
+        scheduler.remote = app[DISPATCHER]
+        app[DISPATCHER].wake = scheduler.wake
     janitor = app[JANITOR] = Janitor(store, config, app[CLOCK], scheduler.wake)
     janitor.reconcile()
     app[SCHEDULER] = scheduler

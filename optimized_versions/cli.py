@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from .app import build_hardware, create_app
 from .config import find_config_file, load_config
 from .errors import ConfigError
 from .nodes.tokens import TOKENS_FILE, TokenError, WorkerTokens
+from .nodes.worker import WorkerError, WorkerHost
 from .web.serving import mount, server_options
 
 
@@ -38,7 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     tokens.add_argument("--config", type=Path, help="YAML configuration file")
     tokens.add_argument("action", choices=["create", "revoke", "list"])
     tokens.add_argument("name", nargs="?", help="the worker host's name (create, revoke)")
+    worker = commands.add_parser("worker", help="take jobs from a server (a worker host)")
+    worker.add_argument("--config", type=Path, help="YAML configuration file")
+    worker.add_argument("--server", required=True, help="the server's URL (http://nas:3000/)")
+    worker.add_argument(
+        "--token",
+        default=os.environ.get("WORKER_TOKEN"),
+        help="the worker token (default: $WORKER_TOKEN, which keeps it out of `ps`)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "worker":
+        return run_worker(args.config, args.server, args.token)
     if args.command == "probe":
         return run_probe(args.config, as_json=args.json, cached=args.cached)
     if args.command == "worker-token":
@@ -94,6 +106,32 @@ def run_probe(config_path: Path | None, *, as_json: bool, cached: bool) -> int:
         print(matrix.table())
         print()
         print("\n".join(hardware.summary()))
+    return 0
+
+
+def run_worker(config_path: Path | None, server: str, token: str | None) -> int:
+    """Probe this host, then take jobs from ``server`` until stopped (SIGINT/SIGTERM)."""
+    if not token:
+        print(
+            "optimized-versions: a worker token is needed: --token or WORKER_TOKEN", file=sys.stderr
+        )
+        return 2
+    try:
+        config = load_config(config_path or find_config_file())
+        logs.configure(config.log_level)
+        config.cache_dir.mkdir(parents=True, exist_ok=True)
+        hardware, profiles = build_hardware(config)
+    except (ConfigError, OSError) as exc:
+        print(f"optimized-versions: {exc}", file=sys.stderr)
+        return 2
+    host = WorkerHost(config, hardware, profiles, server, token)
+    try:
+        asyncio.run(host.run())
+    except WorkerError as exc:
+        print(f"optimized-versions: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

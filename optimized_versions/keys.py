@@ -20,6 +20,7 @@ from .jobs.runner import Runner
 from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.store import JobStore
+from .nodes.dispatch import Dispatcher
 from .nodes.tokens import WorkerTokens
 from .web.auth import Authenticator
 from .web.history import LoadHistory
@@ -59,3 +60,4 @@ TELEMETRY = web.AppKey("telemetry", Telemetry)
 HISTORY = web.AppKey("history", LoadHistory)
 SESSIONS = web.AppKey("sessions", MemoryStorage)
 WORKER_TOKENS = web.AppKey("worker_tokens", WorkerTokens)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)  # worker hosts, when QUEUE_URL is set

@@ -39,9 +39,15 @@ class Relayed:
     problem: str | None = None
 
 
+def source_name(url: str) -> str:
+    """The last part of the source's path, as the URL ffmpeg reads ends (its format hint)."""
+    return quote(PurePosixPath(urlsplit(url).path).name or "source")
+
+
 class SourceRelay:
-    def __init__(self, rules: SourceRules) -> None:
+    def __init__(self, rules: SourceRules, headers: dict[str, str] | None = None) -> None:
         self._rules = rules
+        self._headers = headers or {}  # sent upstream too (a worker host's token)
         self._sources: dict[str, Relayed] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -67,9 +73,8 @@ class SourceRelay:
     def serve(self, url: str) -> Iterator[Relayed]:
         """The loopback URL for ``url`` while the block runs."""
         key = secrets.token_urlsafe(24)
-        name = quote(PurePosixPath(urlsplit(url).path).name or "source")
         relayed = self._sources[key] = Relayed(
-            f"http://127.0.0.1:{self.port}/_source/{key}/{name}", url
+            f"http://127.0.0.1:{self.port}/_source/{key}/{source_name(url)}", url
         )
         try:
             yield relayed
@@ -80,7 +85,14 @@ class SourceRelay:
         relayed = self._sources.get(request.match_info["key"])
         if relayed is None:
             raise web.HTTPNotFound()
-        tail = request.match_info["tail"]
+        return await self.forward(relayed, request, request.match_info["tail"])
+
+    async def forward(
+        self, relayed: Relayed, request: web.Request, tail: str
+    ) -> web.StreamResponse:
+        """Answer ``request`` with the source (or, for a ``tail`` other than its name, a file
+        beside it: an HLS segment), fetched under the source rules. Worker hosts read their
+        job's source through this too (``web.workers``)."""
         target = relayed.origin_url
         if tail != relayed.url.rsplit("/", 1)[1] or request.query_string:  # an HLS segment
             target = urljoin(relayed.origin_url, tail)
@@ -135,7 +147,9 @@ class SourceRelay:
             if origin(url) != origin(first):
                 raise SourceRefused("the source redirected to another host")
             await self._rules.check(url)
-            resp = await self._session.request(method, url, headers=headers, allow_redirects=False)
+            resp = await self._session.request(
+                method, url, headers={**self._headers, **headers}, allow_redirects=False
+            )
             location = resp.headers.get("Location")
             if resp.status not in (301, 302, 303, 307, 308) or not location:
                 return resp

@@ -27,6 +27,7 @@ from ..jobs.models import Job, JobStatus, Principal
 from ..jobs.rows import api_json
 from ..keys import (
     CONFIG,
+    DISPATCHER,
     DOCUMENT,
     HARDWARE,
     JANITOR,
@@ -234,7 +235,10 @@ async def delete_cache(request: web.Request) -> web.Response:
 
 
 def _hardware(request: web.Request) -> dict[str, Any]:
-    return {**request.app[HARDWARE].describe(), "load": request.app[PLACER].describe()}
+    body = {**request.app[HARDWARE].describe(), "load": request.app[PLACER].describe()}
+    if (dispatcher := request.app.get(DISPATCHER)) is not None:  # worker hosts
+        body["nodes"] = dispatcher.describe()
+    return body
 
 
 @routes.get("/hardware")

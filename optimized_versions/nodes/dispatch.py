@@ -1,0 +1,329 @@
+"""Worker hosts, the server's side: SAQ queues on PostgreSQL, one per worker host, behind
+the queue proxy; what workers report flows into the job store.
+
+The job store (SQLite) stays the one source of truth for a job's state: the phones read it,
+and the embedded default has nothing else. SAQ carries the work to a host and back: a
+job's record there (key = our job id) is its lease on that host, with SAQ's heartbeats,
+sweep, abort and progress. Every update a worker sends passes through ``proxy`` and is
+written to the job store as it passes; SAQ's own retries are off (``retries=1``): a job a
+host gives back or loses returns to our queue and is placed again, perhaps elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+from saq import Status
+from saq.queue.http import HttpProxy
+from saq.queue.postgres import PostgresQueue
+
+from ..catalog.device import Device
+from ..catalog.profiles import Profile
+from ..hardware.ladder import Hardware
+from ..jellyfin.relay import source_name
+from ..jobs.models import RUN_RESET, Job, JobStatus
+from ..jobs.store import InvalidTransition, JobStore
+from .fleet import SOFTWARE, Fleet, Node, rank
+
+log = logging.getLogger(__name__)
+
+FUNCTION = "transcode"  # the one function a worker runs
+# what a worker may tell about a job it runs; it may never enqueue, nor see other queues
+OWN_JOB = frozenset({"update", "finish", "retry", "finish_abort", "notify"})
+
+
+class Refused(Exception):
+    """A worker asked for something that is not its to ask (answered 403)."""
+
+
+def queue_name(node: str) -> str:
+    return f"node.{node}"
+
+
+def local_best(hardware: Hardware, device: Device, codec: str) -> str:
+    """The backend this host's ``device`` would encode ``codec`` with."""
+    for name in hardware.preference:
+        backend = hardware.backends[name]
+        if (
+            backend.hardware
+            and device.vendor in backend.devices
+            and hardware.matrix.encodes(device.id, name, codec)
+        ):
+            return name
+    return SOFTWARE
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: JobStore,
+        hardware: Hardware,
+        url: str,
+        heartbeat: float,
+        received: Callable[[Job], Path | None],
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._hardware = hardware
+        self._url = url
+        self.heartbeat = heartbeat
+        self._received = received  # the verified upload of a job's output (nodes.uploads)
+        self._clock = clock
+        self.fleet = Fleet(hardware.preference, lost_after=2 * heartbeat)
+        self._pool: AsyncConnectionPool | None = None
+        self._queues: dict[str, PostgresQueue] = {}
+        self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.wake: Callable[[], None] = lambda: None  # the scheduler's, once it exists
+
+    async def start(self) -> None:
+        self._pool = AsyncConnectionPool(self._url, open=False, kwargs={"autocommit": True})
+        await self._pool.open(wait=True, timeout=30)
+        now = self._clock()
+        for job in self._store.jobs(statuses=[JobStatus.OPTIMIZING]):
+            if job.node is not None:  # still that host's until it is lost
+                self.fleet.heard(job.node, now).running.add(job.id)
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name="dispatch-send"),
+            asyncio.create_task(self._watch_loop(), name="dispatch-watch"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for queue in self._queues.values():
+            await queue.disconnect()
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def queue(self, node: str) -> PostgresQueue:
+        if node not in self._queues:
+            queue = PostgresQueue(pool=self._pool, name=queue_name(node))
+            await queue.connect()  # creates SAQ's tables on first use
+            self._queues[node] = queue
+        return self._queues[node]
+
+    def describe(self) -> list[dict[str, Any]]:
+        now = self._clock()
+        return [n.describe(now, self.fleet.lost_after) for n in self.fleet.nodes.values()]
+
+    # -- the scheduler's side (jobs.scheduler.Remote) ----------------------------------
+
+    def choose(self, profile: Profile, local: Device | None) -> str | None:
+        here = None
+        if local is not None:
+            best = {profile.video.codec: local_best(self._hardware, local, profile.video.codec)}
+            here = rank(best, profile, self.fleet.preference)
+        node = self.fleet.choose(profile, here, self._clock())
+        return None if node is None else node.name
+
+    def send(self, job: Job, node: str) -> None:
+        self.fleet.nodes[node].running.add(job.id)
+        self._outbox.put_nowait((job.id, node))
+
+    async def cancel(self, job: Job) -> None:
+        node = self.fleet.nodes.get(job.node or "")
+        if node is not None:
+            node.running.discard(job.id)
+        await self._abort(job.node or "", dispatch_key(job), "cancelled")
+
+    # -- the queue proxy (web.workers mounts it behind worker tokens) -------------------
+
+    async def proxy(self, name: str, body: str) -> str | None:
+        request = json.loads(body)
+        kind = request.get("kind")
+        node = self.fleet.heard(name, self._clock())
+        queue = await self.queue(name)
+        if kind in OWN_JOB:
+            sent = json.loads(request.get("job") or "{}")
+            if sent.get("queue") != queue.name:
+                raise Refused(f"{name} may speak only of jobs in its own queue")
+            job_id = str(sent.get("kwargs", {}).get("job", {}).get("id", ""))
+            if job_id in node.running:
+                await self._mirror(node, kind, job_id, request)
+            if kind == "retry":  # given back (the worker stops): we place it again
+                saq_job = queue.deserialize(request["job"])
+                assert saq_job is not None
+                await queue.finish(saq_job, Status.ABORTED, error="given back")
+                return None
+        elif kind == "jobs":  # one by one: each read is limited to this node's queue
+            found = [await queue.job(str(key)) for key in request["job_keys"]]
+            return json.dumps([j.to_dict() if j else None for j in found])
+        elif kind in ("sweep", "schedule"):
+            return "[]"  # the server sweeps (it holds the lock), and schedules nothing
+        elif kind == "write_worker_info":
+            self.fleet.heard(name, self._clock(), request["info"].get("metadata") or {})
+            self.wake()  # a node with free slots may take waiting jobs now
+        elif kind not in ("dequeue", "job"):
+            raise Refused(f"a worker may not ask {kind!r}")
+        return await HttpProxy(queue).process(body)
+
+    async def _mirror(self, node: Node, kind: str, key: str, request: dict[str, Any]) -> None:
+        job = self._store.get(key)
+        sent = json.loads(request["job"])
+        if job is None or job.status is not JobStatus.OPTIMIZING or job.node != node.name:
+            node.running.discard(key)
+            return  # cancelled or requeued meanwhile: the worker learns by its abort check
+        if sent.get("key") != dispatch_key(job):
+            return  # an earlier dispatch of the job to this host
+        if kind == "update":
+            meta = sent.get("meta") or {}
+            job.progress = max(job.progress, float(meta.get("percent", 0.0)))
+            job.speed = meta.get("speed")
+            job.size = int(meta.get("size", 0))
+            job.plan = meta.get("plan", job.plan)
+            self._store.save_progress(job, int(meta.get("frames", 0)))
+        elif kind == "finish":
+            node.running.discard(key)
+            result = request.get("result") or {}
+            if request.get("status") == Status.COMPLETE and "checksum" in result:
+                await self._complete(job, result)
+            elif "requeue" in result or request.get("status") == Status.ABORTED:
+                self._requeue(job, result.get("requeue") or f"{node.name} stopped it")
+            else:
+                error = result.get("error") or f"failed on {node.name}"
+                self._end(job, JobStatus.FAILED, error=error, speed=None)
+            self.wake()
+        elif kind == "retry":
+            node.running.discard(key)
+            self._requeue(job, f"{node.name} gave it back")
+            self.wake()
+
+    async def _complete(self, job: Job, result: dict[str, Any]) -> None:
+        """The worker's output arrived (verified on upload): it becomes the job's output."""
+        path = self._received(job)
+        if path is None:
+            self._end(job, JobStatus.FAILED, error="the worker's output never arrived")
+            return
+        output = Path(job.output_path)
+        await asyncio.to_thread(os.replace, path, output)
+        self._end(
+            job,
+            JobStatus.COMPLETED,
+            progress=100.0,
+            speed=None,
+            size=output.stat().st_size,
+            checksum=result["checksum"],
+            backend=result.get("backend"),
+            encoder=result.get("encoder"),
+            decoder=result.get("decoder"),
+            fallbacks=[*job.fallbacks, *result.get("fallbacks", [])],
+            tracks=result.get("tracks", []),
+            plan=result.get("plan"),
+            command=result.get("command", []),
+            finished_at=self._clock(),
+        )
+
+    def _end(self, job: Job, status: JobStatus, **changes: Any) -> None:
+        if status is JobStatus.FAILED:
+            changes.setdefault("finished_at", self._clock())
+        with contextlib.suppress(InvalidTransition):  # cancelled meanwhile
+            self._store.transition(job, status, **changes)
+
+    def _requeue(self, job: Job, why: str) -> None:
+        self._end(job, JobStatus.QUEUED, **RUN_RESET, wait_reason=f"back in the queue: {why}")
+
+    # -- loops ---------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            job_id, node = await self._outbox.get()
+            job = self._store.get(job_id)
+            if job is None or job.status is not JobStatus.OPTIMIZING or job.node != node:
+                continue
+            key = dispatch_key(job)
+            try:
+                queue = await self.queue(node)
+                await queue.enqueue(
+                    FUNCTION,
+                    key=key,
+                    timeout=0,
+                    heartbeat=int(max(1, 3 * self.heartbeat)),
+                    retries=1,
+                    ttl=24 * 3600,
+                    job=job_payload(job, self._store.source_url(job.id) or ""),
+                )
+            except Exception as exc:  # PostgreSQL gone: the job waits here again
+                log.error("job %s: could not send it to %s: %s", job.id, node, exc)
+                self.fleet.nodes[node].running.discard(job.id)
+                self._requeue(job, f"the queue database failed ({type(exc).__name__})")
+                self.wake()
+
+    async def _watch_loop(self) -> None:
+        """Every heartbeat: a lost node's jobs come back; SAQ's sweep finds stuck jobs."""
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await self._watch()
+            except Exception:
+                log.exception("watching the worker hosts failed")
+
+    async def _watch(self) -> None:
+        now = self._clock()
+        for node in self.fleet.lost(now):
+            log.warning("worker host %s lost: %d job(s) back in the queue", node.name,
+                        len(node.running))  # fmt: skip
+            for job_id in sorted(node.running):
+                await self._take_back(node, job_id, f"worker host {node.name} stopped answering")
+            self.wake()
+        for name, queue in list(self._queues.items()):
+            swept = {key.rpartition(".")[0] for key in await queue.sweep(abort=1.0)}
+            node = self.fleet.nodes[name]
+            for job_id in node.running & swept:
+                await self._take_back(node, job_id, f"no heartbeat from {name} for this job")
+                self.wake()
+
+    async def _take_back(self, node: Node, job_id: str, why: str) -> None:
+        node.running.discard(job_id)
+        job = self._store.get(job_id)
+        if job is not None and job.status is JobStatus.OPTIMIZING and job.node == node.name:
+            key = dispatch_key(job)
+            self._requeue(job, why)
+            await self._abort(node.name, key, why)
+
+    async def _abort(self, node: str, key: str, why: str) -> None:
+        try:
+            queue = await self.queue(node)
+            saq_job = await queue.job(key)
+            if saq_job is not None and saq_job.status not in (
+                Status.COMPLETE,
+                Status.FAILED,
+                Status.ABORTED,
+            ):
+                await queue.abort(saq_job, why)
+        except Exception as exc:
+            log.error("job %s: could not abort it on %s: %s", key, node, exc)
+
+
+def dispatch_key(job: Job) -> str:
+    """The SAQ key of the job's current dispatch: a new one each time it is sent (SAQ keeps
+    an ended job's record a while), found again from the store after a restart."""
+    return f"{job.id}.{int((job.started_at or 0) * 1000)}"
+
+
+def job_payload(job: Job, source: str) -> dict[str, Any]:
+    """What a worker needs of a job (no credential: it fetches the source through us)."""
+    return {
+        "source_name": source_name(source),  # what its URL on this server ends with
+        "id": job.id,
+        "owner_id": job.owner_id,
+        "owner_name": job.owner_name,
+        "device_id": job.device_id,
+        "item_id": job.item_id,
+        "item": job.item,
+        "input_url": job.input_url,
+        "file_extension": job.file_extension,
+        "profile": job.profile,
+        "created_at": job.created_at,
+    }

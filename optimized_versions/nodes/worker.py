@@ -1,0 +1,285 @@
+"""A worker host: ``optimized-versions worker --server URL`` (token in WORKER_TOKEN).
+
+It probes its own hardware (the same probe and matrix as the server), then takes jobs from
+its queue on the server through SAQ's HttpQueue (the server's ``/worker/queue``), only while
+its own load gate allows (the same psutil/NVML admission as the server). A job runs through
+the same Runner as on the server: the source is read through the server
+(``/worker/jobs/{id}/source``, the token kept out of ffmpeg's argv by the loopback relay),
+progress goes back every couple of seconds (which is also the job's heartbeat), and the
+output goes back by a resumable upload before the job is reported done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from saq import Worker
+from saq.queue.http import HttpQueue
+
+from ..catalog.device import Device, Vendor
+from ..catalog.profiles import Profile
+from ..config import Config
+from ..errors import MustWait, RetryLater, TranscodeError
+from ..hardware.ladder import Hardware
+from ..hardware.load import Limits, LoadMonitor, PsutilReader, default_cpu_slots
+from ..hardware.nvml import Nvml
+from ..jellyfin.relay import SourceRelay
+from ..jellyfin.rules import SourceRules
+from ..jobs.models import Job, JobStatus
+from ..jobs.placement import Placed, Placer, SlotConfig
+from ..jobs.runner import Outcome, Runner
+from .dispatch import FUNCTION, local_best, queue_name
+from .fleet import SOFTWARE
+from .transfer import upload
+
+log = logging.getLogger(__name__)
+
+REPORT_EVERY = 2.0  # seconds between progress reports (each is the job's heartbeat too)
+CODECS = ("h264", "hevc")
+
+
+class WorkerError(Exception):
+    """The worker cannot start (bad token, server unreachable); the message says why."""
+
+
+class _Lease:
+    """The slot a job holds on this host's device, as the server's scheduler does."""
+
+    def __init__(self, placer: Placer, device: str) -> None:
+        self._placer, self.device = placer, device
+
+    def move(self, target: Device) -> str | None:
+        why = self._placer.move(self.device, target)
+        if why is None:
+            self.device = target.id
+        return why
+
+
+class GatedWorker(Worker):  # type: ignore[type-arg]
+    """SAQ's worker that asks for a job only while this host's load gate is open."""
+
+    def __init__(self, *args: Any, host: WorkerHost, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.host = host
+
+    async def process(self) -> bool:
+        while self.host.closed() is not None and not self.event.is_set():
+            await asyncio.sleep(0.5)
+        return bool(await super().process())
+
+
+class WorkerHost:
+    def __init__(
+        self,
+        config: Config,
+        hardware: Hardware,
+        profiles: dict[str, Profile],
+        server: str,
+        token: str,
+    ) -> None:
+        self.config, self.hardware, self.profiles = config, hardware, profiles
+        self.server, self.token = server.rstrip("/"), token
+        self.auth = {"Authorization": f"Bearer {token}"}
+        limits = Limits(
+            cpu_high=config.cpu_high,
+            memory_low=config.memory_low,
+            gpu_high=config.gpu_high,
+            hysteresis=config.load_hysteresis,
+            min_free_space=config.min_free_space,
+        )
+        nvidia = [d.index for d in hardware.matrix.devices if d.vendor is Vendor.NVIDIA]
+        self.monitor = LoadMonitor(
+            PsutilReader(), Nvml(), config.cache_dir, limits, nvidia=lambda: nvidia
+        )
+        slots = SlotConfig(
+            cpu=config.cpu_slots or default_cpu_slots(),
+            gpu=config.gpu_slots,
+            nvenc_sessions=config.nvenc_sessions,
+            spill_to_cpu=config.spill_to_cpu,
+        )
+        self.placer = Placer(hardware, self.monitor, slots)
+        # the source comes from the server alone, with the worker token in a header
+        self.relay = SourceRelay(SourceRules.build(self.server, None), headers=self.auth)
+        self.runner = Runner(
+            hardware.binary,
+            profiles,
+            hardware,
+            self.relay,
+            stall_timeout=config.stall_timeout,
+            stop_grace=config.stop_grace,
+            downmix=config.downmix,
+        )
+        self.metadata: dict[str, Any] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    def closed(self) -> str | None:
+        """Why no job may start now (host load, disk, no free slot), or None."""
+        self.monitor.sample()
+        why = self.monitor.disk_low() or self.monitor.cpu_busy()
+        devices = self.hardware.matrix.devices
+        if why is None and all(self.placer.free(d) <= 0 for d in devices):
+            why = "every slot is in use"
+        self.describe(why)
+        return why
+
+    def describe(self, busy: str | None) -> None:
+        """What the server reads in this host's heartbeat (SAQ worker_info metadata)."""
+        devices = self.hardware.matrix.devices
+        best: dict[str, str] = {}
+        for codec in CODECS:
+            found = [local_best(self.hardware, d, codec) for d in devices]
+            best[codec] = next((b for b in self.hardware.preference if b in found), SOFTWARE)
+        self.metadata.update(
+            version=_version(),
+            best=best,
+            slots=sum(self.placer.capacity(d) for d in devices),
+            busy=busy,
+            devices=[
+                {
+                    "id": d.id,
+                    "name": d.name,
+                    "slots": self.placer.capacity(d),
+                    "used": self.placer.used.get(d.id, 0),
+                }
+                for d in devices
+            ],
+        )
+
+    async def hello(self) -> str:
+        """The server knows this token: the node's name (its queue is ``node.<name>``)."""
+        assert self.session is not None
+        try:
+            async with self.session.get(f"{self.server}/worker/hello", headers=self.auth) as resp:
+                body = await resp.json(content_type=None)
+                if resp.status != 200:
+                    raise WorkerError(f"the server refused: {body.get('message', resp.status)}")
+                return str(body["node"])
+        except aiohttp.ClientError as exc:
+            raise WorkerError(f"the server {self.server} cannot be reached: {exc}") from None
+
+    async def run(self) -> None:
+        await self.hardware.load()
+        self.session = aiohttp.ClientSession()
+        await self.relay.start()
+        try:
+            name = await self.hello()
+            self.describe(None)
+            queue = HttpQueue(
+                f"{self.server}/worker/queue", name=queue_name(name), headers=self.auth
+            )
+            heartbeat = max(1, round(self.config.worker_heartbeat))
+            capacity = max(1, sum(self.placer.capacity(d) for d in self.hardware.matrix.devices))
+            worker = GatedWorker(
+                queue,
+                [(FUNCTION, self.transcode)],
+                host=self,
+                concurrency=capacity,
+                id=f"{name}@{socket.gethostname()}",
+                metadata=self.metadata,
+                dequeue_timeout=heartbeat,
+                shutdown_grace_period_s=int(self.config.stop_grace),
+                timers={"worker_info": heartbeat, "abort": 1, "sweep": 3600, "schedule": 3600},
+            )
+            log.info("worker %s: %d slot(s), serving %s", name, capacity, self.server)
+            await queue.connect()
+            monitor = asyncio.create_task(self.monitor.run(self.config.load_interval))
+            try:
+                await worker.start()
+            finally:
+                monitor.cancel()
+                await queue.disconnect()
+        finally:
+            await self.relay.close()
+            await self.session.close()
+            await self.hardware.close()
+
+    async def transcode(self, ctx: dict[str, Any], *, job: dict[str, Any]) -> dict[str, Any]:
+        """One job from the server: run it here, upload the output, report what ran."""
+        saq_job = ctx["job"]
+        record = Job(
+            **{k: v for k, v in job.items() if k != "source_name"},
+            status=JobStatus.OPTIMIZING,
+            output_path=str(self.config.cache_dir / f"{job['id']}.mp4"),
+        )
+        profile = self.profiles[record.profile]
+        state: dict[str, Any] = {"percent": 0.0, "size": 0, "frames": 0, "speed": None}
+        reporter = asyncio.create_task(_report(saq_job, state))
+        device = None
+        try:
+            while not isinstance(where := self.placer.place(profile), Placed):
+                state["waiting"] = where.reason  # the server's gate and ours disagreed
+                await asyncio.sleep(1)
+            device = where.device.id
+            self.placer.claim(device)
+            lease = _Lease(self.placer, device)
+            source = f"{self.server}/worker/jobs/{record.id}/source/{job['source_name']}"
+
+            def progress(percent: float, speed: float | None, size: int, frames: int) -> None:
+                state.update(percent=percent, speed=speed, size=size)
+                state["frames"] += frames
+
+            def planned(why: str) -> None:
+                state["plan"] = why
+
+            output = Path(record.output_path)
+            try:
+                outcome = await self.runner.run(record, source, output, progress, lease, planned)
+                assert self.session is not None
+                await upload(
+                    self.session, self.server, self.token, record.id, output, outcome.checksum
+                )
+            finally:
+                output.unlink(missing_ok=True)
+            return _result(outcome)
+        except (RetryLater, MustWait) as exc:
+            return {"requeue": str(exc)}
+        except TranscodeError as exc:
+            return {"error": str(exc)}
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            if device is not None:
+                self.placer.release(lease.device)
+
+
+async def _report(saq_job: Any, state: dict[str, Any]) -> None:
+    """Progress to the server every REPORT_EVERY seconds: what the phone shows, and the
+    heartbeat that keeps the job this host's."""
+    while True:
+        frames, state["frames"] = state["frames"], 0  # since the last report
+        with contextlib.suppress(Exception):  # a missed report is made up by the next
+            await saq_job.update(progress=state["percent"] / 100, meta={**state, "frames": frames})
+        await asyncio.sleep(REPORT_EVERY)
+
+
+def _result(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "checksum": outcome.checksum,
+        "size": outcome.size,
+        "backend": outcome.backend,
+        "encoder": outcome.encoder,
+        "decoder": outcome.decoder,
+        "fallbacks": outcome.fallbacks,
+        "device": outcome.device,
+        "tracks": outcome.tracks,
+        "plan": outcome.plan,
+        "command": outcome.command,
+        "finished": time.time(),
+    }
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("optimized-versions")
+    except metadata.PackageNotFoundError:
+        return "unknown"
