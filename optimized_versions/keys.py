@@ -21,6 +21,7 @@ from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.store import JobStore
 from .nodes.tokens import WorkerTokens
+from .nodes.uploads import Uploads
 from .web.auth import Authenticator
 from .web.history import LoadHistory
 from .web.listcache import ListCache
@@ -59,3 +60,4 @@ TELEMETRY = web.AppKey("telemetry", Telemetry)
 HISTORY = web.AppKey("history", LoadHistory)
 SESSIONS = web.AppKey("sessions", MemoryStorage)
 WORKER_TOKENS = web.AppKey("worker_tokens", WorkerTokens)
+UPLOADS = web.AppKey("uploads", Uploads)  # worker hosts' outputs coming in
