@@ -72,6 +72,7 @@ from .keys import (
 from .media.ffmpeg import resolve_ffmpeg
 from .nodes.dispatch import Dispatcher
 from .nodes.tokens import TOKENS_FILE, WorkerTokens
+from .nodes.uploads import Uploads
 from .web import actions, api, downloads, health, live, login, metrics, pages, workers
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
 from .web.history import LoadHistory
@@ -144,6 +145,7 @@ def create_app(
     app[LISTS] = ListCache()
     app[LIMITER] = FailureLimiter(config.auth_failure_limit, 60.0, time.monotonic)
     app[HARDWARE] = hardware
+    app[UPLOADS] = Uploads(config.min_free_space)
     host_reader, gpu_reader = readers or (PsutilReader(), Nvml())
     limits = Limits(
         cpu_high=config.cpu_high,

@@ -22,6 +22,7 @@ from .jobs.service import JobService
 from .jobs.store import JobStore
 from .nodes.dispatch import Dispatcher
 from .nodes.tokens import WorkerTokens
+from .nodes.uploads import Uploads
 from .web.auth import Authenticator
 from .web.history import LoadHistory
 from .web.listcache import ListCache
@@ -61,3 +62,4 @@ HISTORY = web.AppKey("history", LoadHistory)
 SESSIONS = web.AppKey("sessions", MemoryStorage)
 WORKER_TOKENS = web.AppKey("worker_tokens", WorkerTokens)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)  # worker hosts, when QUEUE_URL is set
+UPLOADS = web.AppKey("uploads", Uploads)  # worker hosts' outputs coming in

@@ -27,7 +27,9 @@ from .store import JobStore
 
 log = logging.getLogger(__name__)
 
-OUTPUT_SUFFIXES = (".mp4", ".part")
+# a worker host's output on its way in (nodes/uploads.py): the bytes so far, then verified
+UPLOADING, RECEIVED = ".upload", ".received"
+OUTPUT_SUFFIXES = (".mp4", ".part", UPLOADING, RECEIVED)
 
 
 def human_size(size: int) -> str:
@@ -143,7 +145,11 @@ class Janitor:
 
     def _remove_strays(self, keep: set[str]) -> None:
         running = self._store.files([JobStatus.OPTIMIZING])  # started since the caller looked
-        keep = keep | {Path(job.output_path).name + ".part" for job in running}
+        keep = keep | {
+            Path(job.output_path).name + suffix
+            for job in running
+            for suffix in (".part", UPLOADING, RECEIVED)
+        }
         keep |= {Path(job.output_path).name + SUFFIX for job in running}
         for path in self._config.cache_dir.iterdir():
             if path.suffix == SUFFIX and path.name not in keep and path.is_dir():

@@ -236,12 +236,11 @@ class Scheduler:
         self._store.transition(
             job,
             JobStatus.OPTIMIZING,
-            **{**RUN_RESET, "started_at": self._clock()},
+            **{**RUN_RESET, "started_at": self._clock(), "node": node},
             error=None,
             not_before=None,
             wait_reason=None,
             fallbacks=[],
-            node=node,
         )
         log.info("job %s sent to worker host %s", job.id, node)
         self.remote.send(job, node)

@@ -80,6 +80,7 @@ class Dispatcher:
         self.fleet = Fleet(hardware.preference, lost_after=2 * heartbeat)
         self._pool: AsyncConnectionPool | None = None
         self._queues: dict[str, PostgresQueue] = {}
+        self._queues_lock = asyncio.Lock()  # one queue object per node, made once
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.wake: Callable[[], None] = lambda: None  # the scheduler's, once it exists
@@ -87,6 +88,9 @@ class Dispatcher:
     async def start(self) -> None:
         self._pool = AsyncConnectionPool(self._url, open=False, kwargs={"autocommit": True})
         await self._pool.open(wait=True, timeout=30)
+        # SAQ makes its tables on a queue's first connect, under a lock that a second
+        # connect does not wait for: make them now, before any worker asks
+        await PostgresQueue(pool=self._pool, name="server").connect()
         now = self._clock()
         for job in self._store.jobs(statuses=[JobStatus.OPTIMIZING]):
             if job.node is not None:  # still that host's until it is lost
@@ -108,11 +112,12 @@ class Dispatcher:
             await self._pool.close()
 
     async def queue(self, node: str) -> PostgresQueue:
-        if node not in self._queues:
-            queue = PostgresQueue(pool=self._pool, name=queue_name(node))
-            await queue.connect()  # creates SAQ's tables on first use
-            self._queues[node] = queue
-        return self._queues[node]
+        async with self._queues_lock:
+            if node not in self._queues:
+                queue = PostgresQueue(pool=self._pool, name=queue_name(node))
+                await queue.connect()
+                self._queues[node] = queue
+            return self._queues[node]
 
     def describe(self) -> list[dict[str, Any]]:
         now = self._clock()

@@ -94,9 +94,12 @@ class WorkerHost:
             hysteresis=config.load_hysteresis,
             min_free_space=config.min_free_space,
         )
-        nvidia = [d.index for d in hardware.matrix.devices if d.vendor is Vendor.NVIDIA]
         self.monitor = LoadMonitor(
-            PsutilReader(), Nvml(), config.cache_dir, limits, nvidia=lambda: nvidia
+            PsutilReader(),
+            Nvml(),
+            config.cache_dir,
+            limits,
+            nvidia=lambda: [d.index for d in hardware.matrix.devices if d.vendor is Vendor.NVIDIA],
         )
         slots = SlotConfig(
             cpu=config.cpu_slots or default_cpu_slots(),

@@ -7,13 +7,24 @@ phone token. Phones' tokens are never accepted here, nor worker tokens on the ph
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
-from ..errors import Forbidden, NotFound, TooManyRequests, Unauthorized
+from ..errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    RequestTimeout,
+    TooManyRequests,
+    Unauthorized,
+)
 from ..jellyfin.relay import Relayed, source_name
 from ..jobs.models import Job, JobStatus
-from ..keys import DISPATCHER, LIMITER, RELAY, STORE, WORKER_TOKENS
+from ..keys import CONFIG, DISPATCHER, LIMITER, RELAY, STORE, UPLOADS, WORKER_TOKENS
 from ..nodes.dispatch import Dispatcher, Refused
+from ..nodes.uploads import Conflict, parse_digest
 from .metrics import version
 
 routes = web.RouteTableDef()
@@ -42,6 +53,109 @@ async def hello(request: web.Request) -> web.Response:
     return web.json_response({"node": require_worker(request), "version": version()})
 
 
+def worker_job(request: web.Request) -> Job:
+    """The job in the path, when it runs on the calling worker: another worker's job (or
+    one running here) is 404 exactly as a missing one; a job no longer running is 409."""
+    worker = require_worker(request)
+    job_id = request.match_info["id"]
+    job = request.app[STORE].get(job_id)
+    if job is None or job.node != worker:
+        raise NotFound(f"no job with id {job_id!r} runs on worker {worker!r}")
+    if job.status is not JobStatus.OPTIMIZING:
+        raise Conflict(f"job {job_id} is {job.status}, not optimizing: its output is not wanted")
+    return job
+
+
+def _progress(offset: int, complete: bool) -> dict[str, str]:
+    return {
+        "Upload-Offset": str(offset),
+        "Upload-Complete": "?1" if complete else "?0",
+        "Cache-Control": "no-store",
+    }
+
+
+def _int_header(request: web.Request, name: str) -> int | None:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit():
+        raise BadRequest(f"{name} must be a whole number of bytes, not {value!r}")
+    return int(value)
+
+
+@routes.head("/worker/jobs/{id}/output")
+async def output_offset(request: web.Request) -> web.Response:
+    """Where the upload stands: ``Upload-Offset`` bytes received, ``Upload-Complete: ?1``
+    once the whole file arrived and its SHA-256 matched."""
+    job = worker_job(request)
+    uploads = request.app[UPLOADS]
+    complete = uploads.received(job) is not None
+    return web.Response(headers=_progress(uploads.offset(job), complete))
+
+
+@routes.patch("/worker/jobs/{id}/output")
+async def append_output(request: web.Request) -> web.Response:
+    """Bytes from ``Upload-Offset`` on (which must be the bytes received so far, else 409
+    with the right one); ``Upload-Complete: ?1`` with ``Repr-Digest`` ends the upload: the
+    whole file is hashed and kept only when it matches (else 422, and it is removed)."""
+    job = worker_job(request)
+    uploads = request.app[UPLOADS]
+    offset = _int_header(request, "Upload-Offset")
+    if offset is None:
+        raise BadRequest("Upload-Offset is needed: ask HEAD where to resume")
+    length = _int_header(request, "Upload-Length")
+    complete = request.headers.get("Upload-Complete", "?0") == "?1"
+    digest = parse_digest(request.headers.get("Repr-Digest", "")) if complete else None
+    async with uploads.writing(job):
+        if uploads.received(job) is not None:
+            raise Conflict(
+                f"job {job.id}: its output was already received", _progress(offset, True)
+            )
+        if offset != (current := uploads.offset(job)):
+            raise Conflict(
+                f"job {job.id}: {current} bytes were received, not {offset}: resume from there",
+                _progress(current, False),
+            )
+        declared = request.content_length
+        if declared is not None and length is not None and offset + declared > length:
+            raise BadRequest(f"{offset} + {declared} bytes is more than Upload-Length {length}")
+        uploads.check_space(job, declared or (length - offset if length else 0))
+        size = await uploads.append(job, _body(request))
+        if digest is None:
+            return web.Response(status=204, headers=_progress(size, False))
+        received = await uploads.finish(job, digest, length)
+    body = {"id": job.id, "size": received.size, "sha256": received.sha256}
+    return web.json_response(body, headers=_progress(received.size, True))
+
+
+@routes.delete("/worker/jobs/{id}/output")
+async def discard_output(request: web.Request) -> web.Response:
+    """The worker gives the upload up (e.g. to start again from 0)."""
+    job = worker_job(request)
+    uploads = request.app[UPLOADS]
+    async with uploads.writing(job):
+        uploads.discard(job)
+    return web.Response(status=204)
+
+
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives; each read may wait BODY_TIMEOUT at most (a whole
+    output takes as long as it takes, a stalled sender does not hold the job's upload)."""
+    timeout = request.app[CONFIG].body_timeout
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                piece = await request.content.readany()
+        except TimeoutError:
+            request.content.feed_eof()
+            raise RequestTimeout(f"no part of the body arrived for {timeout:g} s") from None
+        except (ConnectionError, web.RequestPayloadError):  # what arrived is kept
+            raise BadRequest("the connection broke before the body was complete") from None
+        if not piece:
+            return
+        yield piece
+
+
 def _dispatcher(request: web.Request) -> Dispatcher:
     dispatcher = request.app.get(DISPATCHER)
     if dispatcher is None:
@@ -61,19 +175,11 @@ async def queue(request: web.Request) -> web.Response:
     return web.Response(text=answer or "", content_type="application/json")
 
 
-def own_job(request: web.Request, node: str) -> Job:
-    """The job in the path, when it runs on ``node``; 404 for anything else."""
-    job = request.app[STORE].get(request.match_info["id"])
-    if job is None or job.node != node or job.status is not JobStatus.OPTIMIZING:
-        raise NotFound(f"no job {request.match_info['id']} is running on {node}")
-    return job
-
-
 @routes.get("/worker/jobs/{id}/source/{tail:.*}")
 async def source(request: web.Request) -> web.StreamResponse:
     """The job's source, fetched under this server's source rules (Range passed through):
     a worker needs neither Jellyfin's address nor a user's token."""
-    job = own_job(request, require_worker(request))
+    job = worker_job(request)
     url = request.app[STORE].source_url(job.id)
     if url is None:
         raise NotFound(f"job {job.id} has no source any more")

@@ -1,0 +1,237 @@
+"""A worker's finished output, received by a resumable upload and verified by SHA-256.
+
+The protocol follows the IETF draft "Resumable Uploads for HTTP" (``Upload-Offset``,
+``Upload-Complete``, ``Upload-Length``) and RFC 9530 (``Repr-Digest: sha-256=:<base64>:``);
+the routes are in ``web/workers.py``, this module owns the files. The state is the files
+themselves, so an upload survives a restart of either side:
+
+- ``<output>.upload``: the bytes received so far; its size *is* the offset to resume at.
+  What the handler had read when a connection broke is written out, so only the bytes
+  aiohttp still held unread (its read-ahead, at most a few hundred KiB) are sent twice.
+- ``<output>.received``: the whole file, renamed so only after its SHA-256 matched the
+  worker's ``Repr-Digest``; its existence is the proof. The lead's completion takes it
+  from ``received(job)`` and moves it onto ``job.output_path``.
+
+The janitor (``jobs/cleanup.py``) keeps both for optimizing jobs and removes them otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import BadRequest, InsufficientStorage, ServiceError
+from ..jobs.cleanup import RECEIVED, UPLOADING
+from ..jobs.models import Job
+
+WRITE_BLOCK = 1024 * 1024  # bytes gathered before one write (off the event loop)
+HASH_BLOCK = 1024 * 1024
+SPACE_EVERY = 64 * 1024 * 1024  # bytes between free-space checks of a body of unknown length
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class DigestMismatch(ServiceError):
+    """The received bytes are not the worker's file: they are removed, it starts again."""
+
+    status = 422
+
+
+class Busy(Conflict):
+    """Another request is writing this job's upload (or has not noticed its client left)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job {job_id}: another upload of its output is in progress", {"Retry-After": "1"}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    path: Path
+    size: int
+    sha256: str  # hex, as jobs keep their checksum
+
+
+def parse_digest(header: str) -> bytes:
+    """The SHA-256 in an RFC 9530 ``Repr-Digest`` (other algorithms beside it are ignored)."""
+    for member in header.split(","):
+        name, _, value = member.strip().partition("=")
+        if name.strip().lower() != "sha-256":
+            continue
+        value = value.strip()
+        if len(value) < 2 or value[0] != ":" or value[-1] != ":":
+            break
+        try:
+            digest = base64.b64decode(value[1:-1], validate=True)
+        except binascii.Error:
+            break
+        if len(digest) == hashlib.sha256().digest_size:
+            return digest
+        break
+    raise BadRequest("Repr-Digest must carry the whole file's SHA-256: sha-256=:<base64>:")
+
+
+def repr_digest(sha256_hex: str) -> str:
+    """The ``Repr-Digest`` header for a file whose SHA-256 is ``sha256_hex``."""
+    return f"sha-256=:{base64.b64encode(bytes.fromhex(sha256_hex)).decode()}:"
+
+
+def file_sha256(path: Path) -> str:
+    """Blocking: run it in a thread."""
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while block := source.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Uploads:
+    def __init__(
+        self,
+        min_free_space: int,
+        free_space: Callable[[Path], int] = lambda folder: shutil.disk_usage(folder).free,
+    ) -> None:
+        self._min_free = min_free_space
+        self._free_space = free_space
+        self._writing: set[str] = set()  # job ids with a request writing now
+        self.bytes_written = 0  # since start: what workers really sent (tests, figures)
+
+    @staticmethod
+    def partial(job: Job) -> Path:
+        return Path(job.output_path + UPLOADING)
+
+    @staticmethod
+    def verified(job: Job) -> Path:
+        return Path(job.output_path + RECEIVED)
+
+    def offset(self, job: Job) -> int:
+        """Bytes received so far (the whole size once verified)."""
+        for path in (self.verified(job), self.partial(job)):
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                continue
+        return 0
+
+    def received(self, job: Job) -> Path | None:
+        """The verified output, or None while it is not (all) here."""
+        path = self.verified(job)
+        return path if path.is_file() else None
+
+    def discard(self, job: Job) -> None:
+        """Forget the upload: a cancelled or failed job, or a worker that starts again."""
+        for path in (self.partial(job), self.verified(job)):
+            path.unlink(missing_ok=True)
+
+    def busy(self, job: Job) -> bool:
+        """A request is writing this job's upload now."""
+        return job.id in self._writing
+
+    @asynccontextmanager
+    async def writing(self, job: Job) -> AsyncIterator[None]:
+        """One writer per job: a second request at the same time is 409 (and told to retry)."""
+        if job.id in self._writing:
+            raise Busy(job.id)
+        self._writing.add(job.id)
+        try:
+            yield
+        finally:
+            self._writing.discard(job.id)
+
+    def check_space(self, job: Job, coming: int) -> None:
+        """507 when ``coming`` more bytes would leave the cache below MIN_FREE_SPACE."""
+        folder = Path(job.output_path).parent
+        room = self._free_space(folder) - self._min_free
+        if coming > room:
+            raise InsufficientStorage(
+                f"the cache has room for {max(room, 0)} more bytes of output "
+                f"(MIN_FREE_SPACE is kept free); this upload needs {coming}"
+            )
+
+    async def append(self, job: Job, body: AsyncIterator[bytes]) -> int:
+        """Append ``body`` to the partial file; returns the new offset. When the body breaks
+        off (the exception is passed on), what arrived is written first: HEAD then says
+        where to resume."""
+        path = self.partial(job)
+        buffer, unchecked = bytearray(), 0
+        with path.open("ab") as sink:
+            try:
+                async for piece in body:
+                    buffer += piece
+                    if len(buffer) >= WRITE_BLOCK:
+                        unchecked += await self._write(sink, buffer)
+                        if unchecked >= SPACE_EVERY:
+                            unchecked = 0
+                            self.check_space(job, 0)
+            finally:
+                if buffer:
+                    await self._write(sink, buffer)
+        return path.stat().st_size
+
+    async def _write(self, sink: BinaryIO, buffer: bytearray) -> int:
+        data = bytes(buffer)
+        buffer.clear()  # handed over: never written twice, whatever happens next
+        work = asyncio.ensure_future(asyncio.to_thread(_write_flush, sink, data))
+        try:
+            await _to_the_end(work)
+        finally:  # counted when written, even if the request was cancelled meanwhile
+            if work.done() and not work.cancelled() and work.exception() is None:
+                self.bytes_written += len(data)
+        return len(data)
+
+    async def finish(self, job: Job, digest: bytes, length: int | None = None) -> Received:
+        """Hash what arrived (in a thread); when it is the worker's file, make it the
+        verified output; otherwise remove it (422): the worker starts again from 0."""
+        path = self.partial(job)
+        size = path.stat().st_size if path.exists() else 0
+        sha256 = await asyncio.to_thread(file_sha256, path) if size else _EMPTY
+        problem = None
+        if length is not None and size != length:
+            problem = f"{size} bytes arrived but Upload-Length said {length}"
+        elif bytes.fromhex(sha256) != digest:
+            problem = (
+                f"the {size} bytes received have SHA-256 {sha256}, "
+                f"not {digest.hex()} as Repr-Digest says"
+            )
+        if problem is not None:
+            path.unlink(missing_ok=True)
+            raise DigestMismatch(f"job {job.id}: {problem}; the upload was removed, send it again")
+        if not size:
+            path.touch()
+        os.replace(path, self.verified(job))
+        return Received(self.verified(job), size, sha256)
+
+
+_EMPTY = hashlib.sha256().hexdigest()
+
+
+async def _to_the_end(work: asyncio.Future[None]) -> None:
+    """Wait for a write in a thread even when the request is cancelled meanwhile (aiohttp
+    cancels the handler when its client leaves): the thread writes on regardless, and the
+    rest of the buffer must go after it, not beside it. The cancellation is passed on."""
+    cancelled = False
+    while not work.done():
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            cancelled = True
+    work.result()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def _write_flush(sink: BinaryIO, data: bytes) -> None:
+    sink.write(data)
+    sink.flush()  # in the kernel's hands: a crash of this process loses nothing received
