@@ -11,8 +11,10 @@ import asyncio
 import hashlib
 import io
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,7 +25,7 @@ from conftest import ALICE, Env, StartApp, post_job
 from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.keys import STORE, UPLOADS, WORKER_TOKENS
 from optimized_versions.nodes.transfer import UploadError, upload
-from optimized_versions.nodes.uploads import repr_digest
+from optimized_versions.nodes.uploads import Uploads, repr_digest
 
 SIZE = 5 * 1024 * 1024 + 123  # not a whole number of chunks
 
@@ -53,10 +55,9 @@ class Worker:
         return int(resp.headers["Upload-Offset"])
 
 
-@pytest.fixture
-async def worker(env: Env, start_app: StartApp, tmp_path: Path) -> Worker:
+async def make_worker(env: Env, start_app: StartApp, tmp_path: Path, **config: Any) -> Worker:
     env.load.cpu = 99.0  # this host is busy: the job waits for a worker
-    client = await start_app()
+    client = await start_app(**config)
     job_id = await post_job(client, env, "h264")
     store = client.app[STORE]
     job = store.get(job_id)
@@ -66,6 +67,11 @@ async def worker(env: Env, start_app: StartApp, tmp_path: Path) -> Worker:
     file = tmp_path / "out.mp4"
     file.write_bytes(os.urandom(SIZE))
     return Worker(client, token, job, file, hashlib.sha256(file.read_bytes()).hexdigest())
+
+
+@pytest.fixture
+async def worker(env: Env, start_app: StartApp, tmp_path: Path) -> Worker:
+    return await make_worker(env, start_app, tmp_path)
 
 
 async def test_a_whole_upload_lands_verified(worker: Worker) -> None:
@@ -240,18 +246,146 @@ async def test_two_uploads_at_once_the_second_is_409(worker: Worker) -> None:
     assert await worker.offset() == 2000
 
 
-async def test_no_room_in_the_cache_is_507(env: Env, start_app: StartApp) -> None:
-    env.load.cpu = 99.0
-    client = await start_app(min_free_space=10**18)  # more than any disk has free
-    job_id = await post_job(client, env, "h264")
-    job = client.app[STORE].get(job_id)
-    assert job is not None
-    client.app[STORE].transition(job, JobStatus.OPTIMIZING, node="laptop")
-    token = client.app[WORKER_TOKENS].create("laptop")
-    resp = await client.patch(
-        f"/worker/jobs/{job_id}/output",
-        data=b"x" * 100,
-        headers={"Authorization": f"Bearer {token}", "Upload-Offset": "0"},
+async def test_no_room_in_the_cache_is_507(env: Env, start_app: StartApp, tmp_path: Path) -> None:
+    worker = await make_worker(env, start_app, tmp_path, min_free_space=10**18)  # > any disk
+    resp = await worker.client.patch(
+        worker.url, data=b"x" * 100, headers={**worker.auth(), "Upload-Offset": "0"}
     )
     assert resp.status == 507 and "this upload needs 100" in (await resp.json())["message"]
-    assert client.app[UPLOADS].bytes_written == 0
+    assert worker.client.app[UPLOADS].bytes_written == 0 and await worker.offset() == 0
+
+
+class Relay:
+    """A TCP relay in front of the app whose first ``cuts`` connections break after
+    ``after`` bytes from the client: a link that drops, as seen by both ends."""
+
+    def __init__(self, port: int, after: int, cuts: int) -> None:
+        self.port, self.after, self.cuts = port, after, cuts
+        self.cut = 0
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
+
+    async def close(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        limit = self.after if self.cut < self.cuts else None
+        ends = (writer, up_writer)
+        await asyncio.gather(
+            self._pump(reader, up_writer, limit, ends),
+            self._pump(up_reader, writer, None, ends),
+            return_exceptions=True,
+        )
+        for end in ends:
+            end.close()
+
+    async def _pump(
+        self,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        limit: int | None,
+        ends: tuple[asyncio.StreamWriter, ...],
+    ) -> None:
+        sent = 0
+        while data := await source.read(64 * 1024):
+            if limit is not None and sent + len(data) > limit:
+                sink.write(data[: limit - sent])
+                await sink.drain()
+                self.cut += 1
+                for end in ends:
+                    end.transport.abort()
+                return
+            sink.write(data)
+            await sink.drain()
+            sent += len(data)
+        sink.close()
+
+
+async def test_upload_rides_out_a_dropped_link(worker: Worker) -> None:
+    port = worker.client.make_url("/").port
+    assert port is not None
+    relay = Relay(port, after=3 * 1024 * 1024, cuts=1)
+    base = await relay.start()
+    async with aiohttp.ClientSession() as session:
+        await upload(
+            session, base, worker.token, worker.job.id, worker.file, worker.sha256,
+            chunk=2 * 1024 * 1024, attempts=5, backoff=0.05,
+        )  # fmt: skip
+    await relay.close()
+    assert relay.cut == 1
+    uploads = worker.client.app[UPLOADS]
+    assert uploads.bytes_written == SIZE  # resumed where the server stood: nothing twice
+    received = uploads.received(worker.job)
+    assert received is not None and received.read_bytes() == worker.file.read_bytes()
+
+
+async def test_upload_gives_up_after_its_attempts(worker: Worker) -> None:
+    port = worker.client.make_url("/").port
+    assert port is not None
+    relay = Relay(port, after=1024 * 1024, cuts=100)
+    base = await relay.start()
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(UploadError, match="failed 3 times in a row"):
+            await upload(
+                session, base, worker.token, worker.job.id, worker.file, worker.sha256,
+                chunk=4 * 1024 * 1024, attempts=3, backoff=0.01,
+            )  # fmt: skip
+    await relay.close()
+    assert 1 <= relay.cut <= 3  # (a try may also meet the server still busy with the last)
+    assert worker.client.app[UPLOADS].received(worker.job) is None
+
+
+async def test_a_stalled_body_is_408_and_what_came_is_kept(
+    env: Env, start_app: StartApp, tmp_path: Path
+) -> None:
+    worker = await make_worker(env, start_app, tmp_path, body_timeout=0.3)
+    gate = asyncio.Event()
+
+    async def stalls() -> object:
+        yield b"a" * 1000
+        await gate.wait()
+        yield b"b"
+
+    headers = {**worker.auth(), "Upload-Offset": "0", "Content-Length": "1001"}
+    resp = await worker.client.patch(worker.url, data=stalls(), headers=headers)
+    gate.set()
+    assert resp.status == 408 and "no part of the body arrived for 0.3 s" in await resp.text()
+    assert await worker.offset() == 1000
+
+
+async def test_a_restart_removes_uploads_of_jobs_no_worker_runs(
+    env: Env, start_app: StartApp, worker: Worker
+) -> None:
+    resp = await worker.client.patch(
+        worker.url, data=b"a" * 1000, headers={**worker.auth(), "Upload-Offset": "0"}
+    )
+    assert resp.status == 204
+    partial = Path(worker.job.output_path + ".upload")
+    assert partial.stat().st_size == 1000
+    await start_app()  # the job goes back to the queue: nobody will finish this upload
+    assert not partial.exists()
+
+
+async def test_after_a_restart_the_whole_file_is_hashed_from_disk(worker: Worker) -> None:
+    """The running SHA-256 lives in memory; a server that did not see the first bytes
+    (restarted since) reads the file once at the end, and still tells right from wrong."""
+    data = worker.file.read_bytes()
+    half = SIZE // 2
+    resp = await worker.client.patch(
+        worker.url, data=io.BytesIO(data[:half]), headers={**worker.auth(), "Upload-Offset": "0"}
+    )
+    assert resp.status == 204
+    fresh = Uploads(0)  # the files are the state: a new instance, as after a restart
+    assert fresh.offset(worker.job) == half
+
+    async def rest() -> AsyncIterator[bytes]:
+        yield data[half:]
+
+    assert await fresh.append(worker.job, rest()) == SIZE
+    received = await fresh.finish(worker.job, bytes.fromhex(worker.sha256))
+    assert received.sha256 == worker.sha256 and received.size == SIZE
+    assert received.path.read_bytes() == data

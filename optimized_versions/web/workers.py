@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..errors import BadRequest, NotFound, RequestTimeout, TooManyRequests, Unauthorized
+from ..errors import (
+    BadRequest,
+    NotFound,
+    RequestTimeout,
+    ServiceError,
+    TooManyRequests,
+    Unauthorized,
+)
 from ..jobs.models import Job, JobStatus
 from ..keys import CONFIG, LIMITER, STORE, UPLOADS, WORKER_TOKENS
 from ..nodes.uploads import Conflict, parse_digest
@@ -112,6 +119,11 @@ async def append_output(request: web.Request) -> web.Response:
             raise BadRequest(f"{offset} + {declared} bytes is more than Upload-Length {length}")
         uploads.check_space(job, declared or (length - offset if length else 0))
         size = await uploads.append(job, _body(request))
+        try:  # the job may have been cancelled, or given to another worker, meanwhile
+            worker_job(request)
+        except ServiceError:
+            uploads.discard(job)  # nobody will take it: no output lingers in the cache
+            raise
         if digest is None:
             return web.Response(status=204, headers=_progress(size, False))
         received = await uploads.finish(job, digest, length)
