@@ -389,3 +389,42 @@ async def test_after_a_restart_the_whole_file_is_hashed_from_disk(worker: Worker
     received = await fresh.finish(worker.job, bytes.fromhex(worker.sha256))
     assert received.sha256 == worker.sha256 and received.size == SIZE
     assert received.path.read_bytes() == data
+
+
+async def test_malformed_headers_are_400_and_write_nothing(worker: Worker) -> None:
+    digest = repr_digest(worker.sha256)
+    cases = [
+        ({}, "Upload-Offset is needed"),
+        ({"Upload-Offset": "-1"}, "Upload-Offset must be a whole number"),
+        ({"Upload-Offset": "0", "Upload-Complete": "?1"}, "Repr-Digest must carry"),
+        ({"Upload-Offset": "0", "Upload-Complete": "?1", "Repr-Digest": "sha-256=:abc=:"}, "Repr"),
+        ({"Upload-Offset": "0", "Upload-Complete": "?1", "Repr-Digest": "md5=:abc=:"}, "Repr"),
+        ({"Upload-Offset": "0", "Upload-Length": "5"}, "more than Upload-Length 5"),
+    ]
+    for headers, message in cases:
+        resp = await worker.client.patch(
+            worker.url, data=b"x" * 10, headers={**worker.auth(), **headers}
+        )
+        assert resp.status == 400 and message in (await resp.json())["message"], headers
+    assert worker.client.app[UPLOADS].bytes_written == 0
+    short = {"Upload-Offset": "0", "Upload-Complete": "?1", "Repr-Digest": digest}
+    resp = await worker.client.patch(
+        worker.url, data=b"x" * 10, headers={**worker.auth(), **short, "Upload-Length": "20"}
+    )
+    assert resp.status == 422 and "10 bytes arrived but Upload-Length said 20" in await resp.text()
+    assert await worker.offset() == 0
+
+
+async def test_upload_drops_bytes_that_cannot_be_its_file(worker: Worker) -> None:
+    """The server holds more than the file has (another attempt's leftovers): upload()
+    gives that upload up (DELETE) and sends the file from the start."""
+    junk = io.BytesIO(os.urandom(SIZE + 10))
+    resp = await worker.client.patch(
+        worker.url, data=junk, headers={**worker.auth(), "Upload-Offset": "0"}
+    )
+    assert resp.status == 204 and resp.headers["Upload-Offset"] == str(SIZE + 10)
+    async with aiohttp.ClientSession() as session:
+        await upload(session, worker.base, worker.token, worker.job.id, worker.file, worker.sha256)
+    received = worker.client.app[UPLOADS].received(worker.job)
+    assert received is not None and received.read_bytes() == worker.file.read_bytes()
+    assert worker.client.app[UPLOADS].bytes_written == 2 * SIZE + 10
