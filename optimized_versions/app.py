@@ -264,7 +264,7 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
         app[HARDWARE],
         config.queue_url,
         config.worker_heartbeat,
-        lambda job: app[UPLOADS].received(job),
+        app[UPLOADS],
         app[CLOCK],
     )
     try:

@@ -32,6 +32,7 @@ from ..jellyfin.relay import source_name
 from ..jobs.models import RUN_RESET, Job, JobStatus
 from ..jobs.store import InvalidTransition, JobStore
 from .fleet import SOFTWARE, Fleet, Node, rank
+from .uploads import Uploads
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,14 @@ class Dispatcher:
         hardware: Hardware,
         url: str,
         heartbeat: float,
-        received: Callable[[Job], Path | None],
+        uploads: Uploads,
         clock: Callable[[], float],
     ) -> None:
         self._store = store
         self._hardware = hardware
         self._url = url
         self.heartbeat = heartbeat
-        self._received = received  # the verified upload of a job's output (nodes.uploads)
+        self._uploads = uploads  # outputs coming back from the hosts
         self._clock = clock
         self.fleet = Fleet(hardware.preference, lost_after=2 * heartbeat)
         self._pool: AsyncConnectionPool | None = None
@@ -141,6 +142,7 @@ class Dispatcher:
         node = self.fleet.nodes.get(job.node or "")
         if node is not None:
             node.running.discard(job.id)
+        self._uploads.discard(job)
         await self._abort(job.node or "", dispatch_key(job), "cancelled")
 
     # -- the queue proxy (web.workers mounts it behind worker tokens) -------------------
@@ -207,7 +209,7 @@ class Dispatcher:
 
     async def _complete(self, job: Job, result: dict[str, Any]) -> None:
         """The worker's output arrived (verified on upload): it becomes the job's output."""
-        path = self._received(job)
+        path = self._uploads.received(job)
         if path is None:
             self._end(job, JobStatus.FAILED, error="the worker's output never arrived")
             return
@@ -231,6 +233,8 @@ class Dispatcher:
         )
 
     def _end(self, job: Job, status: JobStatus, **changes: Any) -> None:
+        if status is not JobStatus.COMPLETED:  # what came of its upload is not wanted
+            self._uploads.discard(job)
         if status is JobStatus.FAILED:
             changes.setdefault("finished_at", self._clock())
         with contextlib.suppress(InvalidTransition):  # cancelled meanwhile

@@ -106,6 +106,10 @@ class Uploads:
         self._min_free = min_free_space
         self._free_space = free_space
         self._writing: set[str] = set()  # job ids with a request writing now
+        # job id -> SHA-256 of the partial file so far, kept as the bytes are written (in
+        # the same thread), so the end costs no second read; lost on a restart: then the
+        # whole file is read once at the end
+        self._running: dict[str, _Running] = {}
         self.bytes_written = 0  # since start: what workers really sent (tests, figures)
 
     @staticmethod
@@ -132,6 +136,7 @@ class Uploads:
 
     def discard(self, job: Job) -> None:
         """Forget the upload: a cancelled or failed job, or a worker that starts again."""
+        self._running.pop(job.id, None)
         for path in (self.partial(job), self.verified(job)):
             path.unlink(missing_ok=True)
 
@@ -165,38 +170,51 @@ class Uploads:
         off (the exception is passed on), what arrived is written first: HEAD then says
         where to resume."""
         path = self.partial(job)
-        buffer, unchecked = bytearray(), 0
+        pieces: list[bytes] = []  # written as they came (one thread hop per WRITE_BLOCK)
+        pending = unchecked = 0
         with path.open("ab") as sink:
+            running = self._running.get(job.id)
+            if running is None or running.length != sink.tell():  # a prefix it never saw
+                running = _Running() if sink.tell() == 0 else None
+            if running is not None:
+                self._running[job.id] = running
             try:
                 async for piece in body:
-                    buffer += piece
-                    if len(buffer) >= WRITE_BLOCK:
-                        unchecked += await self._write(sink, buffer)
+                    pieces.append(piece)
+                    pending += len(piece)
+                    if pending >= WRITE_BLOCK:
+                        pending = 0
+                        unchecked += await self._write(sink, pieces, running)
                         if unchecked >= SPACE_EVERY:
                             unchecked = 0
                             self.check_space(job, 0)
             finally:
-                if buffer:
-                    await self._write(sink, buffer)
+                if pieces:
+                    await self._write(sink, pieces, running)
         return path.stat().st_size
 
-    async def _write(self, sink: BinaryIO, buffer: bytearray) -> int:
-        data = bytes(buffer)
-        buffer.clear()  # handed over: never written twice, whatever happens next
-        work = asyncio.ensure_future(asyncio.to_thread(_write_flush, sink, data))
+    async def _write(self, sink: BinaryIO, pieces: list[bytes], running: _Running | None) -> int:
+        data = pieces.copy()
+        pieces.clear()  # handed over: never written twice, whatever happens next
+        size = sum(map(len, data))
+        work = asyncio.ensure_future(asyncio.to_thread(_write_flush, sink, data, running))
         try:
             await _to_the_end(work)
         finally:  # counted when written, even if the request was cancelled meanwhile
             if work.done() and not work.cancelled() and work.exception() is None:
-                self.bytes_written += len(data)
-        return len(data)
+                self.bytes_written += size
+        return size
 
     async def finish(self, job: Job, digest: bytes, length: int | None = None) -> Received:
         """Hash what arrived (in a thread); when it is the worker's file, make it the
         verified output; otherwise remove it (422): the worker starts again from 0."""
         path = self.partial(job)
         size = path.stat().st_size if path.exists() else 0
-        sha256 = await asyncio.to_thread(file_sha256, path) if size else _EMPTY
+        running = self._running.pop(job.id, None)
+        if running is not None and running.length == size:
+            sha256 = running.digest.hexdigest()
+        else:
+            sha256 = await asyncio.to_thread(file_sha256, path) if size else _EMPTY
         problem = None
         if length is not None and size != length:
             problem = f"{size} bytes arrived but Upload-Length said {length}"
@@ -232,6 +250,17 @@ async def _to_the_end(work: asyncio.Future[None]) -> None:
         raise asyncio.CancelledError
 
 
-def _write_flush(sink: BinaryIO, data: bytes) -> None:
-    sink.write(data)
+class _Running:
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.length = 0  # bytes in the digest: it stands for the file while they agree
+
+
+def _write_flush(sink: BinaryIO, pieces: list[bytes], running: _Running | None) -> None:
+    for piece in pieces:
+        sink.write(piece)
     sink.flush()  # in the kernel's hands: a crash of this process loses nothing received
+    if running is not None:  # only bytes surely written; a failed write leaves it behind
+        for piece in pieces:
+            running.digest.update(piece)  # (hashlib lets go of the GIL: the loop runs on)
+            running.length += len(piece)

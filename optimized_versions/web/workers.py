@@ -17,6 +17,7 @@ from ..errors import (
     Forbidden,
     NotFound,
     RequestTimeout,
+    ServiceError,
     TooManyRequests,
     Unauthorized,
 )
@@ -97,7 +98,8 @@ async def output_offset(request: web.Request) -> web.Response:
 async def append_output(request: web.Request) -> web.Response:
     """Bytes from ``Upload-Offset`` on (which must be the bytes received so far, else 409
     with the right one); ``Upload-Complete: ?1`` with ``Repr-Digest`` ends the upload: the
-    whole file is hashed and kept only when it matches (else 422, and it is removed)."""
+    file is kept only when the SHA-256 of all its bytes matches (else 422, and it is
+    removed). The answer to that last one is where the job's completion belongs."""
     job = worker_job(request)
     uploads = request.app[UPLOADS]
     offset = _int_header(request, "Upload-Offset")
@@ -109,7 +111,8 @@ async def append_output(request: web.Request) -> web.Response:
     async with uploads.writing(job):
         if uploads.received(job) is not None:
             raise Conflict(
-                f"job {job.id}: its output was already received", _progress(offset, True)
+                f"job {job.id}: its output was already received",
+                _progress(uploads.offset(job), True),
             )
         if offset != (current := uploads.offset(job)):
             raise Conflict(
@@ -121,6 +124,11 @@ async def append_output(request: web.Request) -> web.Response:
             raise BadRequest(f"{offset} + {declared} bytes is more than Upload-Length {length}")
         uploads.check_space(job, declared or (length - offset if length else 0))
         size = await uploads.append(job, _body(request))
+        try:  # the job may have been cancelled, or given to another worker, meanwhile
+            worker_job(request)
+        except ServiceError:
+            uploads.discard(job)  # nobody will take it: no output lingers in the cache
+            raise
         if digest is None:
             return web.Response(status=204, headers=_progress(size, False))
         received = await uploads.finish(job, digest, length)
