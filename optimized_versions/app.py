@@ -262,6 +262,7 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     dispatcher = Dispatcher(
         app[STORE],
         app[HARDWARE],
+        app[RUNNER].profiles,
         config.queue_url,
         config.worker_heartbeat,
         app[UPLOADS],

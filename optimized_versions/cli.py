@@ -119,7 +119,6 @@ def run_worker(config_path: Path | None, server: str, token: str | None) -> int:
     try:
         config = load_config(config_path or find_config_file())
         logs.configure(config.log_level)
-        config.cache_dir.mkdir(parents=True, exist_ok=True)
         hardware, profiles = build_hardware(config)
     except (ConfigError, OSError) as exc:
         print(f"optimized-versions: {exc}", file=sys.stderr)

@@ -5,11 +5,13 @@ ffmpeg on the generated clips, and the phone's API on the server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,10 +21,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import ADMIN, Env, StartApp, auth, post_job, wait_status
+from gpu_host import FakeHost
 from postgres import postgres
 from served import COMMAND
+from test_core import CPU_ONLY
 
+from optimized_versions.app import build_hardware
 from optimized_versions.keys import WORKER_TOKENS
+from optimized_versions.nodes.worker import WorkerHost
 
 pytestmark = pytest.mark.timeout(240)
 Client = TestClient[web.Request, web.Application]
@@ -49,7 +55,9 @@ class Workers:
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.logs: list[IO[bytes]] = []
 
-    async def start(self, name: str, token: str | None = None) -> asyncio.subprocess.Process:
+    async def start(
+        self, name: str, token: str | None = None, **more: str
+    ) -> asyncio.subprocess.Process:
         if token is None:
             token = self.client.app[WORKER_TOKENS].create(name)
         home = self.folder / name
@@ -62,6 +70,7 @@ class Workers:
             "WORKER_HEARTBEAT": "1",
             "CPU_SLOTS": "1",
             "MIN_FREE_SPACE": str(64 * 1024 * 1024),
+            **more,
         }
         home.mkdir(parents=True, exist_ok=True)
         log = (home / "worker.log").open("wb")
@@ -105,6 +114,16 @@ async def _status(client: Client, job: str) -> dict[str, Any]:
     return body
 
 
+async def _online(client: Client, names: set[str], timeout: float = 60) -> None:
+    """Until every named worker host has sent its first heartbeat (its probe takes a while)."""
+    for _ in range(int(timeout / 0.2)):
+        body = await (await client.get("/hardware", headers=auth(ADMIN))).json()
+        if names <= {n["name"] for n in body.get("nodes", []) if n["online"] and n["slots"]}:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"worker hosts {names} never came online: {body.get('nodes')}")
+
+
 async def _downloaded_sha256(client: Client, job: str) -> str:
     resp = await client.get(f"/download/{job}", headers=auth())
     assert resp.status == 200
@@ -117,6 +136,7 @@ async def test_jobs_run_on_the_worker_hosts_and_arrive_verified(
     client, workers = cluster_app
     for name in ("w1", "w2"):
         await workers.start(name)
+    await _online(client, {"w1", "w2"})
     jobs = [await post_job(client, env, item, device=f"phone-{item}") for item in
             ("hevc", "h264", "two-audio")]  # fmt: skip
     nodes = set()
@@ -177,3 +197,52 @@ async def test_a_wrong_worker_token_is_refused(
     proc = await workers.start("intruder", token="ovsw_" + "x" * 43)
     assert await asyncio.wait_for(proc.wait(), 60) == 1
     assert "the worker token is unknown or revoked" in workers.log("intruder")
+
+
+async def test_nvenc_jobs_go_to_the_nvidia_host_and_software_jobs_spread(
+    start_app: StartApp, queue_url: str, env: Env, fake: FakeHost, tmp_path: Path,
+    hardware_cache: Path,
+) -> None:  # fmt: skip
+    user = tmp_path / "user"
+    (user / "profiles").mkdir(parents=True)
+    (user / "profiles" / "cpu-only.yaml").write_text(CPU_ONLY)
+    env.jellyfin.trickle.add("long")  # the two software jobs overlap
+    client = await start_app(
+        queue_url=queue_url, worker_heartbeat=1.0, local_jobs=False, profiles_dir=user
+    )
+    workers = Workers(client, tmp_path / "workers", hardware_cache)
+    # the NVIDIA host: the real worker code in this process, its GPU and ffmpeg played by
+    # the fake host (NVML cannot be faked in another process)
+    config = replace(
+        env.config, ffmpeg_path=str(fake.ffmpeg), hardware_cache=fake.root / "hw.json",
+        cache_dir=tmp_path / "rtx" / "cache", data_dir=tmp_path / "rtx" / "data",
+        cpu_slots=1, worker_heartbeat=1.0, profiles_dir=user,
+    )  # fmt: skip
+    hardware, profiles = build_hardware(config, fake.host(nvidia=("NVIDIA GeForce RTX 4070",)))
+    token = client.app[WORKER_TOKENS].create("rtx")
+    rtx = asyncio.create_task(
+        WorkerHost(config, hardware, profiles, str(client.make_url("/")), token).run()
+    )
+    try:
+        await workers.start("cpu", PROFILES_DIR=str(user))
+        await _online(client, {"rtx", "cpu"})
+        nvenc = [await post_job(client, env, "hevc", device=f"tv-{n}") for n in range(2)]
+        software = [
+            await post_job(client, env, "long", device=f"tab-{n}", profile="cpu-only")
+            for n in range(2)
+        ]
+        for job in nvenc:
+            done = await wait_status(client, job, "completed", timeout=60)
+            assert (done["node"], done["encoder"]) == ("rtx", "h264_nvenc"), done
+        nodes = set()
+        for job in software:
+            done = await wait_status(client, job, "completed", timeout=60)
+            assert done["encoder"] in ("libx264", "copy"), done
+            nodes.add(done["node"])
+            assert await _downloaded_sha256(client, job) == done["checksum"]
+        assert nodes == {"rtx", "cpu"}, "one CPU slot on each host: the two spread"
+    finally:
+        rtx.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await rtx
+        await workers.stop()

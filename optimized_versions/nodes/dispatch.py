@@ -31,7 +31,7 @@ from ..hardware.ladder import Hardware
 from ..jellyfin.relay import source_name
 from ..jobs.models import RUN_RESET, Job, JobStatus
 from ..jobs.store import InvalidTransition, JobStore
-from .fleet import SOFTWARE, Fleet, Node, rank
+from .fleet import SOFTWARE, Fleet, Node, backend_for, rank
 from .uploads import Uploads
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class Dispatcher:
         self,
         store: JobStore,
         hardware: Hardware,
+        profiles: dict[str, Profile],
         url: str,
         heartbeat: float,
         uploads: Uploads,
@@ -74,6 +75,7 @@ class Dispatcher:
     ) -> None:
         self._store = store
         self._hardware = hardware
+        self._profiles = profiles
         self._url = url
         self.heartbeat = heartbeat
         self._uploads = uploads  # outputs coming back from the hosts
@@ -135,7 +137,10 @@ class Dispatcher:
         return None if node is None else node.name
 
     def send(self, job: Job, node: str) -> None:
-        self.fleet.nodes[node].running.add(job.id)
+        host = self.fleet.nodes[node]
+        host.running.add(job.id)
+        if backend_for(host.best, self._profiles[job.profile]) == SOFTWARE:
+            host.on_cpu.add(job.id)
         self._outbox.put_nowait((job.id, node))
 
     async def cancel(self, job: Job) -> None:

@@ -26,11 +26,23 @@ class Node:
     busy: str | None = None  # its own load gate says no, and why
     devices: list[dict[str, Any]] = field(default_factory=list)  # as its probe found them
     running: set[str] = field(default_factory=set)  # our job ids placed on it
+    on_cpu: set[str] = field(default_factory=set)  # those sent for its CPU (software)
     draining: bool = False  # an admin asked it to take no new job
 
     @property
     def free(self) -> int:
         return self.slots - len(self.running)
+
+    def free_for(self, backend: str) -> int:
+        """Free slots of the devices a job for ``backend`` runs on there: the CPU for
+        software, its GPUs otherwise (from its heartbeat's devices, counted by us)."""
+        cpu = sum(int(d.get("slots", 0)) for d in self.devices if d.get("vendor") == "cpu")
+        if not any("vendor" in d for d in self.devices):
+            return self.free  # an older worker's heartbeat: all slots together
+        on_cpu = len(self.running & self.on_cpu)
+        if backend == SOFTWARE:
+            return cpu - on_cpu
+        return self.slots - cpu - (len(self.running) - on_cpu)
 
     def describe(self, now: float, lost_after: float) -> dict[str, Any]:
         return {
@@ -48,13 +60,21 @@ class Node:
         }
 
 
+def backend_for(best: dict[str, str], profile: Profile) -> str | None:
+    """The backend a host would encode the profile with, or None when it cannot."""
+    backend = best.get(profile.video.codec, SOFTWARE)
+    if profile.hardware is HardwarePolicy.SOFTWARE:
+        return SOFTWARE
+    if profile.hardware is HardwarePolicy.REQUIRE_HW and backend == SOFTWARE:
+        return None
+    return backend
+
+
 def rank(best: dict[str, str], profile: Profile, preference: list[str]) -> int | None:
     """How good a host is for the profile (lower is better: its backend's place in
     ENCODER_PREFERENCE), or None when the profile cannot run there at all."""
-    backend = best.get(profile.video.codec, SOFTWARE)
-    if profile.hardware is HardwarePolicy.SOFTWARE:
-        backend = SOFTWARE
-    elif profile.hardware is HardwarePolicy.REQUIRE_HW and backend == SOFTWARE:
+    backend = backend_for(best, profile)
+    if backend is None:
         return None
     return preference.index(backend) if backend in preference else len(preference)
 
@@ -90,12 +110,16 @@ class Fleet:
         free slot when this host has none (``local_rank`` None); most free slots first."""
         best: tuple[int, int, Node] | None = None
         for node in self.nodes.values():
-            if node.draining or node.busy or node.free <= 0 or not self.online(node, now):
+            if node.draining or node.busy or not self.online(node, now):
                 continue
+            backend = backend_for(node.best, profile)
             there = rank(node.best, profile, self.preference)
-            if there is None or (local_rank is not None and there >= local_rank):
+            if backend is None or there is None or (local_rank is not None and there >= local_rank):
                 continue
-            key = (there, -node.free, node)
+            free = node.free_for(backend)
+            if free <= 0:
+                continue
+            key = (there, -free, node)
             if best is None or key[:2] < best[:2]:
                 best = key
         return None if best is None else best[2]

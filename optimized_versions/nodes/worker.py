@@ -147,6 +147,7 @@ class WorkerHost:
             devices=[
                 {
                     "id": d.id,
+                    "vendor": str(d.vendor),
                     "name": d.name,
                     "slots": self.placer.capacity(d),
                     "used": self.placer.used.get(d.id, 0),
@@ -168,6 +169,7 @@ class WorkerHost:
             raise WorkerError(f"the server {self.server} cannot be reached: {exc}") from None
 
     async def run(self) -> None:
+        self.config.cache_dir.mkdir(parents=True, exist_ok=True)
         await self.hardware.load()
         self.session = aiohttp.ClientSession()
         await self.relay.start()
