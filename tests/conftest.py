@@ -384,11 +384,11 @@ async def start_app(env: Env, aiohttp_client: Any) -> AsyncIterator[StartApp]:
     """Start the real app on the test's data folder; call again to simulate a restart."""
 
     async def start(
-        host: Host | None = None, **overrides: Any
+        host: Host | None = None, port: int | None = None, **overrides: Any
     ) -> TestClient[web.Request, web.Application]:
         config = replace(env.config, **overrides)
         app = create_app(config, clock=env.clock, host=host, readers=(env.load, env.gpu_load))
-        server = TestServer(app)
+        server = TestServer(app, port=port)  # a port: a restart where workers find it
         # as `serve` runs it (TestServer drops runner options given to its constructor)
         await server.start_server(**server_options(config))
         client: TestClient[web.Request, web.Application] = await aiohttp_client(server)

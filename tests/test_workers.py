@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 from conftest import ADMIN, Env, StartApp, auth, post_job, wait_status
 from gpu_host import FakeHost
 from postgres import postgres
-from served import COMMAND
+from served import COMMAND, free_port
 from test_core import CPU_ONLY
 
 from optimized_versions.app import build_hardware
@@ -245,4 +245,28 @@ async def test_nvenc_jobs_go_to_the_nvidia_host_and_software_jobs_spread(
         rtx.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await rtx
+        await workers.stop()
+
+
+async def test_a_restart_of_the_server_loses_nothing(
+    start_app: StartApp, queue_url: str, env: Env, tmp_path: Path, hardware_cache: Path
+) -> None:
+    env.jellyfin.trickle.add("long")
+    port = free_port()
+    settings = {"queue_url": queue_url, "worker_heartbeat": 1.0, "local_jobs": False}
+    client = await start_app(port=port, **settings)
+    workers = Workers(client, tmp_path / "workers", hardware_cache)
+    try:
+        await workers.start("w1")
+        job = await post_job(client, env, "long")
+        assert (await wait_status(client, job, "optimizing", min_progress=0))["node"] == "w1"
+        await client.close()  # the server stops (its own cleanup runs) while w1 transcodes
+        await asyncio.sleep(1.5)  # longer than a heartbeat: reports and reads fail meanwhile
+        client = await start_app(port=port, **settings)
+        done = await wait_status(client, job, "completed", timeout=60)
+        assert done["node"] == "w1"
+        assert await _downloaded_sha256(client, job) == done["checksum"]
+        runs = [line for line in workers.log("w1").splitlines() if "Processing" in line]
+        assert len([line for line in runs if f"key: {job}." in line]) == 1, runs  # not again
+    finally:
         await workers.stop()

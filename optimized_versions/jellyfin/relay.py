@@ -9,6 +9,7 @@ the source rules on every request, and follows redirects only within the source'
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -45,9 +46,14 @@ def source_name(url: str) -> str:
 
 
 class SourceRelay:
-    def __init__(self, rules: SourceRules, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, rules: SourceRules, headers: dict[str, str] | None = None, patience: float = 0.0
+    ) -> None:
         self._rules = rules
         self._headers = headers or {}  # sent upstream too (a worker host's token)
+        # seconds to keep trying an upstream that refuses connections (a worker host's
+        # server restarting) before the reader is told it failed
+        self._patience = patience
         self._sources: dict[str, Relayed] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -99,7 +105,9 @@ class SourceRelay:
             target += f"?{request.query_string}" if request.query_string else ""
         headers = {name: request.headers[name] for name in _PASSED_UP if name in request.headers}
         try:
-            upstream = await self._open(relayed.origin_url, target, headers, request.method)
+            upstream = await self._open_patiently(
+                relayed.origin_url, target, headers, request.method
+            )
         except SourceRefused as exc:
             relayed.problem = str(exc)
             return web.Response(status=403)
@@ -138,6 +146,22 @@ class SourceRelay:
                 request.transport.close()
             return
         await response.write_eof()
+
+    async def _open_patiently(
+        self, first: str, url: str, headers: dict[str, str], method: str
+    ) -> aiohttp.ClientResponse:
+        deadline = asyncio.get_running_loop().time() + self._patience
+        while True:
+            try:
+                resp = await self._open(first, url, headers, method)
+            except (aiohttp.ClientConnectionError, TimeoutError):
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+            else:
+                if resp.status < 500 or asyncio.get_running_loop().time() >= deadline:
+                    return resp
+                resp.release()  # a server on its way down or up
+            await asyncio.sleep(0.5)
 
     async def _open(
         self, first: str, url: str, headers: dict[str, str], method: str

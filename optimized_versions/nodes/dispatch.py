@@ -37,6 +37,7 @@ from .uploads import Uploads
 log = logging.getLogger(__name__)
 
 FUNCTION = "transcode"  # the one function a worker runs
+JOB_HEARTBEATS = 3  # a job unheard of for this many heartbeats is swept back
 # what a worker may tell about a job it runs; it may never enqueue, nor see other queues
 OWN_JOB = frozenset({"update", "finish", "retry", "finish_abort", "notify"})
 
@@ -263,7 +264,7 @@ class Dispatcher:
                     FUNCTION,
                     key=key,
                     timeout=0,
-                    heartbeat=int(max(1, 3 * self.heartbeat)),
+                    heartbeat=int(max(1, JOB_HEARTBEATS * self.heartbeat)),
                     retries=1,
                     ttl=24 * 3600,
                     job=job_payload(job, self._store.source_url(job.id) or ""),
@@ -275,7 +276,10 @@ class Dispatcher:
                 self.wake()
 
     async def _watch_loop(self) -> None:
-        """Every heartbeat: a lost node's jobs come back; SAQ's sweep finds stuck jobs."""
+        """Every heartbeat: a lost node's jobs come back; SAQ's sweep finds stuck jobs. Not
+        before the job heartbeat has passed once since the start: a restart of this server
+        must not sweep jobs whose hosts had no one to report to meanwhile."""
+        await asyncio.sleep(2 * self.heartbeat)
         while True:
             await asyncio.sleep(self.heartbeat)
             try:

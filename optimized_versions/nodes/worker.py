@@ -42,6 +42,7 @@ from .transfer import upload
 log = logging.getLogger(__name__)
 
 REPORT_EVERY = 2.0  # seconds between progress reports (each is the job's heartbeat too)
+SERVER_PATIENCE = 60.0  # seconds the source may be unreachable (the server restarting)
 CODECS = ("h264", "hevc")
 
 
@@ -109,7 +110,9 @@ class WorkerHost:
         )
         self.placer = Placer(hardware, self.monitor, slots)
         # the source comes from the server alone, with the worker token in a header
-        self.relay = SourceRelay(SourceRules.build(self.server, None), headers=self.auth)
+        self.relay = SourceRelay(
+            SourceRules.build(self.server, None), headers=self.auth, patience=SERVER_PATIENCE
+        )
         self.runner = Runner(
             hardware.binary,
             profiles,
@@ -215,7 +218,8 @@ class WorkerHost:
         )
         profile = self.profiles[record.profile]
         state: dict[str, Any] = {"percent": 0.0, "size": 0, "frames": 0, "speed": None}
-        reporter = asyncio.create_task(_report(saq_job, state))
+        every = min(REPORT_EVERY, self.config.worker_heartbeat)
+        reporter = asyncio.create_task(_report(saq_job, state, every))
         device = None
         try:
             while not isinstance(where := self.placer.place(profile), Placed):
@@ -255,14 +259,14 @@ class WorkerHost:
                 self.placer.release(lease.device)
 
 
-async def _report(saq_job: Any, state: dict[str, Any]) -> None:
-    """Progress to the server every REPORT_EVERY seconds: what the phone shows, and the
+async def _report(saq_job: Any, state: dict[str, Any], every: float) -> None:
+    """Progress to the server every ``every`` seconds: what the phone shows, and the
     heartbeat that keeps the job this host's."""
     while True:
         frames, state["frames"] = state["frames"], 0  # since the last report
         with contextlib.suppress(Exception):  # a missed report is made up by the next
             await saq_job.update(progress=state["percent"] / 100, meta={**state, "frames": frames})
-        await asyncio.sleep(REPORT_EVERY)
+        await asyncio.sleep(every)
 
 
 def _result(outcome: Outcome) -> dict[str, Any]:
