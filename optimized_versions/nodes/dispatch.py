@@ -28,39 +28,22 @@ from saq.queue.postgres import PostgresQueue
 from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..hardware.ladder import Hardware
-from ..jellyfin.relay import source_name
 from ..jobs.models import RUN_RESET, Job, JobStatus
 from ..jobs.store import InvalidTransition, JobStore
 from .fleet import SOFTWARE, Fleet, Node, backend_for, rank
+from .protocol import (
+    FUNCTION,
+    JOB_HEARTBEATS,
+    OWN_JOB,
+    Refused,
+    dispatch_key,
+    job_payload,
+    local_best,
+    queue_name,
+)
 from .uploads import Uploads
 
 log = logging.getLogger(__name__)
-
-FUNCTION = "transcode"  # the one function a worker runs
-JOB_HEARTBEATS = 3  # a job unheard of for this many heartbeats is swept back
-# what a worker may tell about a job it runs; it may never enqueue, nor see other queues
-OWN_JOB = frozenset({"update", "finish", "retry", "finish_abort", "notify"})
-
-
-class Refused(Exception):
-    """A worker asked for something that is not its to ask (answered 403)."""
-
-
-def queue_name(node: str) -> str:
-    return f"node.{node}"
-
-
-def local_best(hardware: Hardware, device: Device, codec: str) -> str:
-    """The backend this host's ``device`` would encode ``codec`` with."""
-    for name in hardware.preference:
-        backend = hardware.backends[name]
-        if (
-            backend.hardware
-            and device.vendor in backend.devices
-            and hardware.matrix.encodes(device.id, name, codec)
-        ):
-            return name
-    return SOFTWARE
 
 
 class Dispatcher:
@@ -322,26 +305,3 @@ class Dispatcher:
                 await queue.abort(saq_job, why)
         except Exception as exc:
             log.error("job %s: could not abort it on %s: %s", key, node, exc)
-
-
-def dispatch_key(job: Job) -> str:
-    """The SAQ key of the job's current dispatch: a new one each time it is sent (SAQ keeps
-    an ended job's record a while), found again from the store after a restart."""
-    return f"{job.id}.{int((job.started_at or 0) * 1000)}"
-
-
-def job_payload(job: Job, source: str) -> dict[str, Any]:
-    """What a worker needs of a job (no credential: it fetches the source through us)."""
-    return {
-        "source_name": source_name(source),  # what its URL on this server ends with
-        "id": job.id,
-        "owner_id": job.owner_id,
-        "owner_name": job.owner_name,
-        "device_id": job.device_id,
-        "item_id": job.item_id,
-        "item": job.item,
-        "input_url": job.input_url,
-        "file_extension": job.file_extension,
-        "profile": job.profile,
-        "created_at": job.created_at,
-    }

@@ -35,8 +35,8 @@ from ..jellyfin.rules import SourceRules
 from ..jobs.models import Job, JobStatus
 from ..jobs.placement import Placed, Placer, SlotConfig
 from ..jobs.runner import Outcome, Runner
-from .dispatch import FUNCTION, local_best, queue_name
 from .fleet import SOFTWARE
+from .protocol import FUNCTION, local_best, queue_name
 from .transfer import upload
 
 log = logging.getLogger(__name__)

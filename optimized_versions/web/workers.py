@@ -24,7 +24,8 @@ from ..errors import (
 from ..jellyfin.relay import Relayed, source_name
 from ..jobs.models import Job, JobStatus
 from ..keys import CONFIG, DISPATCHER, LIMITER, RELAY, STORE, UPLOADS, WORKER_TOKENS
-from ..nodes.dispatch import Dispatcher, Refused
+from ..nodes.dispatch import Dispatcher
+from ..nodes.protocol import Refused
 from ..nodes.uploads import Conflict, parse_digest
 from .metrics import version
 
