@@ -164,3 +164,20 @@ class Placer:
             "hostBusy": monitor.cpu_busy() or monitor.disk_low(),
             "devices": devices,
         }
+
+
+class SlotLease:
+    """A running job's slot: on one device at a time, moved only through placement."""
+
+    def __init__(self, placer: Placer, device: str) -> None:
+        self._placer = placer
+        self.device = device
+
+    def move(self, target: Device) -> str | None:
+        why = self._placer.move(self.device, target)
+        if why is None:
+            self.device = target.id
+        return why
+
+    def release(self) -> None:
+        self._placer.release(self.device)

@@ -56,6 +56,23 @@ class Outcome:
     plan: str = ""  # what was done per stream, for the pages
     command: list[str] = field(default_factory=list)  # the argv that made it, secrets scrubbed
 
+    def completed(self, job: Job, now: float) -> dict[str, Any]:
+        """The job's changes as it becomes ``completed`` (here or from a worker host)."""
+        return {
+            "progress": 100.0,
+            "speed": None,
+            "size": self.size,
+            "checksum": self.checksum,
+            "backend": self.backend,
+            "encoder": self.encoder,
+            "decoder": self.decoder,
+            "fallbacks": [*job.fallbacks, *self.fallbacks],
+            "tracks": self.tracks,
+            "plan": self.plan,
+            "command": self.command,
+            "finished_at": now,
+        }
+
 
 ProgressCallback = Callable[[float, float | None, int, int], None]  # %, speed, bytes, frames
 PlanCallback = Callable[[str], None]  # why each stream is copied or encoded, per rung

@@ -15,51 +15,21 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from ..catalog.device import Device
-from ..catalog.profiles import Profile
 from ..config import Config
 from ..errors import BadRequest, MustWait, RetryLater, TranscodeError
 from ..logs import Every
 from .models import RUN_RESET, WAITING, Job, JobStatus
-from .placement import Placed, Placement, Placer, Wait
+from .placement import Placed, Placement, Placer, SlotLease, Wait
 from .queue import FairQueue
+from .remote import Remote
 from .runner import Runner
 from .store import JobStore
 
 log = logging.getLogger(__name__)
 
 RETRY_BASE, RETRY_MAX = 30.0, 600.0  # back-off of a job requeued because the encoder was full
-
-
-class _Lease:
-    """A running job's slot: on one device at a time, moved only through placement."""
-
-    def __init__(self, placer: Placer, device: str) -> None:
-        self._placer = placer
-        self.device = device
-
-    def move(self, target: Device) -> str | None:
-        why = self._placer.move(self.device, target)
-        if why is None:
-            self.device = target.id
-        return why
-
-    def release(self) -> None:
-        self._placer.release(self.device)
-
-
-class Remote(Protocol):
-    """Worker hosts (``nodes.dispatch``): where else a job may run, and how it is sent."""
-
-    def choose(self, profile: Profile, local: Device | None) -> str | None:
-        """The worker host a job should go to (``local``: the device free here), or None."""
-        ...
-
-    def send(self, job: Job, node: str) -> None: ...
-
-    async def cancel(self, job: Job) -> None: ...
 
 
 class Scheduler:
@@ -77,7 +47,7 @@ class Scheduler:
         self._clock = clock
         self._placer = placer
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._leases: dict[str, _Lease] = {}  # job id -> the slot it holds
+        self._leases: dict[str, SlotLease] = {}  # job id -> the slot it holds
         self._stop_as: dict[str, JobStatus] = {}  # how an interrupted job ends
         self._queue = FairQueue(store, config)
         self._wake = asyncio.Event()
@@ -212,40 +182,34 @@ class Scheduler:
     # -- running one job ---------------------------------------------------------------
 
     def _launch(self, waiting: Job, device: Device) -> None:
-        job = self._store.get(waiting.id) or waiting  # with its item, for the runner
-        self._queue.served(job)
-        self._store.transition(
-            job,
-            JobStatus.OPTIMIZING,
-            **{**RUN_RESET, "started_at": self._clock()},
-            error=None,
-            not_before=None,
-            wait_reason=None,
-            fallbacks=job.fallbacks if job.pinned_device else [],
-        )
+        job = self._started(waiting)
         self._placer.claim(device.id)
-        lease = self._leases[job.id] = _Lease(self._placer, device.id)
+        lease = self._leases[job.id] = SlotLease(self._placer, device.id)
         log.info("job %s placed on %s", job.id, device.id)
         self._running[job.id] = asyncio.create_task(self._run(job, lease), name=f"job-{job.id}")
 
-    def _send(self, waiting: Job, node: str) -> None:
-        """To a worker host: the job is its node's now (its heartbeats keep it there)."""
-        assert self.remote is not None
+    def _started(self, waiting: Job, node: str | None = None) -> Job:
+        """The job (with its item, for the runner) moved to optimizing, here or on ``node``."""
         job = self._store.get(waiting.id) or waiting
         self._queue.served(job)
-        self._store.transition(
+        return self._store.transition(
             job,
             JobStatus.OPTIMIZING,
             **{**RUN_RESET, "started_at": self._clock(), "node": node},
             error=None,
             not_before=None,
             wait_reason=None,
-            fallbacks=[],
+            fallbacks=job.fallbacks if job.pinned_device else [],
         )
+
+    def _send(self, waiting: Job, node: str) -> None:
+        """To a worker host: the job is its node's now (its heartbeats keep it there)."""
+        assert self.remote is not None
+        job = self._started(waiting, node)
         log.info("job %s sent to worker host %s", job.id, node)
         self.remote.send(job, node)
 
-    async def _run(self, job: Job, lease: _Lease) -> None:
+    async def _run(self, job: Job, lease: SlotLease) -> None:
         frames_seen = 0  # this ffmpeg run's frames so far (a new rung starts again at 0)
 
         def on_progress(percent: float, speed: float | None, size: int, frames: int) -> None:
@@ -297,20 +261,7 @@ class Scheduler:
             self._fail(job, f"internal error: {type(exc).__name__}")
         else:
             self._store.transition(
-                job,
-                JobStatus.COMPLETED,
-                progress=100.0,
-                speed=None,
-                size=outcome.size,
-                checksum=outcome.checksum,
-                backend=outcome.backend,
-                encoder=outcome.encoder,
-                decoder=outcome.decoder,
-                fallbacks=[*job.fallbacks, *outcome.fallbacks],
-                tracks=outcome.tracks,
-                plan=outcome.plan,
-                command=outcome.command,
-                finished_at=self._clock(),
+                job, JobStatus.COMPLETED, **outcome.completed(job, self._clock())
             )
         finally:
             self._running.pop(job.id, None)

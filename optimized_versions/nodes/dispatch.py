@@ -17,7 +17,6 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -29,6 +28,7 @@ from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..hardware.ladder import Hardware
 from ..jobs.models import RUN_RESET, Job, JobStatus
+from ..jobs.runner import Outcome
 from ..jobs.store import InvalidTransition, JobStore
 from .fleet import SOFTWARE, Fleet, Node, backend_for, rank
 from .protocol import (
@@ -197,29 +197,22 @@ class Dispatcher:
             self.wake()
 
     async def _complete(self, job: Job, result: dict[str, Any]) -> None:
-        """The worker's output arrived (verified on upload): it becomes the job's output."""
-        path = self._uploads.received(job)
-        if path is None:
-            self._end(job, JobStatus.FAILED, error="the worker's output never arrived")
+        """The worker's output arrived, verified on upload against the digest the worker
+        sent; it becomes the job's output when that is the checksum it reports too."""
+        try:
+            outcome = Outcome(**result)
+        except TypeError:
+            self._end(job, JobStatus.FAILED, error="the worker host's report was malformed")
             return
-        output = Path(job.output_path)
-        await asyncio.to_thread(os.replace, path, output)
-        self._end(
-            job,
-            JobStatus.COMPLETED,
-            progress=100.0,
-            speed=None,
-            size=output.stat().st_size,
-            checksum=result["checksum"],
-            backend=result.get("backend"),
-            encoder=result.get("encoder"),
-            decoder=result.get("decoder"),
-            fallbacks=[*job.fallbacks, *result.get("fallbacks", [])],
-            tracks=result.get("tracks", []),
-            plan=result.get("plan"),
-            command=result.get("command", []),
-            finished_at=self._clock(),
-        )
+        sha256 = await self._uploads.received_sha256(job)
+        if sha256 is None or sha256 != outcome.checksum:
+            why = "never arrived" if sha256 is None else "does not match its reported checksum"
+            self._end(job, JobStatus.FAILED, error=f"the worker's output {why}")
+            return
+        path = self._uploads.received(job)
+        assert path is not None
+        await asyncio.to_thread(os.replace, path, job.output_path)
+        self._end(job, JobStatus.COMPLETED, **outcome.completed(job, self._clock()))
 
     def _end(self, job: Job, status: JobStatus, **changes: Any) -> None:
         if status is not JobStatus.COMPLETED:  # what came of its upload is not wanted

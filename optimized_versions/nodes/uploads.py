@@ -110,6 +110,7 @@ class Uploads:
         # the same thread), so the end costs no second read; lost on a restart: then the
         # whole file is read once at the end
         self._running: dict[str, _Running] = {}
+        self._sha256: dict[str, str] = {}  # job id -> its verified output's SHA-256
         self.bytes_written = 0  # since start: what workers really sent (tests, figures)
 
     @staticmethod
@@ -137,6 +138,7 @@ class Uploads:
     def discard(self, job: Job) -> None:
         """Forget the upload: a cancelled or failed job, or a worker that starts again."""
         self._running.pop(job.id, None)
+        self._sha256.pop(job.id, None)
         for path in (self.partial(job), self.verified(job)):
             path.unlink(missing_ok=True)
 
@@ -229,7 +231,17 @@ class Uploads:
         if not size:
             path.touch()
         os.replace(path, self.verified(job))
+        self._sha256[job.id] = sha256
         return Received(self.verified(job), size, sha256)
+
+    async def received_sha256(self, job: Job) -> str | None:
+        """The SHA-256 of the verified output (hashed again when this server restarted
+        since it arrived), or None while there is none."""
+        path = self.received(job)
+        if path is None:
+            return None
+        known = self._sha256.pop(job.id, None)
+        return known or await asyncio.to_thread(file_sha256, path)
 
 
 _EMPTY = hashlib.sha256().hexdigest()

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from ..jellyfin.relay import SourceRelay
 from ..jellyfin.rules import SourceRules
 from ..jobs.models import Job, JobStatus
 from ..jobs.placement import Placed, Placer, SlotConfig
-from ..jobs.runner import Outcome, Runner
+from ..jobs.runner import Runner
 from .fleet import SOFTWARE
 from .protocol import FUNCTION, local_best, queue_name
 from .transfer import upload
@@ -246,7 +246,7 @@ class WorkerHost:
                 )
             finally:
                 output.unlink(missing_ok=True)
-            return _result(outcome)
+            return dataclasses.asdict(outcome)  # rebuilt as an Outcome by the server
         except (RetryLater, MustWait) as exc:
             return {"requeue": str(exc)}
         except TranscodeError as exc:
@@ -267,22 +267,6 @@ async def _report(saq_job: Any, state: dict[str, Any], every: float) -> None:
         with contextlib.suppress(Exception):  # a missed report is made up by the next
             await saq_job.update(progress=state["percent"] / 100, meta={**state, "frames": frames})
         await asyncio.sleep(every)
-
-
-def _result(outcome: Outcome) -> dict[str, Any]:
-    return {
-        "checksum": outcome.checksum,
-        "size": outcome.size,
-        "backend": outcome.backend,
-        "encoder": outcome.encoder,
-        "decoder": outcome.decoder,
-        "fallbacks": outcome.fallbacks,
-        "device": outcome.device,
-        "tracks": outcome.tracks,
-        "plan": outcome.plan,
-        "command": outcome.command,
-        "finished": time.time(),
-    }
 
 
 def _version() -> str:
