@@ -17,7 +17,6 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from .catalog.backends import load_backends
-from .catalog.device import Vendor
 from .catalog.profiles import Profile, load_profiles
 from .config import Config
 from .errors import ConfigError
@@ -26,17 +25,14 @@ from .hardware.ladder import Hardware
 from .hardware.load import (
     GpuReader,
     HostReader,
-    Limits,
-    LoadMonitor,
     PsutilReader,
-    default_cpu_slots,
 )
 from .hardware.nvml import Nvml
 from .jellyfin.client import JellyfinClient
 from .jellyfin.relay import SourceRelay
 from .jellyfin.rules import SourceRules
 from .jobs.cleanup import Janitor
-from .jobs.placement import Placer, SlotConfig
+from .jobs.placement import placer_from
 from .jobs.runner import Runner
 from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
@@ -147,27 +143,8 @@ def create_app(
     app[HARDWARE] = hardware
     app[UPLOADS] = Uploads(config.min_free_space)
     host_reader, gpu_reader = readers or (PsutilReader(), Nvml())
-    limits = Limits(
-        cpu_high=config.cpu_high,
-        memory_low=config.memory_low,
-        gpu_high=config.gpu_high,
-        hysteresis=config.load_hysteresis,
-        min_free_space=config.min_free_space,
-    )
-    app[MONITOR] = LoadMonitor(
-        host_reader,
-        gpu_reader,
-        config.cache_dir,
-        limits,
-        nvidia=lambda: [d.index for d in hardware.matrix.devices if d.vendor is Vendor.NVIDIA],
-    )
-    slots = SlotConfig(
-        cpu=config.cpu_slots or default_cpu_slots(),
-        gpu=config.gpu_slots,
-        nvenc_sessions=config.nvenc_sessions,
-        spill_to_cpu=config.spill_to_cpu,
-    )
-    app[PLACER] = Placer(hardware, app[MONITOR], slots)
+    app[PLACER] = placer_from(config, hardware, (host_reader, gpu_reader))
+    app[MONITOR] = app[PLACER].monitor
     app[RELAY] = SourceRelay(SourceRules.build(config.jellyfin_url, config.source_allow))
     app[RUNNER] = Runner(
         hardware.binary,

@@ -16,8 +16,9 @@ from typing import Any
 
 from ..catalog.device import Device, Vendor
 from ..catalog.profiles import HardwarePolicy, Profile
+from ..config import Config
 from ..hardware.ladder import Hardware
-from ..hardware.load import LoadMonitor
+from ..hardware.load import GpuReader, HostReader, Limits, LoadMonitor, default_cpu_slots
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +182,29 @@ class SlotLease:
 
     def release(self) -> None:
         self._placer.release(self.device)
+
+
+def placer_from(
+    config: Config, hardware: Hardware, readers: tuple[HostReader, GpuReader]
+) -> Placer:
+    """Slots and load gates as configured: the server's, and a worker host's alike."""
+    limits = Limits(
+        cpu_high=config.cpu_high,
+        memory_low=config.memory_low,
+        gpu_high=config.gpu_high,
+        hysteresis=config.load_hysteresis,
+        min_free_space=config.min_free_space,
+    )
+    monitor = LoadMonitor(
+        *readers,
+        config.cache_dir,
+        limits,
+        nvidia=lambda: [d.index for d in hardware.matrix.devices if d.vendor is Vendor.NVIDIA],
+    )
+    slots = SlotConfig(
+        cpu=config.cpu_slots or default_cpu_slots(),
+        gpu=config.gpu_slots,
+        nvenc_sessions=config.nvenc_sessions,
+        spill_to_cpu=config.spill_to_cpu,
+    )
+    return Placer(hardware, monitor, slots)

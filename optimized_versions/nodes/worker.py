@@ -23,17 +23,17 @@ import aiohttp
 from saq import Worker
 from saq.queue.http import HttpQueue
 
-from ..catalog.device import Device, Vendor
+from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..config import Config
 from ..errors import MustWait, RetryLater, TranscodeError
 from ..hardware.ladder import Hardware
-from ..hardware.load import Limits, LoadMonitor, PsutilReader, default_cpu_slots
+from ..hardware.load import PsutilReader
 from ..hardware.nvml import Nvml
 from ..jellyfin.relay import SourceRelay
 from ..jellyfin.rules import SourceRules
 from ..jobs.models import Job, JobStatus
-from ..jobs.placement import Placed, Placer, SlotConfig
+from ..jobs.placement import Placed, Placer, placer_from
 from ..jobs.runner import Runner
 from .fleet import SOFTWARE
 from .protocol import FUNCTION, local_best, queue_name
@@ -88,27 +88,8 @@ class WorkerHost:
         self.config, self.hardware, self.profiles = config, hardware, profiles
         self.server, self.token = server.rstrip("/"), token
         self.auth = {"Authorization": f"Bearer {token}"}
-        limits = Limits(
-            cpu_high=config.cpu_high,
-            memory_low=config.memory_low,
-            gpu_high=config.gpu_high,
-            hysteresis=config.load_hysteresis,
-            min_free_space=config.min_free_space,
-        )
-        self.monitor = LoadMonitor(
-            PsutilReader(),
-            Nvml(),
-            config.cache_dir,
-            limits,
-            nvidia=lambda: [d.index for d in hardware.matrix.devices if d.vendor is Vendor.NVIDIA],
-        )
-        slots = SlotConfig(
-            cpu=config.cpu_slots or default_cpu_slots(),
-            gpu=config.gpu_slots,
-            nvenc_sessions=config.nvenc_sessions,
-            spill_to_cpu=config.spill_to_cpu,
-        )
-        self.placer = Placer(hardware, self.monitor, slots)
+        self.placer = placer_from(config, hardware, (PsutilReader(), Nvml()))
+        self.monitor = self.placer.monitor
         # the source comes from the server alone, with the worker token in a header
         self.relay = SourceRelay(
             SourceRules.build(self.server, None), headers=self.auth, patience=SERVER_PATIENCE
