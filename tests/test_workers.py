@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import uuid
@@ -20,7 +21,7 @@ import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import ADMIN, Env, StartApp, auth, post_job, wait_status
+from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 from gpu_host import FakeHost
 from postgres import postgres
 from served import COMMAND, free_port
@@ -270,3 +271,32 @@ async def test_a_restart_of_the_server_loses_nothing(
         assert len([line for line in runs if f"key: {job}." in line]) == 1, runs  # not again
     finally:
         await workers.stop()
+
+
+async def test_the_queue_proxy_answers_a_worker_only_about_its_own_queue(
+    cluster_app: tuple[Client, Workers], env: Env
+) -> None:
+    client, _ = cluster_app
+    tokens = client.app[WORKER_TOKENS]
+    bearer = {"Authorization": f"Bearer {tokens.create('laptop')}"}
+
+    async def ask(body: dict[str, Any], headers: dict[str, str] = bearer) -> tuple[int, str]:
+        resp = await client.post("/worker/queue", json=body, headers=headers)
+        return resp.status, await resp.text()
+
+    saq_job = {"function": "transcode", "key": "k.1", "queue": "node.laptop", "kwargs": {}}
+    assert (await ask({"kind": "enqueue", "job": json.dumps(saq_job)}))[0] == 403
+    foreign = {**saq_job, "queue": "node.gaming-pc"}  # another host's job
+    status, text = await ask({"kind": "finish", "job": json.dumps(foreign), "status": "complete"})
+    assert status == 403 and "its own queue" in text
+    info = {"stats": {}, "queue_key": "node.gaming-pc", "metadata": {"slots": 99}}
+    body = {"kind": "write_worker_info", "worker_id": "gaming-pc@x", "info": info, "ttl": 5}
+    assert (await ask(body))[0] == 403  # no host speaks for another
+    assert (await ask({"kind": "count", "count_kind": "queued"}))[0] == 403
+    assert (await ask({"kind": "dequeue"}, {"Authorization": ALICE}))[0] == 401
+    # what it may do: say who it is, and ask for work (none: an empty answer)
+    body = {**body, "worker_id": "laptop@x", "info": {**info, "queue_key": "node.laptop"}}
+    assert (await ask(body))[0] == 200
+    assert await ask({"kind": "dequeue", "timeout": 0.1}) == (200, "")
+    hardware = await (await client.get("/hardware", headers=auth(ADMIN))).json()
+    assert [(n["name"], n["slots"]) for n in hardware["nodes"]] == [("laptop", 99)]

@@ -159,6 +159,8 @@ class Dispatcher:
         elif kind in ("sweep", "schedule"):
             return "[]"  # the server sweeps (it holds the lock), and schedules nothing
         elif kind == "write_worker_info":
+            if not str(request.get("worker_id", "")).startswith(f"{name}@"):
+                raise Refused(f"{name} may write only its own worker info")
             self.fleet.heard(name, self._clock(), request["info"].get("metadata") or {})
             self.wake()  # a node with free slots may take waiting jobs now
         elif kind not in ("dequeue", "job"):
