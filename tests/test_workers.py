@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
+import av
 import psutil
 import psycopg
 import pytest
@@ -26,6 +27,7 @@ from gpu_host import FakeHost
 from postgres import postgres
 from served import COMMAND, free_port
 from test_core import CPU_ONLY
+from test_tracks import GERMAN, _stream, cues
 
 from optimized_versions.app import build_hardware
 from optimized_versions.keys import WORKER_TOKENS
@@ -300,3 +302,31 @@ async def test_the_queue_proxy_answers_a_worker_only_about_its_own_queue(
     assert await ask({"kind": "dequeue", "timeout": 0.1}) == (200, "")
     hardware = await (await client.get("/hardware", headers=auth(ADMIN))).json()
     assert [(n["name"], n["slots"]) for n in hardware["nodes"]] == [("laptop", 99)]
+
+
+async def test_a_worker_host_keeps_the_items_sidecar_subtitles(
+    cluster_app: tuple[Client, Workers], env: Env
+) -> None:
+    """The phone sent no MediaStreams: the worker asks the server for the item, then for the
+    chosen sidecar file (Jellyfin sees the user's token from the server, never the worker)."""
+    client, workers = cluster_app
+    env.jellyfin.subtitles["h264"] = {5: GERMAN}
+    env.jellyfin.streams["h264"] = [_stream(5, "srt", "ger", IsExternal=True)]
+    await workers.start("w1")
+    body = {
+        "url": env.url("h264", SubtitleStreamIndex="5"),
+        "deviceId": "phone-1",
+        "itemId": "h264",
+        "item": {"Id": "h264", "Name": "Film"},
+    }
+    resp = await client.post("/optimize-version", json=body, headers=auth())
+    assert resp.status == 201, await resp.text()
+    done = await wait_status(client, (await resp.json())["id"], "completed", timeout=60)
+    assert done["node"] == "w1"
+    (german,) = [t for t in done["tracks"] if t["type"] == "subtitle"]
+    assert (german["index"], german["action"], german["external"]) == (5, "convert", True)
+    assert any("/Subtitles/5/Stream.srt" in r for r in env.jellyfin.subtitle_requests)
+    with av.open(done["outputPath"]) as box:
+        (track,) = box.streams.subtitles
+        assert track.metadata.get("language") == "ger"
+    assert cues(done["outputPath"], track.index) == ["Guten Tag"]

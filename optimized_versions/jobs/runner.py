@@ -151,6 +151,11 @@ class Runner:
         self.probe_timeout = probe_timeout
         self.downmix = downmix  # DOWNMIX: how surround becomes stereo
         self.jellyfin: JellyfinClient | None = None  # set once the app's client exists
+        # where sidecar subtitle files come from: Jellyfin with the job's token here (a
+        # worker host asks its server instead)
+        self.subtitles: Callable[[Job, str], sidecars.Subtitles | None] = lambda job, source: (
+            sidecars.from_jellyfin(self.jellyfin, job.owner_id, job.item_id, source)
+        )
 
     async def run(
         self,
@@ -271,11 +276,12 @@ class Runner:
         )
 
     async def _sidecars(self, job: Job, source: str, folder: Path) -> tuple[SubtitleInfo, ...]:
-        """The item's external subtitle files, fetched from Jellyfin into ``folder``."""
+        """The item's external subtitle files, fetched into ``folder``."""
         chosen = _choice(subtitle_stream_index, source, job)
         profile = self.profiles[job.profile]
+        listed = source if urlsplit(source).query else job.input_url  # its MediaSourceId
         return await sidecars.fetch(
-            self.jellyfin, job.owner_id, job.item_id, job.item, source, profile, chosen, folder
+            self.subtitles(job, source), job.item_id, job.item, listed, profile, chosen, folder
         )
 
     def _step_down(

@@ -1,13 +1,13 @@
-"""External subtitles (Jellyfin sidecar files): which ones a job needs, fetched through the
-Jellyfin client with the user's token into the job's temp folder, so that ffmpeg reads a
-local file and never sees a token."""
+"""External subtitles (Jellyfin sidecar files): which ones a job needs, fetched into the
+job's temp folder (so that ffmpeg reads a local file and never sees a token) from Jellyfin
+with the user's token, or, on a worker host, from the server that holds the token."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ..catalog.profiles import Profile
@@ -23,6 +23,46 @@ SUFFIX = ".subs"  # the folder of a job's fetched sidecar files: "<output>.subs"
 MAX_BYTES = 16 * 1024 * 1024  # a film's subtitles are kilobytes; more is not a subtitle
 # Jellyfin's codec names for sidecar files, as FFmpeg names them
 _CODECS = {"srt": "subrip", "vtt": "webvtt", "pgssub": "hdmv_pgs_subtitle", "sub": "dvd_subtitle"}
+
+
+class Subtitles(Protocol):
+    """Where a job's sidecar files come from."""
+
+    async def item(self) -> dict[str, Any] | None:
+        """The item as Jellyfin lists it (its MediaStreams), when the request had none."""
+        ...
+
+    async def subtitle(self, source_id: str, index: int, limit: int) -> bytes:
+        """A sidecar file as SubRip text; Unavailable with the reason."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FromJellyfin:
+    client: JellyfinClient
+    owner_id: str
+    item_id: str
+    token: str
+
+    async def item(self) -> dict[str, Any] | None:
+        return await self.client.item(self.owner_id, self.item_id, self.token)
+
+    async def subtitle(self, source_id: str, index: int, limit: int) -> bytes:
+        return await self.client.subtitle(self.item_id, source_id, index, self.token, limit)
+
+
+def from_jellyfin(
+    client: JellyfinClient | None, owner_id: str, item_id: str, source: str
+) -> FromJellyfin | None:
+    """Jellyfin with the token in the job's source URL; None without either."""
+    token = next(iter(secrets_in(source)), None)
+    if client is None or token is None:
+        return None
+    return FromJellyfin(client, owner_id, item_id, token)
+
+
+def source_id(url: str, item_id: str) -> str:
+    return _query(url, "mediasourceid") or item_id
 
 
 def _query(url: str, name: str) -> str | None:
@@ -87,8 +127,7 @@ def _lists_streams(item: dict[str, Any]) -> bool:
 
 
 async def fetch(
-    client: JellyfinClient | None,
-    owner_id: str,
+    subtitles: Subtitles | None,
     item_id: str,
     item: dict[str, Any],
     source: str,
@@ -98,11 +137,9 @@ async def fetch(
 ) -> tuple[SubtitleInfo, ...]:
     """Every sidecar file of the item: fetched into ``folder`` when the job keeps it (its
     ``path`` set), else with ``problem`` saying why not; those not wanted as they are.
-    When the request's item lists no streams, Jellyfin is asked for them (as the user)."""
-    token = next(iter(secrets_in(source)), None)
-    source_id = _query(source, "mediasourceid") or item_id
-    if not _lists_streams(item) and client is not None and token is not None:
-        item = await client.item(owner_id, item_id, token) or {}
+    When the request's item lists no streams, they are asked for (as the user)."""
+    if not _lists_streams(item) and subtitles is not None:
+        item = await subtitles.item() or {}
     result = []
     for sub in external_subtitles(item, source):
         if sub.codec not in TEXT and sub.index == chosen:
@@ -112,11 +149,11 @@ async def fetch(
             result.append(sub)  # planned as dropped, with the reason
             continue
         problem = None
-        if client is None or token is None:
+        if subtitles is None:
             problem = "no Jellyfin token for this source (a mounted folder or standalone)"
         else:
             try:
-                data = await client.subtitle(item_id, source_id, sub.index, token, MAX_BYTES)
+                data = await subtitles.subtitle(source_id(source, item_id), sub.index, MAX_BYTES)
             except Unavailable as exc:
                 problem = str(exc)
             else:

@@ -22,8 +22,9 @@ from ..errors import (
     Unauthorized,
 )
 from ..jellyfin.relay import Relayed, source_name
+from ..jobs import sidecars
 from ..jobs.models import Job, JobStatus
-from ..keys import CONFIG, DISPATCHER, LIMITER, RELAY, STORE, UPLOADS, WORKER_TOKENS
+from ..keys import CONFIG, DISPATCHER, JELLYFIN, LIMITER, RELAY, STORE, UPLOADS, WORKER_TOKENS
 from ..nodes.dispatch import Dispatcher
 from ..nodes.protocol import Refused
 from ..nodes.uploads import Conflict, parse_digest
@@ -194,3 +195,30 @@ async def source(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"job {job.id} has no source any more")
     relayed = Relayed(f"/{source_name(url)}", url)
     return await request.app[RELAY].forward(relayed, request, request.match_info["tail"])
+
+
+def _subtitles(request: web.Request, job: Job) -> sidecars.FromJellyfin:
+    url = request.app[STORE].source_url(job.id) or ""
+    found = sidecars.from_jellyfin(request.app.get(JELLYFIN), job.owner_id, job.item_id, url)
+    if found is None:
+        raise NotFound(f"job {job.id} has no Jellyfin token: its sidecar files cannot be had")
+    return found
+
+
+@routes.get("/worker/jobs/{id}/item")
+async def job_item(request: web.Request) -> web.Response:
+    """The item as Jellyfin lists it for the job's user (its sidecar subtitle files)."""
+    job = worker_job(request)
+    return web.json_response(await _subtitles(request, job).item() or {})
+
+
+@routes.get("/worker/jobs/{id}/subtitles/{index:[0-9]{1,6}}")
+async def job_subtitle(request: web.Request) -> web.Response:
+    """A sidecar subtitle file of the job's item as SubRip, fetched with the user's token
+    (which a worker host never sees); 503 with Jellyfin's reason when it is not had."""
+    job = worker_job(request)
+    source = sidecars.source_id(request.app[STORE].source_url(job.id) or "", job.item_id)
+    data = await _subtitles(request, job).subtitle(
+        source, int(request.match_info["index"]), sidecars.MAX_BYTES
+    )
+    return web.Response(body=data, content_type="application/x-subrip")
