@@ -70,7 +70,7 @@ class Workers:
             "DATA_DIR": str(home / "data"),
             "CACHE_DIR": str(home / "cache"),
             "HARDWARE_CACHE": str(self.hardware_cache),
-            "WORKER_HEARTBEAT": "1",
+            "WORKER_HEARTBEAT": "2",
             "CPU_SLOTS": "1",
             "MIN_FREE_SPACE": str(64 * 1024 * 1024),
             **more,
@@ -106,7 +106,7 @@ class Workers:
 async def cluster_app(
     start_app: StartApp, queue_url: str, tmp_path: Path, hardware_cache: Path
 ) -> AsyncIterator[tuple[Client, Workers]]:
-    client = await start_app(queue_url=queue_url, worker_heartbeat=1.0, local_jobs=False)
+    client = await start_app(queue_url=queue_url, worker_heartbeat=2.0, local_jobs=False)
     workers = Workers(client, tmp_path / "workers", hardware_cache)
     yield client, workers
     await workers.stop()
@@ -211,7 +211,7 @@ async def test_nvenc_jobs_go_to_the_nvidia_host_and_software_jobs_spread(
     (user / "profiles" / "cpu-only.yaml").write_text(CPU_ONLY)
     env.jellyfin.trickle.add("long")  # the two software jobs overlap
     client = await start_app(
-        queue_url=queue_url, worker_heartbeat=1.0, local_jobs=False, profiles_dir=user
+        queue_url=queue_url, worker_heartbeat=2.0, local_jobs=False, profiles_dir=user
     )
     workers = Workers(client, tmp_path / "workers", hardware_cache)
     # the NVIDIA host: the real worker code in this process, its GPU and ffmpeg played by
@@ -219,7 +219,7 @@ async def test_nvenc_jobs_go_to_the_nvidia_host_and_software_jobs_spread(
     config = replace(
         env.config, ffmpeg_path=str(fake.ffmpeg), hardware_cache=fake.root / "hw.json",
         cache_dir=tmp_path / "rtx" / "cache", data_dir=tmp_path / "rtx" / "data",
-        cpu_slots=1, worker_heartbeat=1.0, profiles_dir=user,
+        cpu_slots=1, worker_heartbeat=2.0, profiles_dir=user,
     )  # fmt: skip
     hardware, profiles = build_hardware(config, fake.host(nvidia=("NVIDIA GeForce RTX 4070",)))
     token = client.app[WORKER_TOKENS].create("rtx")
@@ -256,7 +256,7 @@ async def test_a_restart_of_the_server_loses_nothing(
 ) -> None:
     env.jellyfin.trickle.add("long")
     port = free_port()
-    settings = {"queue_url": queue_url, "worker_heartbeat": 1.0, "local_jobs": False}
+    settings = {"queue_url": queue_url, "worker_heartbeat": 2.0, "local_jobs": False}
     client = await start_app(port=port, **settings)
     workers = Workers(client, tmp_path / "workers", hardware_cache)
     try:
