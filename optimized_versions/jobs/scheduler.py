@@ -57,6 +57,10 @@ class Remote(Protocol):
         """The worker host a job should go to (``local``: the device free here), or None."""
         ...
 
+    def why_not(self, profile: Profile) -> str | None:
+        """Why no worker host took a job of ``profile`` (draining, lost, busy...), or None."""
+        ...
+
     def send(self, job: Job, node: str) -> None: ...
 
     async def cancel(self, job: Job) -> None: ...
@@ -190,7 +194,11 @@ class Scheduler:
                 free -= 1
             else:
                 assert isinstance(where, Wait)
-                self._wait(job, where.reason)
+                reason = where.reason
+                remote = self.remote if job.pinned_device is None else None
+                if remote is not None and (nodes := remote.why_not(profile)):  # e.g. drains
+                    reason = f"{reason}; {nodes}"
+                self._wait(job, reason)
                 continue
             room[job.device_id] -= 1
             if room[job.device_id] <= 0:  # its output will count against the limit too
