@@ -136,7 +136,7 @@ async def test_a_worker_host_on_the_page_drained_resumed_then_lost(
         now = await (await client.get(f"/job-status/{first}", headers=auth())).json()
         assert now["status"] == "optimizing", "drained while its job runs"
         assert "draining" in node_card(await page(client), "w1")
-        second = await post_job(client, env, "h264", device="phone-2")
+        second = await post_job(client, env, "hevc", device="phone-2")
         done = await wait_status(client, first, "completed", timeout=60)
         assert done["node"] == "w1", "a drained host finishes what it runs"
 
@@ -157,6 +157,8 @@ async def test_a_worker_host_on_the_page_drained_resumed_then_lost(
         found = samples(await (await client.get("/metrics")).text())
         assert value(found, "ovs_jobs_finished_total", outcome="completed", node="w1") == 2
         assert value(found, "ovs_jobs_finished_total", node="local") == 0
+        # every frame once, as this server counts its own: 20 s and 3 s at 24 fps
+        assert value(found, "ovs_transcoded_frames_total", node="w1") == 480 + 72
         assert value(found, "ovs_node_online", node="w1") == 1
         assert value(found, "ovs_node_slots", node="w1") == 1
         assert value(found, "ovs_node_draining", node="w1") == 0
