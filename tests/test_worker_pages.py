@@ -152,7 +152,10 @@ async def test_a_worker_host_on_the_page_drained_resumed_then_lost(
 
         assert (await form(client, "/admin/nodes/w1/resume")).status == 303
         assert (await wait_status(client, second, "completed", timeout=60))["node"] == "w1"
-        assert "Drain" in node_card(await page(client), "w1")
+        dashboard = await page(client)
+        assert "Drain" in node_card(dashboard, "w1")
+        row = re.search(rf'<li class="card row" data-job="{second}".*?</li>', dashboard, re.S)
+        assert row is not None and "on w1" in row.group(0)  # the history says where it ran
 
         found = samples(await (await client.get("/metrics")).text())
         assert value(found, "ovs_jobs_finished_total", outcome="completed", node="w1") == 2
