@@ -117,15 +117,16 @@ class Fleet:
         return None if best is None else best[2]
 
     def why_not(self, profile: Profile, now: float) -> list[str]:
-        """Why each node that could never take the job, or not now, did not take it."""
+        """Why each node that could never take the job, or not now, did not take it: in
+        words that stay the same while the cause lasts (a changed reason is a write)."""
         reasons = []
         for node in sorted(self.nodes.values(), key=lambda n: n.name):
             if not self.online(node, now):
                 why = "is lost"
             elif node.draining:
                 why = "is draining"
-            elif node.busy:
-                why = f"is busy ({node.busy})"
+            elif node.busy:  # (its reason moves with each reading: the page shows it)
+                why = "is busy"
             elif node.free <= 0:
                 why = "has no free slot"
             elif rank(node.best, profile, self.preference) is None:
