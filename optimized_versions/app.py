@@ -67,9 +67,21 @@ from .keys import (
 )
 from .media.ffmpeg import resolve_ffmpeg
 from .nodes.dispatch import Dispatcher
+from .nodes.drains import Drains
 from .nodes.tokens import TOKENS_FILE, WorkerTokens
 from .nodes.uploads import Uploads
-from .web import actions, api, downloads, health, live, login, metrics, pages, workers
+from .web import (
+    actions,
+    api,
+    downloads,
+    health,
+    live,
+    login,
+    metrics,
+    node_admin,
+    pages,
+    workers,
+)
 from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
 from .web.history import LoadHistory
 from .web.listcache import ListCache
@@ -131,7 +143,7 @@ def create_app(
         ],
     )
     app[SESSIONS] = sessions
-    app[TELEMETRY] = Telemetry()
+    app[TELEMETRY] = Telemetry(nodes=config.queue_url is not None)
     app[CONFIG] = config
     app[CLOCK] = clock
     app[PROFILE_NAMES] = frozenset(profiles)
@@ -166,6 +178,7 @@ def create_app(
     for table in (metrics.routes, login.routes, pages.routes, actions.routes, live.routes):
         app.add_routes(table)
     app.add_routes(workers.routes)  # /worker/...: worker hosts, behind worker tokens
+    app.add_routes(node_admin.routes)  # an admin's drain, resume and worker tokens
     app.router.add_static("/static", pages.HERE / "static", name="static")
     pages.setup_templates(app)
     return app
@@ -236,6 +249,7 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     if config.queue_url is None:
         yield
         return
+    drains = Drains(config.data_dir / TOKENS_FILE)
     dispatcher = Dispatcher(
         app[STORE],
         app[HARDWARE],
@@ -244,14 +258,18 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
         config.worker_heartbeat,
         app[UPLOADS],
         app[CLOCK],
+        drains,
     )
     try:
         await dispatcher.start()
     except Exception as exc:  # psycopg's errors name the host, never the password
+        drains.close()
         raise ConfigError(f"QUEUE_URL: the queue database cannot be reached: {exc}") from None
     app[DISPATCHER] = dispatcher
+    metrics.register_nodes(app)
     yield
     await dispatcher.close()
+    drains.close()
 
 
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -18,8 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import ADMIN, BOB, Env, Media, StartApp, auth, wait_status
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from postgres import postgres
+from test_worker_pages import HEARTBEAT, heartbeat
 
-from optimized_versions.keys import HISTORY, MONITOR
+from optimized_versions.keys import DISPATCHER, HISTORY, MONITOR, WORKER_TOKENS
 
 CHROMIUM = "/usr/bin/chromium"
 PHONE = ViewportSize(width=390, height=844)
@@ -144,3 +146,42 @@ async def test_dashboard_follows_jobs_live_and_cancels(
     await expect(page.locator(f'li[data-job="{running}"][data-status="cancelled"]')).to_be_visible()
     await context.close()
     await client.delete("/delete-cache", headers=auth(ADMIN))
+
+
+async def test_worker_hosts_follow_live_and_drain_on_a_narrow_phone(
+    start_app: StartApp, browser: Browser
+) -> None:
+    """With worker hosts (a throwaway PostgreSQL; the node known by its real heartbeat
+    protocol): the card turns lost without a reload, the page fits 320 px, Drain is a
+    click, and a token made on the page is shown on the page it answers with."""
+    with postgres() as queue_url:
+        client = await start_app(queue_url=queue_url, worker_heartbeat=1.0, local_jobs=False)
+        token = client.app[WORKER_TOKENS].create("gaming-pc")
+        await heartbeat(client, token, "gaming-pc", HEARTBEAT)
+        base = str(client.make_url("")).rstrip("/")
+        context = await browser.new_context(viewport=ViewportSize(width=320, height=640))
+        page = await context.new_page()
+        await _sign_in(page, base, ADMIN)
+        await page.evaluate("window.notReloaded = true")
+        card = page.locator('article.node[data-node="gaming-pc"]')
+        await expect(card.locator(".pill")).to_have_text("online")
+        await expect(card).to_contain_text("RTX 4070")
+        wide = await page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 320, f"the page is {wide} px wide on a 320 px screen"
+        await expect(card.locator(".pill")).to_have_text("lost", timeout=10_000)  # by SSE
+        assert await page.evaluate("window.notReloaded") is True, "the page was not reloaded"
+
+        await card.locator('button:has-text("Drain")').click()
+        await page.wait_for_url(f"{base}/")
+        await expect(card).to_contain_text("draining")
+        await expect(card.locator('button:has-text("Resume")')).to_be_visible()
+        assert client.app[DISPATCHER].fleet.nodes["gaming-pc"].draining
+        if shots := os.environ.get("SCREENSHOT_DIR"):
+            await card.scroll_into_view_if_needed()
+            await page.screenshot(path=f"{shots}/worker-hosts-phone.png")
+
+        await page.fill("input[name=name]", "laptop")
+        await page.click('button:has-text("Create token")')
+        shown = await page.locator("#worker-token").text_content()
+        assert shown is not None and client.app[WORKER_TOKENS].check(shown.strip()) == "laptop"
+        await context.close()

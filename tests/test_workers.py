@@ -264,7 +264,7 @@ async def test_a_restart_of_the_server_loses_nothing(
         job = await post_job(client, env, "long")
         assert (await wait_status(client, job, "optimizing", min_progress=0))["node"] == "w1"
         await client.close()  # the server stops (its own cleanup runs) while w1 transcodes
-        await asyncio.sleep(1.5)  # longer than a heartbeat: reports and reads fail meanwhile
+        await asyncio.sleep(2.5)  # longer than a heartbeat: reports and reads fail meanwhile
         client = await start_app(port=port, **settings)
         done = await wait_status(client, job, "completed", timeout=60)
         assert done["node"] == "w1"

@@ -160,7 +160,11 @@ class Scheduler:
                 free -= 1
             else:
                 assert isinstance(where, Wait)
-                self._wait(job, where.reason)
+                reason = where.reason
+                remote = self.remote if job.pinned_device is None else None
+                if remote is not None and (nodes := remote.why_not(profile)):  # e.g. drains
+                    reason = f"{reason}; {nodes}"
+                self._wait(job, reason)
                 continue
             room[job.device_id] -= 1
             if room[job.device_id] <= 0:  # its output will count against the limit too

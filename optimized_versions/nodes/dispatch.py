@@ -30,6 +30,7 @@ from ..hardware.ladder import Hardware
 from ..jobs.models import RUN_RESET, Job, JobStatus
 from ..jobs.runner import Outcome
 from ..jobs.store import InvalidTransition, JobStore
+from .drains import Drains
 from .fleet import SOFTWARE, Fleet, Node, backend_for, rank
 from .protocol import (
     FUNCTION,
@@ -56,6 +57,7 @@ class Dispatcher:
         heartbeat: float,
         uploads: Uploads,
         clock: Callable[[], float],
+        drains: Drains | None = None,
     ) -> None:
         self._store = store
         self._hardware = hardware
@@ -65,6 +67,9 @@ class Dispatcher:
         self._uploads = uploads  # outputs coming back from the hosts
         self._clock = clock
         self.fleet = Fleet(hardware.preference, lost_after=2 * heartbeat)
+        self._drains = drains  # an admin's drains, kept across restarts
+        if drains is not None:
+            self.fleet.drained = drains.names()
         self._pool: AsyncConnectionPool | None = None
         self._queues: dict[str, PostgresQueue] = {}
         self._queues_lock = asyncio.Lock()  # one queue object per node, made once
@@ -110,7 +115,22 @@ class Dispatcher:
         now = self._clock()
         return [n.describe(now, self.fleet.lost_after) for n in self.fleet.nodes.values()]
 
+    def drain(self, name: str, draining: bool) -> bool:
+        """An admin drains ``name`` (it takes no new job; its running jobs finish) or
+        resumes it; False when no such node is known."""
+        if not self.fleet.drain(name, draining):
+            return False
+        if self._drains is not None:
+            self._drains.set(name, draining)
+        log.info("worker host %s %s by an admin", name, "drained" if draining else "resumed")
+        self.wake()  # resumed: it may take waiting jobs now
+        return True
+
     # -- the scheduler's side (jobs.scheduler.Remote) ----------------------------------
+
+    def why_not(self, profile: Profile) -> str | None:
+        reasons = self.fleet.why_not(profile, self._clock())
+        return "worker hosts: " + ", ".join(reasons) if reasons else None
 
     def choose(self, profile: Profile, local: Device | None) -> str | None:
         here = None

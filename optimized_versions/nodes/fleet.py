@@ -84,10 +84,13 @@ class Fleet:
         self.preference = preference
         self.lost_after = lost_after
         self.nodes: dict[str, Node] = {}
+        self.drained: set[str] = set()  # names an admin drained (kept across restarts)
 
     def heard(self, name: str, now: float, info: dict[str, Any] | None = None) -> Node:
         """A call from ``name``; with its worker_info metadata, its description too."""
-        node = self.nodes.setdefault(name, Node(name))
+        node = self.nodes.get(name)
+        if node is None:
+            node = self.nodes[name] = Node(name, draining=name in self.drained)
         node.seen = now
         if info is not None:
             node.version = str(info.get("version", ""))
@@ -96,6 +99,19 @@ class Fleet:
             node.busy = info.get("busy") or None
             node.devices = list(info.get("devices", []))
         return node
+
+    def drain(self, name: str, draining: bool) -> bool:
+        """Drain or resume ``name``; False when no such node is known."""
+        node = self.nodes.get(name)
+        if node is None and name not in self.drained:
+            return False
+        if node is not None:
+            node.draining = draining
+        if draining:
+            self.drained.add(name)
+        else:
+            self.drained.discard(name)
+        return True
 
     def online(self, node: Node, now: float) -> bool:
         return now - node.seen <= self.lost_after
@@ -123,3 +139,23 @@ class Fleet:
             if best is None or key[:2] < best[:2]:
                 best = key
         return None if best is None else best[2]
+
+    def why_not(self, profile: Profile, now: float) -> list[str]:
+        """Why each node that could never take the job, or not now, did not take it: in
+        words that stay the same while the cause lasts (a changed reason is a write)."""
+        reasons = []
+        for node in sorted(self.nodes.values(), key=lambda n: n.name):
+            if not self.online(node, now):
+                why = "is lost"
+            elif node.draining:
+                why = "is draining"
+            elif node.busy:  # (its reason moves with each reading: the page shows it)
+                why = "is busy"
+            elif node.free <= 0:
+                why = "has no free slot"
+            elif rank(node.best, profile, self.preference) is None:
+                why = f"has no hardware encoder for {profile.name}"
+            else:
+                continue  # it could take it: this host was as good or better
+            reasons.append(f"{node.name} {why}")
+        return reasons

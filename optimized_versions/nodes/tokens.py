@@ -20,6 +20,7 @@ from pathlib import Path
 TOKENS_FILE = "workers.sqlite3"  # in DATA_DIR
 PREFIX = "ovsw_"  # a worker token is told apart from a Jellyfin token at a glance
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RESERVED = frozenset({"local", "none"})  # /metrics' node label: this server, never ran
 SEEN_EVERY = 60.0  # seconds between writes of a token's last use
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS worker_tokens (
@@ -67,6 +68,8 @@ class WorkerTokens:
         """A new token for ``name`` (shown once); a revoked name may be given a new one."""
         if not NAME.match(name):
             raise TokenError(f"worker name {name!r}: use letters, digits, '.', '_' or '-'")
+        if name.lower() in RESERVED:
+            raise TokenError(f"worker name {name!r} is reserved (/metrics labels this server so)")
         token = PREFIX + secrets.token_urlsafe(32)
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")

@@ -243,9 +243,13 @@ class WorkerHost:
             lease = _Lease(self.placer, device)
             source = f"{self.server}/worker/jobs/{record.id}/source/{job['source_name']}"
 
+            run_frames = 0  # ffmpeg counts a run's frames from its start: report the new ones
+
             def progress(percent: float, speed: float | None, size: int, frames: int) -> None:
+                nonlocal run_frames
                 state.update(percent=percent, speed=speed, size=size)
-                state["frames"] += frames
+                state["frames"] += frames - run_frames if frames >= run_frames else frames
+                run_frames = frames
 
             def planned(why: str) -> None:
                 state["plan"] = why
@@ -253,6 +257,7 @@ class WorkerHost:
             output = Path(record.output_path)
             try:
                 outcome = await self.runner.run(record, source, output, progress, lease, planned)
+                await _send_report(saq_job, state)  # the frames since the last report
                 assert self.session is not None
                 await upload(
                     self.session, self.server, self.token, record.id, output, outcome.checksum
@@ -276,10 +281,14 @@ async def _report(saq_job: Any, state: dict[str, Any], every: float) -> None:
     """Progress to the server every ``every`` seconds: what the phone shows, and the
     heartbeat that keeps the job this host's."""
     while True:
-        frames, state["frames"] = state["frames"], 0  # since the last report
-        with contextlib.suppress(Exception):  # a missed report is made up by the next
-            await saq_job.update(progress=state["percent"] / 100, meta={**state, "frames": frames})
+        await _send_report(saq_job, state)
         await asyncio.sleep(every)
+
+
+async def _send_report(saq_job: Any, state: dict[str, Any]) -> None:
+    frames, state["frames"] = state["frames"], 0  # since the last report
+    with contextlib.suppress(Exception):  # a missed report is made up by the next
+        await saq_job.update(progress=state["percent"] / 100, meta={**state, "frames": frames})
 
 
 def _version() -> str:

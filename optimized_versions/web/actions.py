@@ -12,7 +12,7 @@ from .sessions import check_csrf, require_admin
 routes = web.RouteTableDef()
 
 
-def _back(request: web.Request, form: dict[str, str]) -> web.HTTPSeeOther:
+def go_back(request: web.Request, form: dict[str, str]) -> web.HTTPSeeOther:
     """Back where the form was (a path on this server only: never an open redirect)."""
     base = request.app[CONFIG].base_path
     target = form.get("back", "")
@@ -26,7 +26,7 @@ async def cancel(request: web.Request) -> web.Response:
     form = await check_csrf(request)
     job = visible_job(request, await page_user(request))
     await request.app[SCHEDULER].cancel(job)  # cancel, collect or dismiss, as cancel-job
-    raise _back(request, form)
+    raise go_back(request, form)
 
 
 @routes.post("/jobs/{id}/start")
@@ -34,7 +34,7 @@ async def start(request: web.Request) -> web.Response:
     form = await check_csrf(request)
     job = visible_job(request, await page_user(request))
     request.app[SCHEDULER].start_now(job)
-    raise _back(request, form)
+    raise go_back(request, form)
 
 
 @routes.post("/admin/probe")
@@ -42,7 +42,7 @@ async def reprobe(request: web.Request) -> web.Response:
     form = await check_csrf(request)
     require_admin(await page_user(request))
     await request.app[HARDWARE].load(refresh=True)
-    raise _back(request, form)
+    raise go_back(request, form)
 
 
 @routes.post("/admin/clear-cache")
@@ -51,4 +51,4 @@ async def clear_cache(request: web.Request) -> web.Response:
     require_admin(await page_user(request))
     await request.app[SCHEDULER].cancel_all()
     request.app[JANITOR].clear_cache()
-    raise _back(request, form)
+    raise go_back(request, form)

@@ -14,6 +14,7 @@ from aiohttp_sse import sse_response
 
 from ..jobs.models import Principal
 from ..keys import RUNTIME, SESSIONS
+from .node_views import nodes_context
 from .pages import (
     common,
     devices_context,
@@ -41,7 +42,9 @@ async def fragments(request: web.Request, principal: Principal) -> dict[str, str
         return {"job": env.get_template("_job.html").render(context)}
     context.update(jobs_context(request, principal))
     context.update(devices_context(request))
-    return {key: env.get_template(name).render(context) for key, name in _DASHBOARD.items()}
+    context.update(nodes_context(request, principal))
+    parts = {**_DASHBOARD, **({"nodes": "_nodes.html"} if context["workers"] else {})}
+    return {key: env.get_template(name).render(context) for key, name in parts.items()}
 
 
 @routes.get("/live.json")

@@ -8,7 +8,7 @@ GPU series are labelled like the common NVIDIA exporters: ``gpu`` is the NVML in
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 
 from aiohttp import web
@@ -22,7 +22,8 @@ from ..hardware.ladder import Hardware
 from ..jobs.models import JobStatus
 from ..jobs.placement import Placer, nvenc_session_cap
 from ..jobs.store import JobStore
-from ..keys import CONFIG, HARDWARE, PLACER, STORE, TELEMETRY
+from ..keys import CLOCK, CONFIG, DISPATCHER, HARDWARE, PLACER, STORE, TELEMETRY
+from ..nodes.dispatch import Dispatcher
 from .auth import extract_token
 
 routes = web.RouteTableDef()
@@ -88,6 +89,37 @@ class StateCollector(Collector):
         yield from (slots, sessions, limit, ratio)
 
 
+class NodeCollector(Collector):
+    """With worker hosts (QUEUE_URL): each node as the server sees it now, labelled by
+    the node's name (a worker token's name, chosen by an admin)."""
+
+    def __init__(self, dispatcher: Dispatcher, clock: Callable[[], float]) -> None:
+        self._dispatcher, self._clock = dispatcher, clock
+
+    def collect(self) -> Iterator[Metric]:
+        def family(name: str, text: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"ovs_node_{name}", text, labels=["node"])
+
+        online = family("online", "1 while the worker host heartbeats, 0 once it is lost")
+        draining = family("draining", "1 while an admin drains the worker host")
+        slots = family("slots", "jobs the worker host runs at once (its heartbeat)")
+        used = family("slots_used", "slots in use (the worker host's heartbeat)")
+        running = family("jobs_running", "jobs this server placed on the worker host")
+        age = family("heartbeat_age_seconds", "seconds since the worker host was last heard")
+        fleet, now = self._dispatcher.fleet, self._clock()
+        for node in fleet.nodes.values():
+            label = [node.name]
+            online.add_metric(label, int(fleet.online(node, now)))
+            draining.add_metric(label, int(node.draining))
+            slots.add_metric(label, node.slots)
+            devices = [d for d in node.devices if isinstance(d, dict)]
+            busy = sum(int(d.get("used", 0)) for d in devices) if devices else len(node.running)
+            used.add_metric(label, busy)
+            running.add_metric(label, len(node.running))
+            age.add_metric(label, max(0.0, now - node.seen))
+        yield from (online, draining, slots, used, running, age)
+
+
 def version() -> str:
     try:
         return metadata.version("optimized-versions")
@@ -111,6 +143,11 @@ def _allowed(request: web.Request) -> None:
 def register_state(app: web.Application) -> None:
     """Hang the gauges on the app's registry (once the store exists)."""
     app[TELEMETRY].registry.register(StateCollector(app[STORE], app[PLACER], app[HARDWARE]))
+
+
+def register_nodes(app: web.Application) -> None:
+    """The per-node gauges, once the dispatcher exists (worker hosts only)."""
+    app[TELEMETRY].registry.register(NodeCollector(app[DISPATCHER], app[CLOCK]))
 
 
 @routes.get("/metrics")

@@ -16,6 +16,7 @@ from aiohttp import web
 from ..jobs.models import ACTIVE, Job, Principal
 from ..keys import CLOCK, CONFIG, HARDWARE, HISTORY, PLACER, STORE, TELEMETRY
 from . import views
+from .node_views import nodes_context
 from .sessions import csrf_token, signed_in
 
 HERE = Path(__file__).parent
@@ -146,6 +147,7 @@ async def dashboard(request: web.Request) -> dict[str, Any]:
         **await common(request, principal),
         **jobs_context(request, principal),
         **devices_context(request),
+        **nodes_context(request, principal),
         **hardware_context(request),
     }
 

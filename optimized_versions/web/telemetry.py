@@ -4,7 +4,9 @@ observer hook (every status change and wait reason) and from /download; gauges a
 scrape time from the store, the placer and the load monitor by ``metrics.py``.
 
 Labels never carry a job id, a file name or a user name: only outcome, encoder, profile,
-device, reason class.
+device, reason class, and with worker hosts (QUEUE_URL) the node a job ran on: a worker
+host's name, ``local`` for this server, ``none`` for a job that never ran. Without worker
+hosts there is no ``node`` label at all (a single host's series stay as they were).
 """
 
 from __future__ import annotations
@@ -55,19 +57,21 @@ class Delivery:
 class Telemetry:
     """Implements jobs.models.StoreObserver."""
 
-    def __init__(self) -> None:
+    def __init__(self, nodes: bool = False) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._nodes = nodes
+        by_node = ["node"] if nodes else []
         self.finished = Counter(
             "ovs_jobs_finished",
             "jobs that ended, by outcome, encoder and profile",
-            ["outcome", "encoder", "profile"],
+            ["outcome", "encoder", "profile", *by_node],
             registry=r,
         )
         self.duration = Histogram(
             "ovs_job_duration_seconds",
             "time from a job's start to its end",
-            ["outcome"],
+            ["outcome", *by_node],
             buckets=BUCKETS,
             registry=r,
         )
@@ -78,11 +82,12 @@ class Telemetry:
             registry=r,
         )
         self.output_bytes = Counter(
-            "ovs_output_bytes", "bytes of finished outputs written", registry=r
+            "ovs_output_bytes", "bytes of finished outputs written", by_node, registry=r
         )
         self.frames = Counter(
             "ovs_transcoded_frames",
             "video frames written by ffmpeg (their rate is fps)",
+            by_node,
             registry=r,
         )
         self.download_bytes = Counter("ovs_download_bytes", "bytes sent by /download", registry=r)
@@ -108,15 +113,15 @@ class Telemetry:
         if outcome == "completed" and previous is not JobStatus.OPTIMIZING:
             return  # a collected job brought back by a repeated request: counted already
         self._last_hold.pop(job.id, None)
-        if outcome == "completed" or previous is JobStatus.OPTIMIZING:
-            encoder = job.encoder or job.backend or "none"
-        else:
-            encoder = "none"  # cancelled or failed before it ran
-        self.finished.labels(outcome, encoder, job.profile).inc()
+        ran = outcome == "completed" or previous is JobStatus.OPTIMIZING
+        encoder = (job.encoder or job.backend or "none") if ran else "none"
+        node = self._node(job, ran)
+        self.finished.labels(outcome, encoder, job.profile, *node).inc()
         if job.started_at is not None and job.finished_at is not None:
-            self.duration.labels(outcome).observe(max(0.0, job.finished_at - job.started_at))
+            seconds = max(0.0, job.finished_at - job.started_at)
+            self.duration.labels(outcome, *node).observe(seconds)
         if outcome == "completed":
-            self.output_bytes.inc(job.size)
+            self._by_node(self.output_bytes, job).inc(job.size)
 
     def waited(self, job: Job, reason: str) -> None:
         # counted once per hold, not on every scheduler pass that finds it still held
@@ -127,8 +132,18 @@ class Telemetry:
 
     def progressed(self, job: Job, frames: int) -> None:
         if frames > 0:
-            self.frames.inc(frames)
+            self._by_node(self.frames, job).inc(frames)
             self._remember_frames(job.id, self.job_frames.get(job.id, 0) + frames)
+
+    def _node(self, job: Job, ran: bool = True) -> list[str]:
+        """The ``node`` label's value, as a list to splat (empty on a single host); "none"
+        for a job cancelled or failed before it ran."""
+        if not self._nodes:
+            return []
+        return [(job.node or "local") if ran else "none"]
+
+    def _by_node(self, counter: Counter, job: Job) -> Counter:
+        return counter.labels(*self._node(job)) if self._nodes else counter
 
     def _remember_frames(self, job_id: str, frames: int) -> None:
         self.job_frames.pop(job_id, None)

@@ -106,6 +106,7 @@ def job_view(
         "fps": None if fps is None else f"{fps:.0f}",
         "size": human_bytes(job.size) if job.size else "-",
         "profile": job.profile,
+        "node": job.node,  # the worker host it runs (or ran) on; None: this server
         "plan": plan_summary(job),
         "backend": job.backend,
         "encoder": job.encoder,

@@ -2,7 +2,9 @@
 
 A worker sends ``Authorization: Bearer <worker token>`` (``optimized-versions worker-token
 create NAME``); a wrong or revoked token is 401, counted against the address like a bad
-phone token. Phones' tokens are never accepted here, nor worker tokens on the phone API.
+phone token. Phones' tokens are never accepted here, nor worker tokens on the phone API
+(an admin's drain and resume, ``/worker/nodes/{name}/...``, are node_admin.py's: an admin's
+phone token there, never a worker's).
 """
 
 from __future__ import annotations
