@@ -329,4 +329,5 @@ async def test_a_worker_host_keeps_the_items_sidecar_subtitles(
     with av.open(done["outputPath"]) as box:
         (track,) = box.streams.subtitles
         assert track.metadata.get("language") == "ger"
-    assert cues(done["outputPath"], track.index) == ["Guten Tag"]
+        index = track.index  # (a stream's fields are gone once its file is closed)
+    assert cues(done["outputPath"], index) == ["Guten Tag"]
