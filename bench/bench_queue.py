@@ -86,7 +86,11 @@ async def concurrent_rate(name: str, count: int, step: Callable[[int], Awaitable
 async def ops(name: str, enqueue: PostgresQueue, queue: Any) -> None:
     """enqueue (always direct: workers may not), dequeue, update, jobs, finish, via ``queue``."""
     keys = [f"{name}-{n}" for n in range(OPS)]
-    await rate("enqueue", OPS, lambda n: enqueue.enqueue("transcode", key=keys[n], timeout=0))
+    await rate(
+        "enqueue (always direct: the server's side)",
+        OPS,
+        lambda n: enqueue.enqueue("transcode", key=keys[n], timeout=0),
+    )
     jobs: list[Job] = []
 
     async def dequeue(n: int) -> None:
@@ -189,6 +193,7 @@ class Meter:
     def __init__(self, server_pid: int, url: str, postmaster: int) -> None:
         self.server, self.url = psutil.Process(server_pid), url
         self.postmaster = psutil.Process(postmaster)
+        self.here = psutil.Process()  # the simulated workers' own process
         self.probes: list[float] = []
 
     def _pg_cpu(self) -> float:
@@ -206,6 +211,7 @@ class Meter:
 
     async def measure(self, seconds: float, base: str, token: str) -> dict[str, float]:
         cpu0, pg0, (commits0, _) = sum(self.server.cpu_times()[:2]), self._pg_cpu(), self._stats()
+        here0 = sum(self.here.cpu_times()[:2])
         backends, started = [], time.perf_counter()
         headers = {"Authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession(base, headers=headers) as session:
@@ -222,6 +228,7 @@ class Meter:
         return {
             "server_cpu": (sum(self.server.cpu_times()[:2]) - cpu0) / took * 100,
             "pg_cpu": (self._pg_cpu() - pg0) / took * 100,
+            "client_cpu": (sum(self.here.cpu_times()[:2]) - here0) / took * 100,
             "commits": commits / took,
             "backends": max(backends),
             "lag_p50": statistics.median(probes) * 1000,
@@ -242,6 +249,7 @@ def show_phase(name: str, k: int, seen: Latencies, took: float, load: dict[str, 
         )
     print(
         f"    server CPU {load['server_cpu']:.0f}%, PostgreSQL CPU {load['pg_cpu']:.0f}%, "
+        f"simulated workers' CPU {load['client_cpu']:.0f}%, "
         f"{load['commits']:.0f} commits/s, {load['backends']:.0f} backends; "
         f"/worker/hello p50 {load['lag_p50']:.1f} ms, p99 {load['lag_p99']:.1f} ms"
     )
@@ -260,7 +268,7 @@ async def fleet_run(root: Path, url: str, k: int, seconds: float, source: str) -
         "LOCAL_JOBS": "false",
         "WORKER_HEARTBEAT": str(HEARTBEAT),
         "LOG_LEVEL": "WARNING",
-        "MAX_CONCURRENT_JOBS": str(k + 10),
+        "MAX_CACHED_PER_USER": "0",  # one user posts all K jobs
     }
     server = await served.serve(root, **env)
     fleet = Fleet(server.base, names)

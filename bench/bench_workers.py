@@ -325,6 +325,7 @@ def main() -> None:
             import bench_upload
 
             asyncio.run(bench_upload.upload_part(work, url, args.upload_mb))
+            asyncio.run(bench_upload.relay_part(work, url))
     print(f"total: {time.time() - started:.1f} s")
 
 
