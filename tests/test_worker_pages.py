@@ -107,7 +107,7 @@ async def test_a_worker_host_on_the_page_drained_resumed_then_lost(
     keeps the next off it (with the reason), a resume that lets it run, the metrics by node,
     and lost after two heartbeats once the process is killed."""
     client = await start_app(
-        queue_url=queue_url, worker_heartbeat=1.0, local_jobs=False, metrics="open"
+        queue_url=queue_url, worker_heartbeat=2.0, local_jobs=False, metrics="open"
     )
     workers = Workers(client, tmp_path / "workers", hardware_cache)
     try:
@@ -146,7 +146,7 @@ async def test_a_worker_host_on_the_page_drained_resumed_then_lost(
             return str(job.get("waitReason") or "") if "w1 is draining" in str(job) else ""
 
         assert "worker hosts: w1 is draining" in await wait_for(held)
-        await asyncio.sleep(2.5)  # two more heartbeats of w1, with its slot free
+        await asyncio.sleep(4.5)  # two more heartbeats of w1, with its slot free
         assert "w1 is draining" in await held(), "the drained host took no new job"
         assert "Resume" in node_card(await page(client), "w1")
 
@@ -165,7 +165,7 @@ async def test_a_worker_host_on_the_page_drained_resumed_then_lost(
         assert value(found, "ovs_node_online", node="w1") == 1
         assert value(found, "ovs_node_slots", node="w1") == 1
         assert value(found, "ovs_node_draining", node="w1") == 0
-        assert 0 <= value(found, "ovs_node_heartbeat_age_seconds", node="w1") <= 2
+        assert 0 <= value(found, "ovs_node_heartbeat_age_seconds", node="w1") <= 4
 
         proc.kill()  # kill -9: no goodbye
         await proc.wait()
@@ -176,10 +176,10 @@ async def test_a_worker_host_on_the_page_drained_resumed_then_lost(
 
         started = time.monotonic()
         assert ">lost<" in await wait_for(lost, 10)
-        assert time.monotonic() - started >= 1.0  # not before two heartbeats were missed
+        assert time.monotonic() - started >= 2.0  # not before two heartbeats were missed
         found = samples(await (await client.get("/metrics")).text())
         assert value(found, "ovs_node_online", node="w1") == 0
-        assert value(found, "ovs_node_heartbeat_age_seconds", node="w1") > 2
+        assert value(found, "ovs_node_heartbeat_age_seconds", node="w1") > 4
     finally:
         await workers.stop()
 

@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestClient
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 from gpu_host import FakeHost
 from postgres import postgres
+from saq.queue.http import HttpQueue
 from served import COMMAND, free_port
 from test_core import CPU_ONLY
 from test_tracks import GERMAN, _stream, cues
@@ -331,3 +332,30 @@ async def test_a_worker_host_keeps_the_items_sidecar_subtitles(
         assert track.metadata.get("language") == "ger"
         index = track.index  # (a stream's fields are gone once its file is closed)
     assert cues(done["outputPath"], index) == ["Guten Tag"]
+
+
+async def test_idle_workers_waiting_for_a_job_leave_the_queue_database_to_others(
+    cluster_app: tuple[Client, Workers],
+) -> None:
+    """More idle workers than the server's pool has connections: while they all wait for a
+    job, another worker's call is still answered (SAQ's LISTEN held a connection each)."""
+    client, _ = cluster_app
+    queues = []
+    for n in range(6):
+        token = client.app[WORKER_TOKENS].create(f"idle{n}")
+        queue = HttpQueue(
+            str(client.make_url("/worker/queue")),
+            name=f"node.idle{n}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        await queue.connect()
+        queues.append(queue)
+    try:
+        waiting = [asyncio.create_task(q.dequeue(timeout=5)) for q in queues[:5]]
+        await asyncio.sleep(1)  # all five are waiting on the server now
+        assert await queues[5].job("no-such-job") is None
+        assert not any(task.done() for task in waiting), "answered only once a wait ended"
+        assert await asyncio.gather(*waiting) == [None] * 5
+    finally:
+        for queue in queues:
+            await queue.disconnect()

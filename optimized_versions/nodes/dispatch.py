@@ -46,6 +46,12 @@ from .uploads import Uploads
 
 log = logging.getLogger(__name__)
 
+# An idle worker's dequeue waits on the server. SAQ's default wait LISTENs, which holds a
+# pool connection for the whole wait in each node's own queue object: four idle hosts took
+# the pool's four connections and every other queue call waited for one (bench_workers.py).
+# Polling holds one only for each short look, at one query a second per idle host.
+DEQUEUE_POLL = 1.0
+
 
 class Dispatcher:
     def __init__(
@@ -183,7 +189,9 @@ class Dispatcher:
                 raise Refused(f"{name} may write only its own worker info")
             self.fleet.heard(name, self._clock(), request["info"].get("metadata") or {})
             self.wake()  # a node with free slots may take waiting jobs now
-        elif kind not in ("dequeue", "job"):
+        elif kind == "dequeue":
+            body = json.dumps({**request, "poll_interval": DEQUEUE_POLL})
+        elif kind != "job":
             raise Refused(f"a worker may not ask {kind!r}")
         return await HttpProxy(queue).process(body)
 

@@ -7,7 +7,7 @@ every request has a Content-Length (the server checks its space before it writes
 is told apart from an end), every answer confirms an offset (progress is acknowledged, and a
 stalled link loses at most the chunk in flight, of which the server keeps what arrived), and
 reverse proxies that cap or buffer request bodies (nginx's ``client_max_body_size``) pass
-it. The cost is a round trip per chunk: ``bench/upload.py`` measures it on loopback.
+it. The cost is a round trip per chunk: ``bench/bench_upload.py`` measures it on loopback.
 """
 
 from __future__ import annotations
