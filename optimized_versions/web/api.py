@@ -24,7 +24,6 @@ from ..errors import (
 )
 from ..jobs import cleanup
 from ..jobs.models import Job, JobStatus, Principal
-from ..jobs.rows import api_json
 from ..keys import (
     CONFIG,
     DOCUMENT,
@@ -37,7 +36,7 @@ from ..keys import (
     STORE,
     VALIDATOR,
 )
-from .listcache import BODY
+from .listcache import BODY, list_version
 from .middleware import authenticate, request_token
 
 OPENAPI: dict[str, Any] = json.loads((Path(__file__).parent / "openapi.json").read_text())
@@ -143,9 +142,9 @@ async def all_jobs(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     device_id = request.query.get("deviceId")
     store, owner = request.app[STORE], None if principal.is_admin else principal.user_id
-    key, version = (owner, device_id), store.version
+    key, version, lists = (owner, device_id), list_version(store, device_id), request.app[LISTS]
     headers = {"Content-Type": "application/json; charset=utf-8"}
-    if (body := request.app[LISTS].get(key, version)) is not None:
+    if (body := lists.get(key, version)) is not None:
         return web.Response(body=body, headers=headers)  # nothing changed since it was made
     pages = store.pages_raw(
         owner_id=owner,
@@ -158,22 +157,15 @@ async def all_jobs(request: web.Request) -> web.StreamResponse:
     # 10,000 jobs costs a page of memory, not 10,000 parsed items and one huge string.
     response = web.StreamResponse(headers=headers)
     await response.prepare(request)
-    separator, sent, kept = "[", 0, []
-    for page in pages:
-        parts = []
-        for job, item in page:
-            parts.append(separator + api_json(job, item))
-            separator = ","
-        data = "".join(parts).encode()
+    sent, kept = 0, []
+    for data in lists.chunks(store, pages):
         sent += len(data)
         if sent <= BODY:
             kept.append(data)
         await response.write(data)
-    end = b"[]" if separator == "[" else b"]"
-    await response.write(end)
     await response.write_eof()
-    if sent <= BODY and store.version == version:  # (a write while it was sent: not kept)
-        request.app[LISTS].put(key, version, b"".join(kept) + end)
+    if sent <= BODY and list_version(store, device_id) == version:  # (no write meanwhile)
+        lists.put(key, version, b"".join(kept))
     return response
 
 

@@ -1,21 +1,60 @@
-"""Job lists as sent, kept until the store changes: phones ask for the same list every 2 s,
-and while nothing runs it is the same bytes each time (a device's list can be a megabyte).
-Bounded: lists over ``BODY`` bytes are not kept, all lists together at most ``TOTAL``."""
+"""Job lists as sent, kept until one of their jobs changes: phones ask for the same list every
+2 s, and while nothing runs it is the same bytes each time (a device's list can be a
+megabyte). A list is keyed by the version of its device's last write (``JobStore.
+device_written``), so a running job's progress makes only its own device's lists stale; and
+each job's JSON up to its item (its *head*) is kept until that job is written again, so a
+stale list is made again from the kept heads and the stored items, not job by job.
+
+Bounded: lists over ``BODY`` bytes are not kept, all lists together at most ``TOTAL``, all
+heads together at most ``HEADS`` (the least recently used go first)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
+
+from ..jobs.rows import FIELDS, api_head, row_to_job
+from ..jobs.store import JobStore
 
 BODY = 4 * 1024 * 1024
 TOTAL = 32 * 1024 * 1024
+HEADS = 16 * 1024 * 1024
+_ID, _ITEM = FIELDS.index("id"), FIELDS.index("item")
+
+
+class Heads:
+    """Each job's head, tagged with the version of the job's last write."""
+
+    def __init__(self, total: int = HEADS) -> None:
+        self._total = total
+        self._heads: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._size = 0
+
+    def head(self, row: tuple[Any, ...], written: int) -> bytes:
+        job_id = row[_ID]
+        hit = self._heads.get(job_id)
+        if hit is not None and hit[0] == written:
+            self._heads.move_to_end(job_id)
+            return hit[1]
+        head = api_head(row_to_job(row, with_item=False))
+        if hit is not None:
+            self._size -= len(hit[1])
+            del self._heads[job_id]
+        self._heads[job_id] = (written, head)
+        self._size += len(head)
+        while self._size > self._total:
+            _, (_, dropped) = self._heads.popitem(last=False)
+            self._size -= len(dropped)
+        return head
 
 
 class ListCache:
-    def __init__(self, body: int = BODY, total: int = TOTAL) -> None:
+    def __init__(self, body: int = BODY, total: int = TOTAL, heads: int = HEADS) -> None:
         self._body, self._total = body, total
         self._lists: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
         self._size = 0
+        self.heads = Heads(heads)
 
     def get(self, key: Hashable, version: int) -> bytes | None:
         hit = self._lists.get(key)
@@ -35,3 +74,19 @@ class ListCache:
         while self._size > self._total:
             _, (_, dropped) = self._lists.popitem(last=False)
             self._size -= len(dropped)
+
+    def chunks(self, store: JobStore, pages: Iterable[list[tuple[Any, ...]]]) -> Iterator[bytes]:
+        """The list's JSON a page at a time (``JobStore.pages_raw``), then its end."""
+        separator, written = b"[", store.written.get
+        for page in pages:
+            parts: list[bytes] = []
+            for row in page:
+                parts += (separator, self.heads.head(row, written(row[_ID], 0)), row[_ITEM], b"}")
+                separator = b","
+            yield b"".join(parts)
+        yield b"[]" if separator == b"[" else b"]"
+
+
+def list_version(store: JobStore, device_id: str | None) -> int:
+    """What a list is kept by: its device's last write, or any write for a list of all."""
+    return store.version if device_id is None else store.device_written.get(device_id, 0)
