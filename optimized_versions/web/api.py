@@ -36,7 +36,7 @@ from ..keys import (
     STORE,
     VALIDATOR,
 )
-from .listcache import BODY, list_version
+from .listcache import BODY, SHOWN, list_version
 from .middleware import authenticate, request_token
 
 OPENAPI: dict[str, Any] = json.loads((Path(__file__).parent / "openapi.json").read_text())
@@ -150,7 +150,7 @@ async def all_jobs(request: web.Request) -> web.StreamResponse:
         owner_id=owner,
         device_id=device_id,
         # a device's list: without cancelled, collected and dismissed jobs
-        statuses=None if device_id is None else [s for s in JobStatus if s != JobStatus.CANCELLED],
+        statuses=None if device_id is None else SHOWN,
         hide_collected=device_id is not None,
     )
     # Streamed a page at a time, each stored item spliced in as it is: an admin's list of

@@ -10,26 +10,31 @@ heads together at most ``HEADS`` (the least recently used go first)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
+from ..jobs.models import JobStatus
 from ..jobs.rows import FIELDS, api_head, row_to_job
 from ..jobs.store import JobStore
 
 BODY = 4 * 1024 * 1024
 TOTAL = 32 * 1024 * 1024
 HEADS = 16 * 1024 * 1024
+SLICE = 100  # heads made at start-up between two turns of the event loop (~1 ms)
 _ID, _ITEM = FIELDS.index("id"), FIELDS.index("item")
+# what a device's list shows: not cancelled, not collected or dismissed
+SHOWN = [s for s in JobStatus if s is not JobStatus.CANCELLED]
 
 
 class Heads:
     """Each job's head, tagged with the version of the job's last write."""
 
     def __init__(self, total: int = HEADS) -> None:
-        self._total = total
+        self.total = total
         self._heads: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
-        self._size = 0
+        self.size = 0
 
     def head(self, row: tuple[Any, ...], written: int) -> bytes:
         job_id = row[_ID]
@@ -39,13 +44,13 @@ class Heads:
             return hit[1]
         head = api_head(row_to_job(row, with_item=False))
         if hit is not None:
-            self._size -= len(hit[1])
+            self.size -= len(hit[1])
             del self._heads[job_id]
         self._heads[job_id] = (written, head)
-        self._size += len(head)
-        while self._size > self._total:
+        self.size += len(head)
+        while self.size > self.total:
             _, (_, dropped) = self._heads.popitem(last=False)
-            self._size -= len(dropped)
+            self.size -= len(dropped)
         return head
 
 
@@ -74,6 +79,21 @@ class ListCache:
         while self._size > self._total:
             _, (_, dropped) = self._lists.popitem(last=False)
             self._size -= len(dropped)
+
+    async def warm(self, store: JobStore) -> None:
+        """At start-up: the heads of what devices' lists show, newest first, SLICE at a
+        time between other work, until half the room for heads is taken. Phones poll again
+        as soon as the server is back; each first poll is then a join, not hundreds of jobs
+        serialised while every other request waits (~10 ms a device)."""
+        for page in store.pages_raw(statuses=SHOWN, hide_collected=True):
+            read = store.version  # a job written since this page was read: not from it
+            for start in range(0, len(page), SLICE):
+                for row in page[start : start + SLICE]:
+                    if (written := store.written.get(row[_ID], 0)) <= read:
+                        self.heads.head(row, written)
+                if self.heads.size > self.heads.total // 2:
+                    return
+                await asyncio.sleep(0)
 
     def chunks(self, store: JobStore, pages: Iterable[list[tuple[Any, ...]]]) -> Iterator[bytes]:
         """The list's JSON a page at a time (``JobStore.pages_raw``), then its end."""
