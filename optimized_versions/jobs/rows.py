@@ -114,6 +114,7 @@ COLUMNS = ", ".join(FIELDS)
 COLUMNS_NO_ITEM = ", ".join("'{}'" if name == "item" else name for name in FIELDS)
 # ... and with the item as its stored bytes: a list splices it in as it is
 COLUMNS_RAW = ", ".join("CAST(item AS BLOB)" if name == "item" else name for name in FIELDS)
+COLUMNS_BRIEF = "id, CAST(item AS BLOB)"  # ... or only the id and the item
 
 
 def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:

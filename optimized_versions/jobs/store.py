@@ -144,16 +144,17 @@ class JobStore:
         device_id: str | None = None,
         statuses: Iterable[JobStatus] | None = None,
         hide_collected: bool = False,
+        columns: str = COLUMNS_RAW,
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Rows of ``COLUMNS`` (``rows.row_to_job`` reads them) newest first, a page at a
-        time, the item as its stored JSON bytes (spliced into a list as it is). Each page is
+        """Rows of ``columns`` (all: ``rows.row_to_job`` reads them; the item as its stored
+        JSON bytes, spliced into a list as it is) newest first, a page at a time. Each page is
         its own query, so no cursor stays open while the caller awaits between pages."""
         where, args = filters(owner_id, device_id, statuses, hide_collected)
         where += " AND " if where else " WHERE "
         last: tuple[float, int] = (float("inf"), 0)
         while True:
             rows = self._db.execute(
-                f"SELECT {COLUMNS_RAW}, rowid FROM jobs{where}(created_at, rowid) < (?, ?)"
+                f"SELECT {columns}, created_at, rowid FROM jobs{where}(created_at, rowid) < (?, ?)"
                 f" ORDER BY created_at DESC, rowid DESC LIMIT {PAGE}",
                 [*args, *last],
             ).fetchall()
@@ -161,7 +162,12 @@ class JobStore:
                 yield rows
             if len(rows) < PAGE:  # the last page (another query would read the rows again)
                 return
-            last = (rows[-1][FIELDS.index("created_at")], rows[-1][-1])
+            last = (rows[-1][-2], rows[-1][-1])
+
+    def rows_raw(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+        """Rows of ``COLUMNS_RAW`` by job id (at most ``PAGE`` ids)."""
+        sql = f"SELECT {COLUMNS_RAW} FROM jobs WHERE id IN ({', '.join('?' * len(ids))})"
+        return {row[0]: row for row in self._db.execute(sql, ids)}
 
     def files(self, statuses: Iterable[JobStatus]) -> list[FileRecord]:
         wanted = [str(s) for s in statuses]

@@ -3,7 +3,8 @@
 megabyte). A list is keyed by the version of its device's last write (``JobStore.
 device_written``), so a running job's progress makes only its own device's lists stale; and
 each job's JSON up to its item (its *head*) is kept until that job is written again, so a
-stale list is made again from the kept heads and the stored items, not job by job.
+list is made from the kept heads and the stored items (its ids and items are all it reads),
+not job by job. The heads are made at start-up, before the first poll.
 
 Bounded: lists over ``BODY`` bytes are not kept, all lists together at most ``TOTAL``, all
 heads together at most ``HEADS`` (the least recently used go first)."""
@@ -16,14 +17,14 @@ from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
 from ..jobs.models import JobStatus
-from ..jobs.rows import FIELDS, api_head, row_to_job
+from ..jobs.rows import COLUMNS_BRIEF, FIELDS, api_head, row_to_job
 from ..jobs.store import JobStore
 
 BODY = 4 * 1024 * 1024
 TOTAL = 32 * 1024 * 1024
 HEADS = 16 * 1024 * 1024
 SLICE = 100  # heads made at start-up between two turns of the event loop (~1 ms)
-_ID, _ITEM = FIELDS.index("id"), FIELDS.index("item")
+_ID = FIELDS.index("id")
 # what a device's list shows: not cancelled, not collected or dismissed
 SHOWN = [s for s in JobStatus if s is not JobStatus.CANCELLED]
 
@@ -36,16 +37,19 @@ class Heads:
         self._heads: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self.size = 0
 
-    def head(self, row: tuple[Any, ...], written: int) -> bytes:
-        job_id = row[_ID]
+    def get(self, job_id: str, written: int) -> bytes | None:
         hit = self._heads.get(job_id)
-        if hit is not None and hit[0] == written:
-            self._heads.move_to_end(job_id)
-            return hit[1]
-        head = api_head(row_to_job(row, with_item=False))
-        if hit is not None:
-            self.size -= len(hit[1])
-            del self._heads[job_id]
+        if hit is None or hit[0] != written:
+            return None
+        self._heads.move_to_end(job_id)
+        return hit[1]
+
+    def make(self, row: tuple[Any, ...], written: int) -> bytes:
+        """The head of a row of ``COLUMNS_RAW``, kept."""
+        job_id, head = row[_ID], api_head(row_to_job(row, with_item=False))
+        old = self._heads.pop(job_id, None)
+        if old is not None:
+            self.size -= len(old[1])
         self._heads[job_id] = (written, head)
         self.size += len(head)
         while self.size > self.total:
@@ -90,21 +94,30 @@ class ListCache:
             for start in range(0, len(page), SLICE):
                 for row in page[start : start + SLICE]:
                     if (written := store.written.get(row[_ID], 0)) <= read:
-                        self.heads.head(row, written)
+                        self.heads.make(row, written)
                 if self.heads.size > self.heads.total // 2:
                     return
                 await asyncio.sleep(0)
 
-    def chunks(self, store: JobStore, pages: Iterable[list[tuple[Any, ...]]]) -> Iterator[bytes]:
-        """The list's JSON a page at a time (``JobStore.pages_raw``), then its end."""
-        separator, written = b"[", store.written.get
+    def parts(self, store: JobStore, **where: Any) -> Iterator[list[bytes]]:
+        """The list's JSON in parts (to be joined), a page at a time, then its end. A page
+        reads the ids and items only; the rows of jobs without a kept head, whole."""
+        separator, written, heads = b"[", store.written.get, self.heads
+        pages: Iterable[list[tuple[Any, ...]]] = store.pages_raw(columns=COLUMNS_BRIEF, **where)
         for page in pages:
-            parts: list[bytes] = []
-            for row in page:
-                parts += (separator, self.heads.head(row, written(row[_ID], 0)), row[_ITEM], b"}")
+            kept = [heads.get(row[0], written(row[0], 0)) for row in page]
+            missing = [row[0] for row, head in zip(page, kept, strict=True) if head is None]
+            rows = store.rows_raw(missing) if missing else {}
+            out: list[bytes] = []
+            for (job_id, item, _, _), head in zip(page, kept, strict=True):
+                if head is None:
+                    if (row := rows.get(job_id)) is None:
+                        continue  # removed between the two reads (by another process)
+                    head = heads.make(row, written(job_id, 0))
+                out += (separator, head, item, b"}")
                 separator = b","
-            yield b"".join(parts)
-        yield b"[]" if separator == b"[" else b"]"
+            yield out
+        yield [b"[]" if separator == b"[" else b"]"]
 
 
 def list_version(store: JobStore, device_id: str | None) -> int:
