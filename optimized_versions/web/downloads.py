@@ -31,7 +31,9 @@ from ..keys import CONFIG, SCHEDULER, STORE, TELEMETRY
 from .api import owned_job
 from .middleware import authenticate, request_token
 
-AHEAD = 2 * 1024 * 1024  # bytes read into the page cache ahead of the socket, per step
+AHEAD = 2 * 1024 * 1024  # bytes read into the page cache ahead of the socket, first step
+LARGEST = 32 * 1024 * 1024  # ... the largest step
+FAST = 0.05  # seconds: a step that went out faster, the next one twice as large
 
 routes = web.RouteTableDef()
 
@@ -142,28 +144,31 @@ class _Download(web.FileResponse):
         self, request: web.BaseRequest, fobj: Any, offset: int, count: int
     ) -> AbstractStreamWriter:
         """aiohttp's sendfile of ``count`` bytes at ``offset`` (the whole file or a range), in
-        steps of AHEAD bytes, each read into the page cache by a worker thread (while the
-        previous step goes out) before the socket's sendfile() takes it from memory."""
+        steps, each read into the page cache by a worker thread (while the previous step goes
+        out) before the socket's sendfile() takes it from memory. Steps start at AHEAD bytes
+        and double, up to LARGEST, while each goes out within FAST seconds: a phone on Wi-Fi
+        gets small steps (little read at once), a fast client few of them."""
         transport = request.transport
         if web_fileresponse.NOSENDFILE or self.compression or transport is None:
             return await super()._sendfile(request, fobj, offset, count)
         writer = await web.StreamResponse.prepare(self, request)
         assert writer is not None
-        loop, end = asyncio.get_running_loop(), offset + count
+        loop, end, step = asyncio.get_running_loop(), offset + count, min(AHEAD, count)
 
-        def read_ahead(start: int) -> asyncio.Future[None]:
-            size = min(AHEAD, end - start)
+        def read_ahead(start: int, size: int) -> asyncio.Future[None]:
             return asyncio.ensure_future(asyncio.to_thread(_into_cache, self._file, start, size))
 
-        ahead = read_ahead(offset)
+        ahead = read_ahead(offset, step)
         try:
             while offset < end:
-                step = min(AHEAD, end - offset)
                 await ahead
-                if offset + step < end:
-                    ahead = read_ahead(offset + step)
+                began, following = loop.time(), min(step * 2, LARGEST)
+                if offset + step < end:  # (sized as if this step goes fast: at most LARGEST)
+                    ahead = read_ahead(offset + step, min(following, end - offset - step))
                 await loop.sendfile(transport, fobj, offset, step)
                 offset += step
+                fast = loop.time() - began < FAST
+                step = min(following if fast else step, end - offset)
         finally:
             ahead.cancel()  # (a client gone: its thread ends with its step, nothing waits)
         await web.StreamResponse.write_eof(self)
