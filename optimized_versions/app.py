@@ -168,7 +168,7 @@ def create_app(
         downmix=config.downmix,
     )
     app.cleanup_ctx.extend([_store_ctx, _jellyfin_ctx, _relay_ctx, _hardware_ctx])
-    app.cleanup_ctx.extend([_dispatch_ctx, _scheduler_ctx, _load_ctx])
+    app.cleanup_ctx.extend([_dispatch_ctx, _scheduler_ctx, _load_ctx, _lists_ctx])
     app[HISTORY] = LoadHistory(app[PLACER].describe, HISTORY_INTERVAL, time.time)
     app.cleanup_ctx.extend([_janitor_ctx, _history_ctx])
     app.on_shutdown.append(_refuse_new_work)
@@ -297,6 +297,11 @@ async def _load_ctx(app: web.Application) -> AsyncIterator[None]:
     async with _background(monitor.run(app[CONFIG].load_interval), "load"):
         yield
     monitor.close()
+
+
+async def _lists_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[LISTS].warm(app[STORE])  # before the first phone's poll: ~15 ms a 1,000 jobs
+    yield
 
 
 async def _history_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -6,7 +6,10 @@ import hashlib
 from email.utils import formatdate
 from pathlib import Path
 
+import pytest
 from conftest import ALICE, Env, StartApp, auth, post_job, wait_status
+
+from optimized_versions.web import downloads
 
 
 async def test_whole_file_and_headers(env: Env, start_app: StartApp) -> None:
@@ -86,3 +89,19 @@ async def test_remove_after_right_download(env: Env, start_app: StartApp) -> Non
     await (await client.get(url, headers={**auth(), "Range": f"bytes=100-{size - 1}"})).read()
     await wait_status(client, job["id"], "ready-for-removal", token=ALICE)
     assert Path(job["outputPath"]).exists()  # the grace period still holds it
+
+
+async def test_sent_in_read_ahead_steps_byte_for_byte(
+    env: Env, start_app: StartApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(downloads, "AHEAD", 4096)  # many steps, and ranges across them
+    client = await start_app()
+    job = await wait_status(client, await post_job(client, env, "hevc"), "completed")
+    url, on_disk = f"/download/{job['id']}", Path(job["outputPath"]).read_bytes()
+    size = len(on_disk)
+    assert size > 8 * 4096
+    assert await (await client.get(url, headers=auth())).read() == on_disk
+    for first, last in ((0, 4095), (4095, 4096), (1000, 3 * 4096 + 5), (size - 5000, size - 1)):
+        part = await client.get(url, headers={**auth(), "Range": f"bytes={first}-{last}"})
+        assert part.status == 206
+        assert await part.read() == on_disk[first : last + 1]

@@ -10,10 +10,12 @@ import pytest
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 
 from optimized_versions.jobs.models import Job, JobStatus
+from optimized_versions.jobs.rows import FIELDS
 from optimized_versions.jobs.store import PAGE, InvalidTransition, JobStore
 from optimized_versions.keys import STORE
 
 SECRET = "very-secret-token-4242"
+ID, ITEM = FIELDS.index("id"), FIELDS.index("item")
 
 
 def _job(job_id: str) -> Job:
@@ -94,10 +96,12 @@ def test_pages_cover_every_job_once_newest_first(tmp_path: Path) -> None:
         job.created_at = 1000.0 + n // 7  # many jobs share a timestamp
         job.item = {"n": n}
         store.add(job, "http://jf/x")
-    seen = [(job.id, json.loads(item)) for page in store.pages_raw() for job, item in page]
+    seen = [(row[ID], json.loads(row[ITEM])) for page in store.pages_raw() for row in page]
     assert [item["n"] for _, item in seen] == list(range(2 * PAGE + 2, -1, -1))
     assert [job_id for job_id, _ in seen] == [job.id for job in store.jobs()]
-    assert [j.id for page in store.pages_raw(statuses=[JobStatus.FAILED]) for j, _ in page] == []
+    assert [r for page in store.pages_raw(statuses=[JobStatus.FAILED]) for r in page] == []
+    exact = [len(page) for page in store.pages_raw(owner_id="u", device_id="d")]
+    assert exact == [PAGE, PAGE, 3]  # whole pages, then the short last one ends the list
 
 
 async def test_all_jobs_streams_long_lists_intact(env: Env, start_app: StartApp) -> None:

@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_device ON jobs (device_id, status);
+-- a device's list newest first, read in order (no sort of megabytes of items)
+CREATE INDEX IF NOT EXISTS jobs_by_device_time ON jobs (device_id, created_at);
 CREATE TABLE IF NOT EXISTS job_sources (
     job_id TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
     url TEXT NOT NULL
@@ -112,6 +114,9 @@ FIELDS = (
 COLUMNS = ", ".join(FIELDS)
 # the same columns with an empty item: what the scheduler reads of every waiting job
 COLUMNS_NO_ITEM = ", ".join("'{}'" if name == "item" else name for name in FIELDS)
+# ... and with the item as its stored bytes: a list splices it in as it is
+COLUMNS_RAW = ", ".join("CAST(item AS BLOB)" if name == "item" else name for name in FIELDS)
+COLUMNS_BRIEF = "id, CAST(item AS BLOB)"  # ... or only the id and the item
 
 
 def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:
@@ -119,19 +124,23 @@ def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:
     writes the stored item text out as it is (``api_json``)."""
     values = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
     values["item"] = json.loads(values["item"]) if with_item else {}
-    values["fallbacks"] = json.loads(values["fallbacks"])
-    values["tracks"] = json.loads(values["tracks"])
-    values["command"] = json.loads(values["command"])
+    values["fallbacks"] = _list(values["fallbacks"])
+    values["tracks"] = _list(values["tracks"])
+    values["command"] = _list(values["command"])
     values["status"] = JobStatus(values["status"])
     return Job(**values)
 
 
-def api_json(job: Job, item: str) -> str:
-    """The job object as JSON text with its stored item JSON spliced in unparsed: a list of
-    thousands of jobs is written without building thousands of item objects."""
+def _list(text: str) -> list[Any]:
+    return [] if text == "[]" else list(json.loads(text))  # most jobs have none: no parse
+
+
+def api_head(job: Job) -> bytes:
+    """The job object as JSON up to its item: a list writes ``head + item + b"}"`` with the
+    stored item spliced in unparsed, never building thousands of item objects."""
     body = job.to_api()
     del body["item"]
-    return f'{json.dumps(body)[:-1]}, "item": {item}}}'
+    return f'{json.dumps(body)[:-1]}, "item": '.encode()
 
 
 def column(name: str, value: Any) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -29,16 +28,14 @@ from ..jellyfin.relay import Relayed, SourceRelay
 from ..jellyfin.urls import audio_stream_index, scrub, secrets_in, subtitle_stream_index
 from ..media import ffmpeg, probe
 from ..media.failures import Failure, classify
-from ..media.plan import Plan, PlanError, Target, build_argv, make_plan, source_input
+from ..media.plan import PlanError, Target, build_argv, make_plan, source_input
 from ..media.probe import SubtitleInfo
 from . import sidecars
 from .models import Job
+from .output import verified_checksum
 from .sidecars import sidecar_folder
 
 log = logging.getLogger(__name__)
-
-DURATION_TOLERANCE = 0.02  # the output's duration may differ from the source's by 2%
-HASH_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +88,6 @@ class Lease(Protocol):
 
 def _ignore(why: str) -> None:
     """No one listens for the plan (the probe's test encodes)."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _why(exc: ffmpeg.FFmpegError, secrets: list[str]) -> str:
@@ -248,9 +237,9 @@ class Runner:
                     stop_grace=self.stop_grace,
                     env=target.backend.env,
                 )
-                # verified on this rung: a hardware encoder that wrote a short or broken
-                # file steps down like one that failed
-                await asyncio.to_thread(self._verify, partial, plan, duration)
+                # verified (and hashed meanwhile) on this rung: a hardware encoder that
+                # wrote a short or broken file steps down like one that failed
+                checksum = await verified_checksum(partial, plan, duration)
             except (ffmpeg.FFmpegError, TranscodeError) as exc:
                 why = self._step_down(exc, plan.copy_video, target, feed, secrets)
                 fallbacks.append(f"{target.describe()}: {why}")
@@ -260,7 +249,6 @@ class Runner:
             break
         else:
             raise TranscodeError("no encoder could do it: " + "; ".join(fallbacks))
-        checksum = await asyncio.to_thread(sha256_file, partial)
         os.replace(partial, output)
         return Outcome(
             size=output.stat().st_size,
@@ -309,27 +297,3 @@ class Runner:
         if kind is Failure.DEVICE_LOST:
             self.hardware.trip(target.device.id, meaning)
         return meaning
-
-    @staticmethod
-    def _verify(path: Path, plan: Plan, duration: float | None) -> None:
-        try:
-            out = probe.probe(str(path))
-        except probe.ProbeError as exc:
-            raise TranscodeError(f"the output cannot be read back: {exc}") from None
-        if out.video is None or out.video.codec != plan.codec:
-            raise TranscodeError(f"the output has no {plan.codec} video stream")
-        if len(out.audio) < len(plan.tracks.audio):
-            raise TranscodeError(
-                f"the output has {len(out.audio)} of {len(plan.tracks.audio)} audio tracks"
-            )
-        subtitles = [s.language or "und" for s in out.subtitles if s.codec == "mov_text"]
-        planned = [t.language or "und" for t in plan.tracks.subtitles]
-        if subtitles != planned:
-            raise TranscodeError(
-                f"the output's subtitle tracks {subtitles} are not the planned {planned}"
-            )
-        off = abs(out.duration - duration) if duration and out.duration is not None else 0.0
-        if duration and off > DURATION_TOLERANCE * duration:
-            raise TranscodeError(
-                f"the output lasts {out.duration:.2f} s, the source {duration:.2f} s"
-            )

@@ -54,6 +54,7 @@ class Scheduler:
         self._loop_task: asyncio.Task[None] | None = None
         self._storage_log = Every(60.0)
         self.remote: Remote | None = None  # worker hosts, when QUEUE_URL is set
+        self._waiting: tuple[int, list[Job]] = (-1, [])  # the store's version -> waiting jobs
 
     @property
     def running(self) -> int:
@@ -125,7 +126,9 @@ class Scheduler:
     def _fill_slots(self) -> float | None:
         """Start what may start; returns when a job held back by a back-off is due."""
         now = self._clock()
-        waiting = self._store.waiting()
+        if self._waiting[0] != self._store.version:  # a pass that wrote nothing (a new load
+            self._waiting = (self._store.version, self._store.waiting())  # reading) reads none
+        waiting = self._waiting[1]
         later = [j.not_before for j in waiting if j.not_before is not None and j.not_before > now]
         due = [j for j in waiting if j.not_before is None or j.not_before <= now]
         eligible, room = self._queue.apply_cache_limit(due, self._wait)

@@ -23,6 +23,7 @@ from .rows import (
     ADDED,
     COLUMNS,
     COLUMNS_NO_ITEM,
+    COLUMNS_RAW,
     FIELDS,
     MUTABLE,
     SCHEMA,
@@ -56,6 +57,10 @@ class JobStore:
     def __init__(self, path: Path, clock: Callable[[], float]) -> None:
         self._clock = clock
         self.version = 0  # changes with every write: what was read before is stale
+        # the version of each job's and each client device's last write (absent: none in
+        # this process), so that one job's progress makes only its own device's list stale
+        self.written: dict[str, int] = {}
+        self.device_written: dict[str, int] = {}
         self.observers: list[StoreObserver] = []
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -78,8 +83,12 @@ class JobStore:
 
     # -- creating and reading ----------------------------------------------------------
 
-    def add(self, job: Job, source_url: str) -> None:
+    def _touch(self, job: Job) -> None:
         self.version += 1
+        self.written[job.id] = self.device_written[job.device_id] = self.version
+
+    def add(self, job: Job, source_url: str) -> None:
+        self._touch(job)
         values = [column(name, getattr(job, name)) for name in FIELDS]
         with self._db:
             self._db.execute("BEGIN")
@@ -135,24 +144,30 @@ class JobStore:
         device_id: str | None = None,
         statuses: Iterable[JobStatus] | None = None,
         hide_collected: bool = False,
-    ) -> Iterator[list[tuple[Job, str]]]:
-        """Jobs newest first, a page at a time, each with its item as stored JSON text
-        (``job.item`` is left empty; ``rows.api_json`` splices the text in). Each page is
+        columns: str = COLUMNS_RAW,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows of ``columns`` (all: ``rows.row_to_job`` reads them; the item as its stored
+        JSON bytes, spliced into a list as it is) newest first, a page at a time. Each page is
         its own query, so no cursor stays open while the caller awaits between pages."""
         where, args = filters(owner_id, device_id, statuses, hide_collected)
         where += " AND " if where else " WHERE "
-        item = FIELDS.index("item")
         last: tuple[float, int] = (float("inf"), 0)
         while True:
             rows = self._db.execute(
-                f"SELECT {COLUMNS}, rowid FROM jobs{where}(created_at, rowid) < (?, ?)"
+                f"SELECT {columns}, created_at, rowid FROM jobs{where}(created_at, rowid) < (?, ?)"
                 f" ORDER BY created_at DESC, rowid DESC LIMIT {PAGE}",
                 [*args, *last],
             ).fetchall()
-            if not rows:
+            if rows:
+                yield rows
+            if len(rows) < PAGE:  # the last page (another query would read the rows again)
                 return
-            yield [(row_to_job(row, with_item=False), row[item]) for row in rows]
-            last = (rows[-1][FIELDS.index("created_at")], rows[-1][-1])
+            last = (rows[-1][-2], rows[-1][-1])
+
+    def rows_raw(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+        """Rows of ``COLUMNS_RAW`` by job id (at most ``PAGE`` ids)."""
+        sql = f"SELECT {COLUMNS_RAW} FROM jobs WHERE id IN ({', '.join('?' * len(ids))})"
+        return {row[0]: row for row in self._db.execute(sql, ids)}
 
     def files(self, statuses: Iterable[JobStatus]) -> list[FileRecord]:
         wanted = [str(s) for s in statuses]
@@ -208,7 +223,7 @@ class JobStore:
 
     def transition(self, job: Job, status: JobStatus, **changes: Any) -> Job:
         """Move a job to ``status``, writing ``changes`` with it; logs one line."""
-        self.version += 1
+        self._touch(job)
         if status not in ALLOWED[job.status]:
             raise InvalidTransition(f"job {job.id}: {job.status} -> {status} is not allowed")
         if unknown := set(changes) - set(MUTABLE):
@@ -243,7 +258,7 @@ class JobStore:
 
     def note_wait(self, job: Job, reason: str) -> None:
         """Why a waiting job waits (shown in job-status); not a status change."""
-        self.version += 1
+        self._touch(job)
         self._db.execute(
             "UPDATE jobs SET wait_reason = ? WHERE id = ? AND status IN (?, ?)",
             (reason, job.id, str(JobStatus.QUEUED), str(JobStatus.PENDING_DOWNLOADS)),
@@ -254,7 +269,7 @@ class JobStore:
 
     def dismiss(self, job: Job) -> None:
         """The user dismissed a failed job: it leaves the device's list, keeps its error."""
-        self.version += 1
+        self._touch(job)
         if job.collected_at is None:
             job.collected_at = self._clock()
             self._db.execute(
@@ -265,7 +280,7 @@ class JobStore:
 
     def promote(self, job: Job) -> None:
         """start-job: the job goes first in the queue (any back-off is forgiven)."""
-        self.version += 1
+        self._touch(job)
         job.promoted_at, job.not_before = self._clock(), None
         self._db.execute(
             "UPDATE jobs SET promoted_at = ?, not_before = NULL WHERE id = ?",
@@ -276,7 +291,7 @@ class JobStore:
     def save_progress(self, job: Job, frames: int = 0) -> None:
         """Best effort: a full data folder must not stop a running transcode. ``frames``:
         video frames written since the last report (observers count them)."""
-        self.version += 1
+        self._touch(job)
         for observer in self.observers:
             observer.progressed(job, frames)
         try:
@@ -289,6 +304,10 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         self.version += 1
+        row = self._db.execute("SELECT device_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is not None:
+            self.device_written[row[0]] = self.version
+        self.written.pop(job_id, None)
         self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         log.info("job %s removed from the store", job_id)
 

@@ -121,8 +121,9 @@ def _handler(metadata: dict[str, str]) -> str | None:
     return None if name is None or name.endswith("Handler") else name
 
 
-def probe(source: str, timeout: float = 30.0) -> MediaInfo:
-    """Read container and stream details of a file path or an http(s) URL."""
+def probe(source: str, timeout: float = 30.0, *, frames: bool = True) -> MediaInfo:
+    """Read container and stream details of a file path or an http(s) URL; ``frames``:
+    with a look at the first frames (``look``: rotation, HDR, interlacing)."""
     try:
         with av.open(source, timeout=timeout, options={"analyzeduration": "20000000"}) as box:
             stream = next(
@@ -131,7 +132,7 @@ def probe(source: str, timeout: float = 30.0) -> MediaInfo:
             )
             video = None
             if stream is not None:
-                seen: Look = look(box, stream)
+                seen: Look = look(box, stream) if frames else Look()
                 context = stream.codec_context
                 rate = stream.average_rate or stream.guessed_rate
                 video = VideoInfo(
