@@ -49,6 +49,7 @@ SCHEMA: dict[str, Any] = {
         "queue_url": {"type": ["string", "null"], "pattern": "^postgres(ql)?://"},
         "worker_heartbeat": {"type": "number", "minimum": 1},
         "local_jobs": {"type": "boolean"},
+        "server_cache_dir": {"type": ["string", "null"]},
         "cpu_slots": {"type": ["integer", "null"], "minimum": 1},
         "gpu_slots": {"type": "integer", "minimum": 1},
         "nvenc_sessions": {"type": ["integer", "null"], "minimum": 1},
@@ -129,6 +130,7 @@ class Config:
     queue_url: str | None = None  # PostgreSQL for worker hosts (SAQ); None = this host alone
     worker_heartbeat: float = 5.0  # seconds between a worker's heartbeats; lost after two
     local_jobs: bool = True  # with worker hosts: this server runs jobs on its own devices too
+    server_cache_dir: Path | None = None  # a worker host: the server's CACHE_DIR, mounted here
     cpu_slots: int | None = None  # software jobs at once; default one per four cores
     gpu_slots: int = 2  # jobs at once per QSV/VAAPI device
     nvenc_sessions: int | None = None  # NVENC session cap; default from the driver version
@@ -285,7 +287,7 @@ def _normalise(data: dict[str, Any]) -> None:
 
 def _build(data: dict[str, Any]) -> Config:
     values = dict(data)
-    for key in ("cache_dir", "data_dir", "profiles_dir", "hardware_cache"):
+    for key in ("cache_dir", "data_dir", "profiles_dir", "hardware_cache", "server_cache_dir"):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser()
     if values.get("jellyfin_url"):

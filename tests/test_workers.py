@@ -31,7 +31,7 @@ from test_core import CPU_ONLY
 from test_tracks import GERMAN, _stream, cues
 
 from optimized_versions.app import build_hardware
-from optimized_versions.keys import WORKER_TOKENS
+from optimized_versions.keys import UPLOADS, WORKER_TOKENS
 from optimized_versions.nodes.worker import WorkerHost
 
 pytestmark = pytest.mark.timeout(240)
@@ -359,3 +359,18 @@ async def test_idle_workers_waiting_for_a_job_leave_the_queue_database_to_others
     finally:
         for queue in queues:
             await queue.disconnect()
+
+
+async def test_with_shared_storage_a_worker_writes_its_output_in_place(
+    cluster_app: tuple[Client, Workers], env: Env
+) -> None:
+    """SERVER_CACHE_DIR: the server's cache folder mounted on the worker host. The output is
+    written there instead of uploaded; the server hashes it before the job completes."""
+    client, workers = cluster_app
+    await workers.start("w1", SERVER_CACHE_DIR=str(env.config.cache_dir))
+    job = await post_job(client, env, "hevc")
+    done = await wait_status(client, job, "completed", timeout=60)
+    assert done["node"] == "w1"
+    assert client.app[UPLOADS].bytes_written == 0, "nothing came over HTTP"
+    assert await _downloaded_sha256(client, job) == done["checksum"]
+    assert sorted(p.name for p in env.config.cache_dir.iterdir()) == [f"{job}.mp4"]

@@ -148,7 +148,7 @@ class Janitor:
         keep = keep | {
             Path(job.output_path).name + suffix
             for job in running
-            for suffix in (".part", UPLOADING, RECEIVED)
+            for suffix in (".part", UPLOADING, RECEIVED, RECEIVED + ".part")
         }
         keep |= {Path(job.output_path).name + SUFFIX for job in running}
         for path in self._config.cache_dir.iterdir():

@@ -3,6 +3,7 @@ as a worker receives it, the key of each dispatch, and a host's best backend per
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..catalog.device import Device
@@ -48,6 +49,7 @@ def job_payload(job: Job, source: str) -> dict[str, Any]:
     """What a worker needs of a job (no credential: it fetches the source through us)."""
     return {
         "source_name": source_name(source),  # what its URL on this server ends with
+        "output_name": Path(job.output_path).name,  # in the server's CACHE_DIR
         "id": job.id,
         "owner_id": job.owner_id,
         "owner_name": job.owner_name,

@@ -33,6 +33,7 @@ from ..hardware.load import PsutilReader
 from ..hardware.nvml import Nvml
 from ..jellyfin.relay import SourceRelay
 from ..jellyfin.rules import SourceRules
+from ..jobs.cleanup import RECEIVED
 from ..jobs.models import Job, JobStatus
 from ..jobs.placement import Placed, Placer, placer_from
 from ..jobs.runner import Runner
@@ -224,10 +225,16 @@ class WorkerHost:
     async def transcode(self, ctx: dict[str, Any], *, job: dict[str, Any]) -> dict[str, Any]:
         """One job from the server: run it here, upload the output, report what ran."""
         saq_job = ctx["job"]
+        shared = self.config.server_cache_dir  # the server's cache folder, mounted here
+        output_path = (
+            shared / f"{job['output_name']}{RECEIVED}"  # where its upload would end up
+            if shared is not None
+            else self.config.cache_dir / f"{job['id']}.mp4"
+        )
         record = Job(
-            **{k: v for k, v in job.items() if k != "source_name"},
+            **{k: v for k, v in job.items() if k not in ("source_name", "output_name")},
             status=JobStatus.OPTIMIZING,
-            output_path=str(self.config.cache_dir / f"{job['id']}.mp4"),
+            output_path=str(output_path),
         )
         profile = self.profiles[record.profile]
         state: dict[str, Any] = {"percent": 0.0, "size": 0, "frames": 0, "speed": None}
@@ -255,15 +262,16 @@ class WorkerHost:
                 state["plan"] = why
 
             output = Path(record.output_path)
-            try:
-                outcome = await self.runner.run(record, source, output, progress, lease, planned)
-                await _send_report(saq_job, state)  # the frames since the last report
-                assert self.session is not None
-                await upload(
-                    self.session, self.server, self.token, record.id, output, outcome.checksum
-                )
-            finally:
-                output.unlink(missing_ok=True)
+            outcome = await self.runner.run(record, source, output, progress, lease, planned)
+            await _send_report(saq_job, state)  # the frames since the last report
+            if shared is None:  # else written in place: the server hashes it to check
+                try:
+                    assert self.session is not None
+                    await upload(
+                        self.session, self.server, self.token, record.id, output, outcome.checksum
+                    )
+                finally:
+                    output.unlink(missing_ok=True)
             return dataclasses.asdict(outcome)  # rebuilt as an Outcome by the server
         except (RetryLater, MustWait) as exc:
             return {"requeue": str(exc)}
