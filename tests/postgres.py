@@ -13,9 +13,13 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psycopg
+import pytest
 
 
 def server_bin() -> Path:
@@ -57,3 +61,19 @@ def postgres() -> Iterator[str]:
                 timeout=60,
             )
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """One cluster per test module (initdb and start: about half a second)."""
+    with postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def queue_url(cluster: str) -> str:
+    """A database of its own for each test, on the module's cluster."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(cluster, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return cluster.replace("/postgres?", f"/{name}?")

@@ -8,15 +8,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
-import psycopg
 import pytest
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
-from postgres import postgres
 from saq.queue.http import HttpQueue
 from test_metrics import samples, value
 from test_workers import Client, Workers
@@ -26,21 +22,6 @@ from optimized_versions.keys import DISPATCHER, WORKER_TOKENS
 from optimized_versions.nodes.protocol import queue_name
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    with postgres() as url:
-        yield url
-
-
-@pytest.fixture
-def queue_url(cluster: str) -> str:
-    """A database of its own for each test, on the module's cluster."""
-    name = f"t{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(cluster, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return cluster.replace("/postgres?", f"/{name}?")
 
 
 HEARTBEAT = {  # what a worker with one NVIDIA GPU says of itself (nodes.worker.describe)

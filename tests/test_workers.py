@@ -10,21 +10,18 @@ import hashlib
 import json
 import os
 import signal
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 import av
 import psutil
-import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 from gpu_host import FakeHost
-from postgres import postgres
 from saq.queue.http import HttpQueue
 from served import COMMAND, free_port
 from test_core import CPU_ONLY
@@ -36,21 +33,6 @@ from optimized_versions.nodes.worker import WorkerHost
 
 pytestmark = pytest.mark.timeout(240)
 Client = TestClient[web.Request, web.Application]
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    with postgres() as url:
-        yield url
-
-
-@pytest.fixture
-def queue_url(cluster: str) -> str:
-    """A database of its own for each test, on the module's cluster."""
-    name = f"t{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(cluster, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return cluster.replace("/postgres?", f"/{name}?")
 
 
 class Workers:

@@ -7,10 +7,11 @@ send it jobs again. Resume is the only way out (revoking the host's token does n
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from .tokens import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS drained_nodes (
@@ -23,10 +24,7 @@ CREATE TABLE IF NOT EXISTS drained_nodes (
 class Drains:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(SCHEMA)
+        self._db = connect(path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()

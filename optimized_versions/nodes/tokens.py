@@ -53,13 +53,20 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def connect(path: Path, schema: str) -> sqlite3.Connection:
+    """``DATA_DIR/workers.sqlite3`` (tokens, drains): WAL, so that the CLI writes while the
+    server reads; a writer waits for another rather than failing."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.execute(schema)
+    return db
+
+
 class WorkerTokens:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(SCHEMA)
+        self._db = connect(path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()
