@@ -1,4 +1,5 @@
-"""A worker's side of the upload (``nodes/uploads.py`` is the server's): send a finished
+"""A worker's side of what crosses from and to the server: its sidecar subtitle files
+(``FromServer``) and the upload (``nodes/uploads.py`` is the server's): send a finished
 output to the main server, resuming from the server's offset after any break.
 
 One PATCH per ``chunk`` (8 MiB by default), each streamed from the file in 1 MiB reads, so
@@ -14,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
+from ..errors import Unavailable
 from .uploads import repr_digest
 
 log = logging.getLogger(__name__)
@@ -180,3 +184,37 @@ async def _read(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
                 raise UploadError(f"{path} became shorter while it was being sent")
             left -= len(block)
             yield block
+
+
+@dataclass(frozen=True, slots=True)
+class FromServer:
+    """A job's sidecar subtitle files, from the server (it holds the user's token)."""
+
+    session: Callable[[], aiohttp.ClientSession | None]  # the worker's, once it runs
+    server: str
+    auth: dict[str, str]
+    job_id: str
+
+    async def item(self) -> dict[str, Any] | None:
+        session = self.session()
+        assert session is not None
+        url = f"{self.server}/worker/jobs/{self.job_id}/item"
+        async with session.get(url, headers=self.auth) as resp:
+            item = await resp.json(content_type=None) if resp.status == 200 else None
+        return item if isinstance(item, dict) else None
+
+    async def subtitle(self, source_id: str, index: int, limit: int) -> bytes:
+        session = self.session()
+        assert session is not None
+        url = f"{self.server}/worker/jobs/{self.job_id}/subtitles/{index}"
+        try:
+            async with session.get(url, headers=self.auth) as resp:
+                if resp.status != 200:
+                    body = await resp.json(content_type=None)
+                    raise Unavailable(f"the server: {body.get('message', resp.status)}")
+                data = await resp.content.read(limit + 1)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise Unavailable(f"the server could not be asked ({type(exc).__name__})") from None
+        if len(data) > limit:
+            raise Unavailable(f"larger than {limit} bytes")
+        return data

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import logging
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from saq.queue.http import HttpQueue
 from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..config import Config
-from ..errors import MustWait, RetryLater, TranscodeError, Unavailable
+from ..errors import MustWait, RetryLater, TranscodeError
 from ..hardware.ladder import Hardware
 from ..hardware.load import PsutilReader
 from ..hardware.nvml import Nvml
@@ -39,43 +38,13 @@ from ..jobs.placement import Placed, Placer, placer_from
 from ..jobs.runner import Runner
 from .fleet import SOFTWARE
 from .protocol import FUNCTION, local_best, queue_name
-from .transfer import upload
+from .transfer import FromServer, upload
 
 log = logging.getLogger(__name__)
 
 REPORT_EVERY = 2.0  # seconds between progress reports (each is the job's heartbeat too)
 SERVER_PATIENCE = 60.0  # seconds the source may be unreachable (the server restarting)
 CODECS = ("h264", "hevc")
-
-
-@dataclass(frozen=True, slots=True)
-class FromServer:
-    """A job's sidecar subtitle files, from the server (it holds the user's token)."""
-
-    host: WorkerHost
-    job_id: str
-
-    async def item(self) -> dict[str, Any] | None:
-        assert self.host.session is not None
-        url = f"{self.host.server}/worker/jobs/{self.job_id}/item"
-        async with self.host.session.get(url, headers=self.host.auth) as resp:
-            item = await resp.json(content_type=None) if resp.status == 200 else None
-        return item if isinstance(item, dict) else None
-
-    async def subtitle(self, source_id: str, index: int, limit: int) -> bytes:
-        assert self.host.session is not None
-        url = f"{self.host.server}/worker/jobs/{self.job_id}/subtitles/{index}"
-        try:
-            async with self.host.session.get(url, headers=self.host.auth) as resp:
-                if resp.status != 200:
-                    body = await resp.json(content_type=None)
-                    raise Unavailable(f"the server: {body.get('message', resp.status)}")
-                data = await resp.content.read(limit + 1)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise Unavailable(f"the server could not be asked ({type(exc).__name__})") from None
-        if len(data) > limit:
-            raise Unavailable(f"larger than {limit} bytes")
-        return data
 
 
 class WorkerError(Exception):
@@ -135,7 +104,9 @@ class WorkerHost:
             stop_grace=config.stop_grace,
             downmix=config.downmix,
         )
-        self.runner.subtitles = lambda job, source: FromServer(self, job.id)
+        self.runner.subtitles = lambda job, source: FromServer(
+            lambda: self.session, self.server, self.auth, job.id
+        )
         self.metadata: dict[str, Any] = {}
         self.session: aiohttp.ClientSession | None = None
 
