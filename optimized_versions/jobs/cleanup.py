@@ -20,6 +20,7 @@ import psutil
 
 from ..config import Config
 from ..media.ffmpeg import remove_quietly
+from .lifecycle import Lifecycle
 from .models import DOWNLOADABLE, JobStatus
 from .rows import FileRecord
 from .sidecars import SUFFIX
@@ -79,19 +80,19 @@ class Janitor:
     def __init__(
         self,
         store: JobStore,
+        lifecycle: Lifecycle,
         config: Config,
         clock: Callable[[], float],
-        on_removed: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
+        self._lifecycle = lifecycle  # removes the records (a device may be under its limit)
         self._config = config
         self._clock = clock
-        self._on_removed = on_removed  # the scheduler: a device may be under its limit now
 
     def reconcile(self) -> None:
         """Make the store and the cache folder agree after a start (or a crash)."""
         end_stale_writers(self._config.cache_dir)
-        requeued = self._store.requeue_interrupted(keep_remote=self._config.queue_url is not None)
+        requeued = self._lifecycle.recover(keep_remote=self._config.queue_url is not None)
         if requeued:
             log.info("%d interrupted job(s) queued again", len(requeued))
         keep: set[str] = set()
@@ -119,8 +120,6 @@ class Janitor:
             if expired or collected:
                 self._drop(job)
                 removed += 1
-        if removed:
-            self._on_removed()
         return removed
 
     def clear_cache(self) -> int:
@@ -141,7 +140,7 @@ class Janitor:
 
     def _drop(self, job: FileRecord) -> None:
         remove_quietly(Path(job.output_path))
-        self._store.delete(job.id)
+        self._lifecycle.remove(job.id)
 
     def _remove_strays(self, keep: set[str]) -> None:
         running = self._store.files([JobStatus.OPTIMIZING])  # started since the caller looked

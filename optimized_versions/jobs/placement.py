@@ -174,6 +174,12 @@ class SlotLease:
         self._placer = placer
         self.device = device
 
+    @classmethod
+    def claim(cls, placer: Placer, device: str) -> SlotLease:
+        """Take a slot on ``device`` (placement said it has one free)."""
+        placer.claim(device)
+        return cls(placer, device)
+
     def move(self, target: Device) -> str | None:
         why = self._placer.move(self.device, target)
         if why is None:
