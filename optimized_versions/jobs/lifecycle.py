@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import BadRequest
+from ..waits import Hold
 from .models import RUN_RESET, WAITING, Job, JobStatus
 from .outcome import Outcome
 from .store import InvalidTransition, JobStore
@@ -44,7 +45,7 @@ class Requeued:
     """Back to the queue: ``delay`` seconds of back-off (the encoder was full), or pinned
     to the device the ladder fell back to."""
 
-    reason: str | None  # the job's wait reason until it runs again
+    reason: str | Hold | None  # the job's wait reason until it runs again
     delay: float | None = None
     pinned: str | None = None
     fallbacks: list[str] = field(default_factory=list)
@@ -141,14 +142,14 @@ class Lifecycle:
 
     # -- the scheduler's ---------------------------------------------------------------
 
-    def wait(self, job: Job, reason: str) -> None:
-        """Why a waiting job waits (shown in job-status)."""
+    def wait(self, job: Job, hold: Hold) -> None:
+        """Why a waiting job waits (shown in job-status, counted by its label)."""
         if job.pinned_device is not None:
-            reason = f"fell back to {job.pinned_device}: {reason}"
-        if job.wait_reason != reason:
-            self._store.note_wait(job, reason)
+            hold = hold.fell_back(job.pinned_device)
+        if job.wait_reason != (words := str(hold)):
+            self._store.note_wait(job, words, hold.label)
 
-    def hold(self, job: Job, reason: str) -> None:
+    def hold(self, job: Job, reason: Hold) -> None:
         """The device's uncollected outputs reached MAX_CACHED_PER_USER."""
         if job.status is JobStatus.QUEUED:
             self._store.transition(job, JobStatus.PENDING_DOWNLOADS)
@@ -236,7 +237,8 @@ class Lifecycle:
             self._store.transition(job, JobStatus.CANCELLED, speed=None, finished_at=now)
 
     def _requeue(self, job: Job, end: Requeued, now: float) -> None:
-        changes: dict[str, Any] = {**RUN_RESET, "wait_reason": end.reason}
+        reason = None if end.reason is None else str(end.reason)
+        changes: dict[str, Any] = {**RUN_RESET, "wait_reason": reason}
         if end.delay is not None:
             changes.update(retries=job.retries + 1, not_before=now + end.delay)
         if end.pinned is not None:

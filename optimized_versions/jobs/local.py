@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..catalog.device import Device
 from ..errors import MustWait, RetryLater, TranscodeError
+from ..waits import Hold, Why
 from .lifecycle import Cancelled, Completed, End, Failed, Lifecycle, Requeued
 from .models import Job, JobStatus
 from .placement import Placer, SlotLease
@@ -78,9 +79,9 @@ class LocalRuns:
             if exc.device is not None:
                 self._placer.shrink(exc.device)
             delay = min(RETRY_BASE * 2**job.retries, RETRY_MAX)
-            end = Requeued(f"{exc.reason} (in {delay:g} s)", delay=delay)
+            end = Requeued(Hold.of(Why.SESSION_CAP, meaning=exc.reason, delay=delay), delay=delay)
         except MustWait as exc:
-            why = f"fell back to {exc.device}: {exc.reason}"
+            why = exc.reason.fell_back(exc.device)
             end = Requeued(why, pinned=exc.device, fallbacks=exc.fallbacks)
         except TranscodeError as exc:
             end = Failed(str(exc))

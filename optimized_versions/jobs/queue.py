@@ -8,6 +8,7 @@ uncollected outputs reach MAX_CACHED_PER_USER waits as ``pending downloads limit
 from __future__ import annotations
 
 from ..config import Config
+from ..waits import Hold, Why
 from .lifecycle import Lifecycle
 from .models import Job, JobStatus
 from .store import JobStore
@@ -53,11 +54,9 @@ class FairQueue:
                 running = self._store.count(JobStatus.OPTIMIZING, job.device_id)
                 room[job.device_id] = limit - done - running
             if room[job.device_id] <= 0:
-                self._lifecycle.hold(
-                    job,
-                    f"device {job.device_id} has {self._config.max_cached_per_user}"
-                    " output(s) not collected yet (MAX_CACHED_PER_USER)",
-                )
+                limit = self._config.max_cached_per_user
+                why = Hold.of(Why.DOWNLOADS_LIMIT, device=job.device_id, limit=limit)
+                self._lifecycle.hold(job, why)
             else:
                 self._lifecycle.unhold(job)
                 eligible.append(job)

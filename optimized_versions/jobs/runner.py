@@ -29,6 +29,7 @@ from ..media import ffmpeg, probe
 from ..media.failures import Failure, classify
 from ..media.plan import PlanError, Target, build_argv, make_plan, source_input
 from ..media.probe import SubtitleInfo
+from ..waits import Hold
 from . import sidecars
 from .models import Job
 from .outcome import Outcome
@@ -49,7 +50,7 @@ class Lease(Protocol):
     @property
     def device(self) -> str: ...
 
-    def move(self, target: Device) -> str | None:
+    def move(self, target: Device) -> Hold | None:
         """Hold a slot on ``target`` instead; why not, when it has none free."""
         ...
 
@@ -217,9 +218,11 @@ class Runner:
                 # wrote a short or broken file steps down like one that failed
                 checksum = await verified_checksum(partial, plan, duration)
             except (ffmpeg.FFmpegError, TranscodeError) as exc:
-                why = self._step_down(exc, plan.copy_video, target, feed, secrets)
-                fallbacks.append(f"{target.describe()}: {why}")
-                log.warning("job %s: %s failed (%s); stepping down", job.id, target.describe(), why)
+                failed = self._step_down(exc, plan.copy_video, target, feed, secrets)
+                fallbacks.append(f"{target.describe()}: {failed}")
+                log.warning(
+                    "job %s: %s failed (%s); stepping down", job.id, target.describe(), failed
+                )
                 ffmpeg.remove_quietly(partial)
                 continue
             break

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from ..config import Config
 from ..logs import Every
+from ..waits import Hold, Why
 from .lifecycle import Lifecycle
 from .local import LocalRuns
 from .models import Job
@@ -123,7 +124,8 @@ class Scheduler:
                 if self.remote is None:
                     self._lifecycle.refuse(job, self._placer.hardware.none_works(profile))
                     continue
-                where = Wait(self._placer.hardware.none_works(profile))
+                none_works = self._placer.hardware.none_works(profile)
+                where = Wait(Hold.of(Why.NO_HARDWARE, reason=none_works))
             else:
                 where = self._placer.place(profile, only=job.pinned_device)
             here = where.device if isinstance(where, Placed) else None
@@ -141,7 +143,7 @@ class Scheduler:
                 reason = where.reason
                 remote = self.remote if job.pinned_device is None else None
                 if remote is not None and (nodes := remote.why_not(profile)):  # e.g. drains
-                    reason = f"{reason}; {nodes}"
+                    reason = reason.plus(nodes)
                 self._lifecycle.wait(job, reason)
                 continue
             room[job.device_id] -= 1
@@ -150,10 +152,10 @@ class Scheduler:
             eligible = self._queue.in_order(eligible)  # its user and device had their turn
         return min(later, default=None)
 
-    def _no_slot(self) -> str:
+    def _no_slot(self) -> Hold:
         if not self._config.local_jobs:
-            return "waits for a worker host (this server runs no jobs itself: LOCAL_JOBS)"
-        return f"all {self._config.max_concurrent_jobs} job slots are in use"
+            return Hold.of(Why.LOCAL_OFF)
+        return Hold.of(Why.ALL_SLOTS, slots=self._config.max_concurrent_jobs)
 
     def _send(self, waiting: Job, node: str) -> None:
         """To a worker host: the job is its node's now (its heartbeats keep it there)."""

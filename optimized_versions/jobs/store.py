@@ -256,8 +256,9 @@ class JobStore:
             observer.changed(job, previous)
         return job
 
-    def note_wait(self, job: Job, reason: str) -> None:
-        """Why a waiting job waits (shown in job-status); not a status change."""
+    def note_wait(self, job: Job, reason: str, label: str) -> None:
+        """Why a waiting job waits (shown in job-status; ``label``: its class, for the
+        metrics); not a status change."""
         self._touch(job)
         self._db.execute(
             "UPDATE jobs SET wait_reason = ? WHERE id = ? AND status IN (?, ?)",
@@ -265,7 +266,7 @@ class JobStore:
         )
         job.wait_reason = reason
         for observer in self.observers:
-            observer.waited(job, reason)
+            observer.waited(job, label)
 
     def dismiss(self, job: Job) -> None:
         """The user dismissed a failed job: it leaves the device's list, keeps its error."""

@@ -31,6 +31,7 @@ from ..jobs.lifecycle import Completed, End, Failed, Lifecycle, Requeued
 from ..jobs.models import Job, JobStatus
 from ..jobs.outcome import MalformedReport, Outcome
 from ..jobs.store import JobStore
+from ..waits import Hold, Why
 from .drains import Drains
 from .fleet import SOFTWARE, Fleet, Node, backend_for, rank
 from .protocol import (
@@ -136,9 +137,9 @@ class Dispatcher:
 
     # -- the scheduler's side (jobs.scheduler.Remote) ----------------------------------
 
-    def why_not(self, profile: Profile) -> str | None:
+    def why_not(self, profile: Profile) -> Hold | None:
         reasons = self.fleet.why_not(profile, self._clock())
-        return "worker hosts: " + ", ".join(reasons) if reasons else None
+        return Hold.of(Why.WORKER_HOSTS, hosts=", ".join(reasons)) if reasons else None
 
     def choose(self, profile: Profile, local: Device | None) -> str | None:
         here = None

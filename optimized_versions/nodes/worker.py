@@ -98,7 +98,8 @@ class WorkerHost:
     def closed(self) -> str | None:
         """Why no job may start now (host load, disk, no free slot), or None."""
         self.monitor.sample()
-        why = self.monitor.disk_low() or self.monitor.cpu_busy()
+        hold = self.monitor.disk_low() or self.monitor.cpu_busy()
+        why = None if hold is None else str(hold)
         devices = self.hardware.matrix.devices
         if why is None and all(self.placer.free(d) <= 0 for d in devices):
             why = "every slot is in use"
@@ -199,7 +200,7 @@ class WorkerHost:
         lease: SlotLease | None = None
         try:
             while not isinstance(where := self.placer.place(profile), Placed):
-                state["waiting"] = where.reason  # the server's gate and ours disagreed
+                state["waiting"] = str(where.reason)  # the server's gate and ours disagreed
                 await asyncio.sleep(1)
             lease = SlotLease.claim(self.placer, where.device.id)
             source = f"{self.server}/worker/jobs/{record.id}/source/{job['source_name']}"
