@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,16 +19,12 @@ import psutil
 
 from ..config import Config
 from ..media.ffmpeg import remove_quietly
+from . import cache
 from .models import DOWNLOADABLE, JobStatus
 from .rows import FileRecord
-from .sidecars import SUFFIX
 from .store import JobStore
 
 log = logging.getLogger(__name__)
-
-# a worker host's output on its way in (nodes/uploads.py): the bytes so far, then verified
-UPLOADING, RECEIVED = ".upload", ".received"
-OUTPUT_SUFFIXES = (".mp4", ".part", UPLOADING, RECEIVED)
 
 
 def human_size(size: int) -> str:
@@ -62,7 +57,7 @@ def end_stale_writers(cache_dir: Path, grace: float = 3.0) -> list[int]:
     stale = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         args = proc.info["cmdline"] or []
-        if proc.pid != me and any(a.startswith(folder) and a.endswith(".part") for a in args):
+        if proc.pid != me and any(a.startswith(folder) and a.endswith(cache.PART) for a in args):
             stale.append(proc)
     for proc in stale:
         log.warning("ending pid %d left by an earlier run: it writes into the cache", proc.pid)
@@ -145,16 +140,4 @@ class Janitor:
 
     def _remove_strays(self, keep: set[str]) -> None:
         running = self._store.files([JobStatus.OPTIMIZING])  # started since the caller looked
-        keep = keep | {
-            Path(job.output_path).name + suffix
-            for job in running
-            for suffix in (".part", UPLOADING, RECEIVED, RECEIVED + ".part")
-        }
-        keep |= {Path(job.output_path).name + SUFFIX for job in running}
-        for path in self._config.cache_dir.iterdir():
-            if path.suffix == SUFFIX and path.name not in keep and path.is_dir():
-                log.info("removing %s: it belongs to no running job", path.name)
-                shutil.rmtree(path, ignore_errors=True)
-            if path.suffix in OUTPUT_SUFFIXES and path.name not in keep and path.is_file():
-                log.info("removing %s: it belongs to no job", path.name)
-                remove_quietly(path)
+        cache.remove_strays(self._config.cache_dir, keep, (job.output_path for job in running))

@@ -12,6 +12,7 @@ from ..errors import BadRequest, TooManyRequests
 from ..jellyfin.client import JellyfinClient
 from ..jellyfin.sources import choose_source
 from ..jellyfin.urls import redact_url
+from . import cache
 from .cleanup import file_intact
 from .models import Job, JobStatus, Principal
 from .store import JobStore
@@ -83,7 +84,7 @@ class JobService:
             profile=profile,
             status=JobStatus.QUEUED,
             created_at=self._clock(),
-            output_path=str((self._config.cache_dir / f"{job_id}.mp4").resolve()),
+            output_path=str(cache.output_path(self._config.cache_dir, job_id)),
         )
         self._store.add(job, source)
         self._on_new()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import BadRequest, InsufficientStorage, ServiceError
-from ..jobs.cleanup import RECEIVED, UPLOADING
+from ..jobs import cache
 from ..jobs.models import Job
 
 WRITE_BLOCK = 1024 * 1024  # bytes gathered before one write (off the event loop)
@@ -115,11 +115,11 @@ class Uploads:
 
     @staticmethod
     def partial(job: Job) -> Path:
-        return Path(job.output_path + UPLOADING)
+        return cache.uploading(job.output_path)
 
     @staticmethod
     def verified(job: Job) -> Path:
-        return Path(job.output_path + RECEIVED)
+        return cache.received(job.output_path)
 
     def offset(self, job: Job) -> int:
         """Bytes received so far (the whole size once verified)."""

@@ -32,7 +32,7 @@ from ..hardware.load import PsutilReader
 from ..hardware.nvml import Nvml
 from ..jellyfin.relay import SourceRelay
 from ..jellyfin.rules import SourceRules
-from ..jobs.cleanup import RECEIVED
+from ..jobs import cache
 from ..jobs.models import Job, JobStatus
 from ..jobs.placement import Placed, Placer, placer_from
 from ..jobs.runner import Runner
@@ -198,9 +198,9 @@ class WorkerHost:
         saq_job = ctx["job"]
         shared = self.config.server_cache_dir  # the server's cache folder, mounted here
         output_path = (
-            shared / f"{job['output_name']}{RECEIVED}"  # where its upload would end up
+            cache.received(shared / job["output_name"])  # where its upload would end up
             if shared is not None
-            else self.config.cache_dir / f"{job['id']}.mp4"
+            else self.config.cache_dir / cache.output_name(job["id"])
         )
         record = Job(
             **{k: v for k, v in job.items() if k not in ("source_name", "output_name")},
