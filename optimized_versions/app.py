@@ -31,8 +31,9 @@ from .hardware.nvml import Nvml
 from .jellyfin.client import JellyfinClient
 from .jellyfin.relay import SourceRelay
 from .jellyfin.rules import SourceRules
-from .jobs.cleanup import Janitor
 from .jobs.placement import placer_from
+from .jobs.reconcile import reconcile
+from .jobs.retention import Janitor
 from .jobs.runner import Runner
 from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
@@ -283,8 +284,8 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     if DISPATCHER in app:  # worker hosts: offered each waiting job first
         scheduler.remote = app[DISPATCHER]
         app[DISPATCHER].wake = scheduler.wake
-    janitor = app[JANITOR] = Janitor(store, config, app[CLOCK], scheduler.wake)
-    janitor.reconcile()
+    app[JANITOR] = Janitor(store, config, app[CLOCK], scheduler.wake)
+    reconcile(store, config)
     app[SCHEDULER] = scheduler
     await scheduler.start()
     yield

@@ -8,12 +8,14 @@
   ``.received`` in place, through its own ``.part``.
 - ``<output>.subs/``: the job's sidecar subtitle files, fetched for ffmpeg.
 
-The names on disk never change: a new version finds the files an older one left.
+The names on disk never change: a new version finds the files an older one left. Also
+here: whether a finished job's output is whole, and the folder's size.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -86,3 +88,27 @@ def remove_strays(cache_dir: Path, keep: set[str], running: Iterable[str | Path]
         else:
             log.info("removing %s: it belongs to no job", path.name)
             remove_quietly(path)
+
+
+def file_intact(output_path: str, size: int) -> bool:
+    """Whether a finished job's output is still here, whole."""
+    try:
+        return Path(output_path).stat().st_size == size
+    except OSError:
+        return False
+
+
+def cache_size(cache_dir: Path) -> int:
+    with os.scandir(cache_dir) as entries:
+        return sum(e.stat().st_size for e in entries if e.is_file(follow_symlinks=False))
+
+
+def human_size(size: int) -> str:
+    """Bytes in base-1024 units, as the original server shows them ("9.84 MB"): the
+    cache's size in GET /statistics."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{size} B" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -171,7 +171,7 @@ def filters(
 
 @dataclass(frozen=True, slots=True)
 class FileRecord:
-    """What cleanup needs of a job: no item, so that thousands of them stay small."""
+    """What retention and reconciliation need of a job: no item, so thousands stay small."""
 
     id: str
     status: JobStatus

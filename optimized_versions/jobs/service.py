@@ -13,7 +13,6 @@ from ..jellyfin.client import JellyfinClient
 from ..jellyfin.sources import choose_source
 from ..jellyfin.urls import redact_url
 from . import cache
-from .cleanup import file_intact
 from .models import Job, JobStatus, Principal
 from .store import JobStore
 
@@ -59,7 +58,7 @@ class JobService:
             principal.user_id, body["deviceId"], body["itemId"], profile, _REUSABLE
         )
         if earlier is not None and earlier.status is JobStatus.READY_FOR_REMOVAL:
-            if file_intact(earlier.output_path, earlier.size):  # collected, file still here
+            if cache.file_intact(earlier.output_path, earlier.size):  # collected, file still here
                 self._store.transition(earlier, JobStatus.COMPLETED, collected_at=None)
             else:
                 earlier = None

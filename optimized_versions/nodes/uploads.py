@@ -12,7 +12,8 @@ themselves, so an upload survives a restart of either side:
   worker's ``Repr-Digest``; its existence is the proof. The lead's completion takes it
   from ``received(job)`` and moves it onto ``job.output_path``.
 
-The janitor (``jobs/cleanup.py``) keeps both for optimizing jobs and removes them otherwise.
+Both are kept for optimizing jobs and removed otherwise: at a start (``jobs/reconcile.py``)
+and by DELETE /delete-cache (``jobs/retention.py``); their names are ``jobs/cache.py``'s.
 """
 
 from __future__ import annotations
