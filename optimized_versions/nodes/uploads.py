@@ -33,9 +33,9 @@ from typing import BinaryIO
 from ..errors import BadRequest, InsufficientStorage, ServiceError
 from ..jobs import cache
 from ..jobs.models import Job
+from ..jobs.output import sha256_file
 
 WRITE_BLOCK = 1024 * 1024  # bytes gathered before one write (off the event loop)
-HASH_BLOCK = 1024 * 1024
 SPACE_EVERY = 64 * 1024 * 1024  # bytes between free-space checks of a body of unknown length
 
 
@@ -87,15 +87,6 @@ def parse_digest(header: str) -> bytes:
 def repr_digest(sha256_hex: str) -> str:
     """The ``Repr-Digest`` header for a file whose SHA-256 is ``sha256_hex``."""
     return f"sha-256=:{base64.b64encode(bytes.fromhex(sha256_hex)).decode()}:"
-
-
-def file_sha256(path: Path) -> str:
-    """Blocking: run it in a thread."""
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while block := source.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Uploads:
@@ -217,7 +208,7 @@ class Uploads:
         if running is not None and running.length == size:
             sha256 = running.digest.hexdigest()
         else:
-            sha256 = await asyncio.to_thread(file_sha256, path) if size else _EMPTY
+            sha256 = await asyncio.to_thread(sha256_file, path) if size else _EMPTY
         problem = None
         if length is not None and size != length:
             problem = f"{size} bytes arrived but Upload-Length said {length}"
@@ -242,7 +233,7 @@ class Uploads:
         if path is None:
             return None
         known = self._sha256.pop(job.id, None)
-        return known or await asyncio.to_thread(file_sha256, path)
+        return known or await asyncio.to_thread(sha256_file, path)
 
 
 _EMPTY = hashlib.sha256().hexdigest()
