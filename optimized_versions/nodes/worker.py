@@ -23,6 +23,7 @@ import aiohttp
 from saq import Worker
 from saq.queue.http import HttpQueue
 
+from .. import version
 from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..config import Config
@@ -128,7 +129,7 @@ class WorkerHost:
             found = [local_best(self.hardware, d, codec) for d in devices]
             best[codec] = next((b for b in self.hardware.preference if b in found), SOFTWARE)
         self.metadata.update(
-            version=_version(),
+            version=version(),
             best=best,
             slots=sum(self.placer.capacity(d) for d in devices),
             busy=busy,
@@ -268,12 +269,3 @@ async def _send_report(saq_job: Any, state: dict[str, Any]) -> None:
     frames, state["frames"] = state["frames"], 0  # since the last report
     with contextlib.suppress(Exception):  # a missed report is made up by the next
         await saq_job.update(progress=state["percent"] / 100, meta={**state, "frames": frames})
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("optimized-versions")
-    except metadata.PackageNotFoundError:
-        return "unknown"
