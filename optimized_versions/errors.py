@@ -1,4 +1,4 @@
-"""Typed domain errors; one middleware (``http.py``) maps them to JSON HTTP errors."""
+"""Typed domain errors; one middleware (in ``web/``) maps them to JSON HTTP errors."""
 
 
 class ServiceError(Exception):

@@ -121,7 +121,7 @@ COLUMNS_BRIEF = "id, CAST(item AS BLOB)"  # ... or only the id and the item
 
 def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:
     """A job from a row of ``COLUMNS``; without its item (left empty) when the caller
-    writes the stored item text out as it is (``api_json``)."""
+    writes the stored item text out as it is (``api_head``)."""
     values = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
     values["item"] = json.loads(values["item"]) if with_item else {}
     values["fallbacks"] = _list(values["fallbacks"])

@@ -166,7 +166,7 @@ class Runner:
         except BaseException:
             ffmpeg.remove_quietly(partial, output)
             raise
-        finally:  # the sidecar files served their purpose (the janitor removes strays)
+        finally:  # the sidecar files served their purpose (a start removes strays)
             shutil.rmtree(cache.sidecar_folder(output), ignore_errors=True)
 
     async def _run(
