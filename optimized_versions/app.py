@@ -31,6 +31,8 @@ from .hardware.nvml import Nvml
 from .jellyfin.client import JellyfinClient
 from .jellyfin.relay import SourceRelay
 from .jellyfin.rules import SourceRules
+from .jobs.lifecycle import Lifecycle
+from .jobs.local import LocalRuns
 from .jobs.placement import placer_from
 from .jobs.reconcile import reconcile
 from .jobs.retention import Janitor
@@ -48,6 +50,7 @@ from .keys import (
     HISTORY,
     JANITOR,
     JELLYFIN,
+    LIFECYCLE,
     LIMITER,
     LISTS,
     MONITOR,
@@ -209,6 +212,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     except sqlite3.Error as exc:
         raise ConfigError(f"the job store in {config.data_dir} cannot be opened: {exc}") from None
     app[STORE] = store
+    app[LIFECYCLE] = Lifecycle(store, app[CLOCK])
     app[WORKER_TOKENS] = tokens = WorkerTokens(config.data_dir / TOKENS_FILE)
     store.observers.append(app[TELEMETRY])
     metrics.register_state(app)
@@ -253,6 +257,7 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     drains = Drains(config.data_dir / TOKENS_FILE)
     dispatcher = Dispatcher(
         app[STORE],
+        app[LIFECYCLE],
         app[HARDWARE],
         app[RUNNER].profiles,
         config.queue_url,
@@ -274,18 +279,23 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-    monitor, store, config = app[MONITOR], app[STORE], app[CONFIG]
+    monitor, store, config, lifecycle = app[MONITOR], app[STORE], app[CONFIG], app[LIFECYCLE]
     monitor.sample()  # gate the first jobs on a real reading
-    scheduler = Scheduler(store, app[RUNNER], config, app[CLOCK], app[PLACER])
-    monitor.on_change = scheduler.wake
-    app[SERVICE] = JobService(
-        store, config, app[PROFILE_NAMES], app[CLOCK], app.get(JELLYFIN), scheduler.wake
+    local = LocalRuns(store, lifecycle, app[RUNNER], app[PLACER])
+    lifecycle.attach(local)
+    remote = app.get(DISPATCHER)  # worker hosts: offered each waiting job first
+    if remote is not None:
+        lifecycle.attach(remote)
+    scheduler = Scheduler(
+        store, lifecycle, local, app[RUNNER], config, app[CLOCK], app[PLACER], remote
     )
-    if DISPATCHER in app:  # worker hosts: offered each waiting job first
-        scheduler.remote = app[DISPATCHER]
-        app[DISPATCHER].wake = scheduler.wake
-    app[JANITOR] = Janitor(store, config, app[CLOCK], scheduler.wake)
-    reconcile(store, config)
+    monitor.on_change = scheduler.wake
+    lifecycle.subscribe(scheduler.wake)
+    app[SERVICE] = JobService(
+        store, config, app[PROFILE_NAMES], app[CLOCK], app.get(JELLYFIN), lifecycle
+    )
+    app[JANITOR] = Janitor(store, lifecycle, config, app[CLOCK])
+    reconcile(store, lifecycle, config)
     app[SCHEDULER] = scheduler
     await scheduler.start()
     yield

@@ -1,5 +1,12 @@
 """Typed domain errors; one middleware (in ``web/``) maps them to JSON HTTP errors."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .waits import Hold
+
 
 class ServiceError(Exception):
     """Base class: an error that has an HTTP status and a message safe to show."""
@@ -94,8 +101,8 @@ class MustWait(Exception):
     """A running job stepped down to another device that has no free slot: it goes back
     to the queue, pinned to that device, with the rungs it gave up."""
 
-    def __init__(self, device: str, reason: str, fallbacks: list[str]) -> None:
-        super().__init__(reason)
+    def __init__(self, device: str, reason: Hold, fallbacks: list[str]) -> None:
+        super().__init__(str(reason))
         self.device = device
         self.reason = reason
         self.fallbacks = fallbacks

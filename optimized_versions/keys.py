@@ -14,6 +14,7 @@ from .hardware.ladder import Hardware
 from .hardware.load import LoadMonitor
 from .jellyfin.client import JellyfinClient
 from .jellyfin.relay import SourceRelay
+from .jobs.lifecycle import Lifecycle
 from .jobs.placement import Placer
 from .jobs.retention import Janitor
 from .jobs.runner import Runner
@@ -42,6 +43,7 @@ CONFIG = web.AppKey("config", Config)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 RUNTIME = web.AppKey("runtime", Runtime)
 STORE = web.AppKey("store", JobStore)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)  # the one writer of a job's status
 SERVICE = web.AppKey("service", JobService)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 RUNNER = web.AppKey("runner", Runner)

@@ -69,6 +69,7 @@ def test_false_booleans(value: str) -> None:
         ("STALL_TIMEOUT", "inf", "finite"),
         ("ENCODER_PREFERENCE", "nvenc, qsv", "does not match"),
         ("PATH_MAP", "media:/mnt", "does not match"),
+        ("TRUSTED_PROXIES", "10.0.0.1, nas.local", "'nas.local' is not an IP address"),
     ],
 )
 def test_bad_values_stop_the_start_naming_the_variable(name: str, value: str, says: str) -> None:

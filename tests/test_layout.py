@@ -6,10 +6,10 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "optimized_versions"
-# each may import from those before it; config, errors, logs and the package's own version()
-# from anywhere; keys from web
+# each may import from those before it; config, errors, logs, waits and the package's own
+# version() from anywhere; keys from web
 ORDER = ["catalog", "media", "jellyfin", "hardware", "jobs", "nodes", "web"]
-BASE = {"config", "errors", "logs"}
+BASE = {"config", "errors", "logs", "waits"}
 RANKS = {"catalog": 0, "media": 1, "jellyfin": 1, "hardware": 2, "jobs": 3, "nodes": 4, "web": 5}
 
 

@@ -69,7 +69,7 @@ async def test_each_write_shows_in_its_device_list_only(env: Env, start_app: Sta
         store.save_progress(running, 10)
 
     writes: list[Callable[[], object]] = [
-        lambda: store.note_wait(a[ids[2]], "all 1 job slots are in use"),
+        lambda: store.note_wait(a[ids[2]], "all 1 job slots are in use", "slot"),
         lambda: store.promote(a[ids[3]]),
         progress,
         lambda: store.dismiss(failed),  # leaves the device's list
@@ -123,7 +123,7 @@ def test_start_up_heads_are_current_even_when_jobs_change_meanwhile(
     warm = lists.warm(store)
     warm.send(None)  # the first SLICE heads of the first page (newest first) are made
     later = jobs[-(SLICE + 5)]  # in that page, past the first slice: its row is read already
-    store.note_wait(later, "written while the heads were being made")
+    store.note_wait(later, "written while the heads were being made", "other")
     with pytest.raises(StopIteration):
         while True:
             warm.send(None)

@@ -89,3 +89,19 @@ async def test_gpu_series_are_labelled_like_the_nvidia_exporters(
     assert (await sign_in(client, token=ADMIN)).status == 303
     page = await (await client.get("/")).text()
     assert "0 ours / 2 others / cap 5" in page
+
+
+async def test_holds_are_counted_by_their_kind_once_per_hold(start_app: StartApp, env: Env) -> None:
+    env.load.cpu = 99.0
+    client = await start_app(metrics="open")
+    job = await post_job(client, env, "h264")
+    held = await wait_status(client, job, "queued")
+    assert held["waitReason"] == "CPU above threshold (99% >= 85%)"
+    for _ in range(3):  # more passes over the same hold count nothing more
+        client.app[MONITOR].sample()
+    found = samples(await (await client.get("/metrics")).text())
+    assert value(found, "ovs_scheduler_holds_total", reason="cpu") == 1
+    assert value(found, "ovs_scheduler_holds_total") == 1
+    env.load.cpu = 10.0
+    client.app[MONITOR].sample()
+    await wait_status(client, job, "completed")

@@ -24,9 +24,12 @@ from optimized_versions.hardware.ladder import Hardware
 from optimized_versions.hardware.load import HostReading, Limits, LoadMonitor
 from optimized_versions.hardware.matrix import Check, CheckKind, Matrix
 from optimized_versions.hardware.nvml import GpuReading
+from optimized_versions.jobs.lifecycle import Lifecycle
+from optimized_versions.jobs.local import LocalRuns
 from optimized_versions.jobs.models import ACTIVE, Job, JobStatus
+from optimized_versions.jobs.outcome import Outcome
 from optimized_versions.jobs.placement import Placer, SlotConfig
-from optimized_versions.jobs.runner import Lease, Outcome, Runner
+from optimized_versions.jobs.runner import Lease, Runner
 from optimized_versions.jobs.scheduler import Scheduler
 from optimized_versions.jobs.store import JobStore
 
@@ -151,7 +154,13 @@ async def _scenario(
         store = JobStore(Path(tmp) / "jobs.sqlite3", lambda: now[0])
         script = {f"item{n}": (turns, end) for n, (_, turns, end, _) in enumerate(jobs)}
         fake = FakeRunner(script)
-        scheduler = Scheduler(store, cast(Runner, fake), config, lambda: now[0], placement)
+        lifecycle = Lifecycle(store, lambda: now[0])
+        local = LocalRuns(store, lifecycle, cast(Runner, fake), placement)
+        lifecycle.attach(local)
+        scheduler = Scheduler(
+            store, lifecycle, local, cast(Runner, fake), config, lambda: now[0], placement
+        )
+        lifecycle.subscribe(scheduler.wake)
         await scheduler.start()
         for n, (user, _, end, profile) in enumerate(jobs):
             job = Job(
@@ -168,14 +177,13 @@ async def _scenario(
                 created_at=now[0] + n,
                 output_path=str(Path(tmp) / f"job{n}.mp4"),
             )
-            store.add(job, "http://x/")
-            scheduler.wake()
+            lifecycle.submit(job, "http://x/")
             await asyncio.sleep(0)
             current = store.get(job.id) or job
             if end == "cancel":
-                await scheduler.cancel(current)
+                await lifecycle.cancel(current)
             elif end == "start" and current.status is JobStatus.QUEUED:
-                scheduler.start_now(current)
+                lifecycle.start_now(current)
         for _ in range(2000):  # let everything run out; requeued jobs come back later
             now[0] += 100
             monitor.sample()  # a load reading, as the server takes every interval

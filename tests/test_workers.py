@@ -25,10 +25,12 @@ from gpu_host import FakeHost
 from saq.queue.http import HttpQueue
 from served import COMMAND, free_port
 from test_core import CPU_ONLY
+from test_lifecycle import _fail_once
 from test_tracks import GERMAN, _stream, cues
 
 from optimized_versions.app import build_hardware
-from optimized_versions.keys import UPLOADS, WORKER_TOKENS
+from optimized_versions.jobs.models import JobStatus
+from optimized_versions.keys import STORE, UPLOADS, WORKER_TOKENS
 from optimized_versions.nodes.worker import WorkerHost
 
 pytestmark = pytest.mark.timeout(240)
@@ -356,3 +358,20 @@ async def test_with_shared_storage_a_worker_writes_its_output_in_place(
     assert client.app[UPLOADS].bytes_written == 0, "nothing came over HTTP"
     assert await _downloaded_sha256(client, job) == done["checksum"]
     assert sorted(p.name for p in env.config.cache_dir.iterdir()) == [f"{job}.mp4"]
+
+
+async def test_a_finish_the_store_refuses_does_not_strand_the_job(
+    cluster_app: tuple[Client, Workers], env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's data folder is full as a worker reports its job done: the report is
+    not applied, the job is not left optimizing on no host, and it runs again."""
+    client, workers = cluster_app
+    refused = _fail_once(client.app[STORE], JobStatus.COMPLETED, monkeypatch)
+    await workers.start("w1")
+    await _online(client, {"w1"})
+    job = await post_job(client, env, "h264")
+    done = await wait_status(client, job, "completed", timeout=90)
+    assert refused == [job], "the first completion was refused"
+    assert done["node"] == "w1"
+    assert await _downloaded_sha256(client, job) == done["checksum"]
+    assert client.app[STORE].jobs(statuses=[JobStatus.OPTIMIZING]) == []

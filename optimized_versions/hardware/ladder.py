@@ -150,19 +150,27 @@ class Hardware:
         vendors = " or ".join(v.value for v in backend.devices)
         return "; ".join(notes) if notes else f"no {vendors} GPU found"
 
+    def can_encode(self, name: str, device: Device, codec: str) -> bool:
+        """The one answer to "can hardware backend ``name`` encode ``codec`` on ``device``
+        here": its kind of device, the probe's test encode, and not lost since."""
+        backend = self.backends[name]
+        return (
+            backend.hardware
+            and device.vendor in backend.devices
+            and not self.out_of_use(device.id)
+            and self.matrix.encodes(device.id, name, codec)
+        )
+
+    def best_on(self, device: Device, codec: str) -> str:
+        """The backend ``device`` would encode ``codec`` with (software when none)."""
+        return next((n for n in self.preference if self.can_encode(n, device, codec)), "software")
+
     def devices_for(self, codec: str) -> list[Device]:
         """Devices whose hardware encodes ``codec``, in preference order, none twice."""
         found: list[Device] = []
         for name in self.preference:
-            backend = self.backends[name]
             for device in self.matrix.devices:
-                if (
-                    backend.hardware
-                    and device.vendor in backend.devices
-                    and device not in found
-                    and not self.out_of_use(device.id)
-                    and self.matrix.encodes(device.id, name, codec)
-                ):
+                if device not in found and self.can_encode(name, device, codec):
                     found.append(device)
         return found
 
@@ -176,14 +184,10 @@ class Hardware:
         if policy is not HardwarePolicy.SOFTWARE and media.video is not None and device != "cpu":
             for name in self.preference:
                 backend = self.backends[name]
-                if not backend.hardware:
-                    continue
                 for gpu in self.matrix.devices:
-                    if gpu.vendor not in backend.devices or self.out_of_use(gpu.id):
-                        continue
                     if device is not None and gpu.id != device:
                         continue
-                    if not self.matrix.encodes(gpu.id, name, codec):
+                    if not self.can_encode(name, gpu, codec):
                         continue
                     if self._can_decode(backend, gpu, media):
                         rungs.append(Target(backend, gpu, hw_decode=True))

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import psutil
 
+from ..waits import Hold, Why
 from .nvml import GpuReading, NvmlUnavailable
 
 log = logging.getLogger(__name__)
@@ -166,26 +167,24 @@ class LoadMonitor:
         gpus = tuple((self.gpu_busy(i), self.sessions.get(i)) for i in nvidia)
         return (self.cpu_busy(), self.disk_low(), gpus)
 
-    def cpu_busy(self) -> str | None:
+    def cpu_busy(self) -> Hold | None:
         """Why the host is too busy for another job, or None."""
         if self._memory.busy:
-            return f"memory low ({self.memory:.0f}% available)"
+            return Hold.of(Why.MEMORY, memory=self.memory)
         if self._cpu.busy:
-            return f"CPU above threshold ({self.cpu:.0f}% >= {self.limits.cpu_high:g}%)"
+            return Hold.of(Why.CPU, cpu=self.cpu, limit=self.limits.cpu_high)
         return None
 
-    def gpu_busy(self, index: int) -> str | None:
+    def gpu_busy(self, index: int) -> Hold | None:
         latch = self._gpu.get(index)
         if latch is not None and latch.busy:
-            return f"GPU encoder busy ({self.encoder[index]:.0f}% >= {self.limits.gpu_high:g}%)"
+            return Hold.of(Why.GPU, percent=self.encoder[index], limit=self.limits.gpu_high)
         return None
 
-    def disk_low(self) -> str | None:
+    def disk_low(self) -> Hold | None:
         if self.disk_free is not None and self.disk_free < self.limits.min_free_space:
-            return (
-                f"disk floor: {self.disk_free / 1024**3:.1f} GiB free in the cache folder, "
-                f"{self.limits.min_free_space / 1024**3:.1f} GiB needed"
-            )
+            free, needed = self.disk_free / 1024**3, self.limits.min_free_space / 1024**3
+            return Hold.of(Why.DISK, free=free, needed=needed)
         return None
 
 

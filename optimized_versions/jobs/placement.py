@@ -19,6 +19,7 @@ from ..catalog.profiles import HardwarePolicy, Profile
 from ..config import Config
 from ..hardware.ladder import Hardware
 from ..hardware.load import GpuReader, HostReader, Limits, LoadMonitor, default_cpu_slots
+from ..waits import Hold, Why, several
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Placed:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    reason: str
+    reason: Hold
 
 
 Placement = Placed | Wait
@@ -103,20 +104,21 @@ class Placer:
             return Wait(busy)
         candidates = self.candidates(profile, only)
         if not candidates:
-            return Wait(f"no device can encode {profile.video.codec} for profile {profile.name}")
+            codec, name = profile.video.codec, profile.name
+            return Wait(Hold.of(Why.NO_DEVICE, codec=codec, profile=name))
         reasons = []
         for device in candidates:
             if why := self._full(device):
                 reasons.append(why)
             else:
                 return Placed(device)
-        return Wait("; ".join(reasons))
+        return Wait(several(reasons))
 
-    def _full(self, device: Device) -> str | None:
+    def _full(self, device: Device) -> Hold | None:
         if self.free(device) <= 0:
-            return f"no free slot on {device.id}"
+            return Hold.of(Why.NO_SLOT, device=device.id)
         if device.vendor is Vendor.NVIDIA and (busy := self.monitor.gpu_busy(device.index)):
-            return f"{device.id}: {busy}"
+            return busy.on(device.id)
         return None
 
     def claim(self, device: str) -> None:
@@ -125,7 +127,7 @@ class Placer:
     def release(self, device: str) -> None:
         self.used[device] = max(0, self.used.get(device, 0) - 1)
 
-    def move(self, source: str, target: Device) -> str | None:
+    def move(self, source: str, target: Device) -> Hold | None:
         """A running job steps down from ``source`` to ``target`` (the ladder's next rung):
         take a slot there and give back the one held. Returns why not when ``target`` has
         no free slot (the job must then wait for one in the queue)."""
@@ -156,13 +158,13 @@ class Placer:
             if device.vendor is Vendor.NVIDIA:
                 entry["encoderPercent"] = monitor.encoder.get(device.index)
                 entry["sessions"] = monitor.sessions.get(device.index)
-                entry["busy"] = monitor.gpu_busy(device.index)
+                entry["busy"] = _words(monitor.gpu_busy(device.index))
             devices[device.id] = entry
         return {
             "cpuPercent": None if monitor.cpu is None else round(monitor.cpu, 1),
             "memoryAvailablePercent": None if monitor.memory is None else round(monitor.memory, 1),
             "diskFreeBytes": monitor.disk_free,
-            "hostBusy": monitor.cpu_busy() or monitor.disk_low(),
+            "hostBusy": _words(monitor.cpu_busy() or monitor.disk_low()),
             "devices": devices,
         }
 
@@ -174,7 +176,13 @@ class SlotLease:
         self._placer = placer
         self.device = device
 
-    def move(self, target: Device) -> str | None:
+    @classmethod
+    def claim(cls, placer: Placer, device: str) -> SlotLease:
+        """Take a slot on ``device`` (placement said it has one free)."""
+        placer.claim(device)
+        return cls(placer, device)
+
+    def move(self, target: Device) -> Hold | None:
         why = self._placer.move(self.device, target)
         if why is None:
             self.device = target.id
@@ -208,3 +216,7 @@ def placer_from(
         spill_to_cpu=config.spill_to_cpu,
     )
     return Placer(hardware, monitor, slots)
+
+
+def _words(hold: Hold | None) -> str | None:
+    return None if hold is None else str(hold)

@@ -7,16 +7,17 @@ uncollected outputs reach MAX_CACHED_PER_USER waits as ``pending downloads limit
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ..config import Config
+from ..waits import Hold, Why
+from .lifecycle import Lifecycle
 from .models import Job, JobStatus
 from .store import JobStore
 
 
 class FairQueue:
-    def __init__(self, store: JobStore, config: Config) -> None:
+    def __init__(self, store: JobStore, config: Config, lifecycle: Lifecycle) -> None:
         self._store = store
+        self._lifecycle = lifecycle
         self._config = config
         self._user_turn: dict[str, int] = {}  # user id -> turn it was last served
         self._device_turn: dict[str, int] = {}  # client device id -> turn it was last served
@@ -41,9 +42,7 @@ class FairQueue:
             ),
         )
 
-    def apply_cache_limit(
-        self, waiting: list[Job], note_wait: Callable[[Job, str], None]
-    ) -> tuple[list[Job], dict[str, float]]:
+    def apply_cache_limit(self, waiting: list[Job]) -> tuple[list[Job], dict[str, float]]:
         """MAX_CACHED_PER_USER: a client device whose uncollected (and running) jobs reach
         the limit waits. Returns the jobs that may start and the room left per device."""
         limit = self._config.max_cached_per_user or float("inf")
@@ -55,15 +54,10 @@ class FairQueue:
                 running = self._store.count(JobStatus.OPTIMIZING, job.device_id)
                 room[job.device_id] = limit - done - running
             if room[job.device_id] <= 0:
-                if job.status is JobStatus.QUEUED:
-                    self._store.transition(job, JobStatus.PENDING_DOWNLOADS)
-                note_wait(
-                    job,
-                    f"device {job.device_id} has {self._config.max_cached_per_user}"
-                    " output(s) not collected yet (MAX_CACHED_PER_USER)",
-                )
+                limit = self._config.max_cached_per_user
+                why = Hold.of(Why.DOWNLOADS_LIMIT, device=job.device_id, limit=limit)
+                self._lifecycle.hold(job, why)
             else:
-                if job.status is JobStatus.PENDING_DOWNLOADS:
-                    self._store.transition(job, JobStatus.QUEUED)
+                self._lifecycle.unhold(job)
                 eligible.append(job)
         return eligible, room

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..config import Config
 from . import cache
+from .lifecycle import Lifecycle
 from .models import DOWNLOADABLE, JobStatus
 from .reaper import end_stale_writers
 from .retention import drop
@@ -17,10 +18,10 @@ from .store import JobStore
 log = logging.getLogger(__name__)
 
 
-def reconcile(store: JobStore, config: Config) -> None:
+def reconcile(store: JobStore, lifecycle: Lifecycle, config: Config) -> None:
     """Make the store and the cache folder agree after a start (or a crash)."""
     end_stale_writers(config.cache_dir)
-    requeued = store.requeue_interrupted(keep_remote=config.queue_url is not None)
+    requeued = lifecycle.recover(keep_remote=config.queue_url is not None)
     if requeued:
         log.info("%d interrupted job(s) queued again", len(requeued))
     keep: set[str] = set()
@@ -29,6 +30,6 @@ def reconcile(store: JobStore, config: Config) -> None:
             keep.add(Path(job.output_path).name)
         else:
             log.warning("job %s: its output is missing or damaged; dropping it", job.id)
-            drop(store, job)
+            drop(lifecycle, job)
     running = store.files([JobStatus.OPTIMIZING])  # a worker host's, kept by the requeue
     cache.remove_strays(config.cache_dir, keep, (job.output_path for job in running))

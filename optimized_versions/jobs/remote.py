@@ -7,6 +7,7 @@ from typing import Protocol
 
 from ..catalog.device import Device
 from ..catalog.profiles import Profile
+from ..waits import Hold
 from .models import Job
 
 
@@ -17,7 +18,7 @@ class Remote(Protocol):
         """The worker host a job should go to (``local``: the device free here), or None."""
         ...
 
-    def why_not(self, profile: Profile) -> str | None:
+    def why_not(self, profile: Profile) -> Hold | None:
         """Why no worker host took a job of ``profile`` (draining, lost, busy...), or None."""
         ...
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..config import Config
 from ..media.ffmpeg import remove_quietly
 from . import cache
+from .lifecycle import Lifecycle
 from .models import DOWNLOADABLE, JobStatus
 from .rows import FileRecord
 from .store import JobStore
@@ -19,24 +20,24 @@ from .store import JobStore
 log = logging.getLogger(__name__)
 
 
-def drop(store: JobStore, job: FileRecord) -> None:
+def drop(lifecycle: Lifecycle, job: FileRecord) -> None:
     """A job gone: its output, then its record."""
     remove_quietly(Path(job.output_path))
-    store.delete(job.id)
+    lifecycle.remove(job.id)
 
 
 class Janitor:
     def __init__(
         self,
         store: JobStore,
+        lifecycle: Lifecycle,
         config: Config,
         clock: Callable[[], float],
-        on_removed: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
+        self._lifecycle = lifecycle  # removes the records (a device may be under its limit)
         self._config = config
         self._clock = clock
-        self._on_removed = on_removed  # the scheduler: a device may be under its limit now
 
     def sweep(self) -> int:
         """Apply the retention rules once; returns how many jobs were removed."""
@@ -52,17 +53,15 @@ class Janitor:
                 and now - job.collected_at >= self._config.removal_grace
             )
             if expired or collected:
-                drop(self._store, job)
+                drop(self._lifecycle, job)
                 removed += 1
-        if removed:
-            self._on_removed()
         return removed
 
     def clear_cache(self) -> int:
         """Delete every output (running jobs were stopped first); returns jobs dropped."""
         finished = self._store.files(DOWNLOADABLE)
         for job in finished:
-            drop(self._store, job)
+            drop(self._lifecycle, job)
         running = self._store.files([JobStatus.OPTIMIZING])  # started since the caller looked
         cache.remove_strays(self._config.cache_dir, set(), (job.output_path for job in running))
         return len(finished)

@@ -14,9 +14,8 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from ..catalog.device import Device
@@ -30,47 +29,17 @@ from ..media import ffmpeg, probe
 from ..media.failures import Failure, classify
 from ..media.plan import PlanError, Target, build_argv, make_plan, source_input
 from ..media.probe import SubtitleInfo
+from ..waits import Hold
 from . import cache, sidecars
 from .models import Job
+from .outcome import Outcome
 from .output import verified_checksum
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    size: int
-    checksum: str
-    backend: str
-    encoder: str
-    decoder: str
-    fallbacks: list[str]
-    device: str
-    tracks: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # what became of each audio and subtitle track, and why
-    plan: str = ""  # what was done per stream, for the pages
-    command: list[str] = field(default_factory=list)  # the argv that made it, secrets scrubbed
-
-    def completed(self, job: Job, now: float) -> dict[str, Any]:
-        """The job's changes as it becomes ``completed`` (here or from a worker host)."""
-        return {
-            "progress": 100.0,
-            "speed": None,
-            "size": self.size,
-            "checksum": self.checksum,
-            "backend": self.backend,
-            "encoder": self.encoder,
-            "decoder": self.decoder,
-            "fallbacks": [*job.fallbacks, *self.fallbacks],
-            "tracks": self.tracks,
-            "plan": self.plan,
-            "command": self.command,
-            "finished_at": now,
-        }
-
-
-ProgressCallback = Callable[[float, float | None, int, int], None]  # %, speed, bytes, frames
+# %, speed, bytes, and the video frames written since the last call
+ProgressCallback = Callable[[float, float | None, int, int], None]
 PlanCallback = Callable[[str], None]  # why each stream is copied or encoded, per rung
 
 
@@ -80,7 +49,7 @@ class Lease(Protocol):
     @property
     def device(self) -> str: ...
 
-    def move(self, target: Device) -> str | None:
+    def move(self, target: Device) -> Hold | None:
         """Hold a slot on ``target`` instead; why not, when it has none free."""
         ...
 
@@ -194,9 +163,16 @@ class Runner:
         duration = info.duration or _item_duration(job)
         on_progress, on_plan = reports
 
+        seen = 0  # ffmpeg counts a run's frames from its start: each report passes on the new
+
         def progress(update: ffmpeg.Progress) -> None:
+            nonlocal seen
             percent = min(99.9, 100 * update.out_time / duration) if duration else 0.0
-            on_progress(percent, update.speed, update.total_size, update.frames)
+            new, seen = (
+                (update.frames - seen if update.frames >= seen else update.frames),
+                update.frames,
+            )
+            on_progress(percent, update.speed, update.total_size, new)
 
         fallbacks: list[str] = []
         for target in ladder:
@@ -204,6 +180,7 @@ class Runner:
                 continue  # lost during an earlier rung of this job
             if why := lease.move(target.device):  # never beside that device's own jobs
                 raise MustWait(target.device.id, why, fallbacks)
+            seen = 0  # a new rung, a new ffmpeg run
             try:
                 plan = make_plan(
                     profile,
@@ -240,9 +217,11 @@ class Runner:
                 # wrote a short or broken file steps down like one that failed
                 checksum = await verified_checksum(partial, plan, duration)
             except (ffmpeg.FFmpegError, TranscodeError) as exc:
-                why = self._step_down(exc, plan.copy_video, target, feed, secrets)
-                fallbacks.append(f"{target.describe()}: {why}")
-                log.warning("job %s: %s failed (%s); stepping down", job.id, target.describe(), why)
+                failed = self._step_down(exc, plan.copy_video, target, feed, secrets)
+                fallbacks.append(f"{target.describe()}: {failed}")
+                log.warning(
+                    "job %s: %s failed (%s); stepping down", job.id, target.describe(), failed
+                )
                 ffmpeg.remove_quietly(partial)
                 continue
             break

@@ -13,6 +13,7 @@ from ..jellyfin.client import JellyfinClient
 from ..jellyfin.sources import choose_source
 from ..jellyfin.urls import redact_url
 from . import cache
+from .lifecycle import Lifecycle
 from .models import Job, JobStatus, Principal
 from .store import JobStore
 
@@ -34,14 +35,14 @@ class JobService:
         profiles: frozenset[str],
         clock: Callable[[], float],
         jellyfin: JellyfinClient | None,
-        on_new: Callable[[], None],
+        lifecycle: Lifecycle,
     ) -> None:
         self._store = store
         self._config = config
         self._profiles = profiles
         self._clock = clock
         self._jellyfin = jellyfin
-        self._on_new = on_new  # the scheduler's wake
+        self._lifecycle = lifecycle
 
     async def submit(self, principal: Principal, token: str, body: dict[str, Any]) -> str:
         """The id of the job for this request (an earlier one, or a new one)."""
@@ -59,7 +60,7 @@ class JobService:
         )
         if earlier is not None and earlier.status is JobStatus.READY_FOR_REMOVAL:
             if cache.file_intact(earlier.output_path, earlier.size):  # collected, file still here
-                self._store.transition(earlier, JobStatus.COMPLETED, collected_at=None)
+                self._lifecycle.reuse(earlier)
             else:
                 earlier = None
         if earlier is not None:
@@ -85,6 +86,5 @@ class JobService:
             created_at=self._clock(),
             output_path=str(cache.output_path(self._config.cache_dir, job_id)),
         )
-        self._store.add(job, source)
-        self._on_new()
+        self._lifecycle.submit(job, source)
         return job.id

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .models import ACTIVE, RUN_RESET, Job, JobStatus, StoreObserver
+from .models import ACTIVE, Job, JobStatus, StoreObserver
 from .rows import (
     ADDED,
     COLUMNS,
@@ -256,8 +256,9 @@ class JobStore:
             observer.changed(job, previous)
         return job
 
-    def note_wait(self, job: Job, reason: str) -> None:
-        """Why a waiting job waits (shown in job-status); not a status change."""
+    def note_wait(self, job: Job, reason: str, label: str) -> None:
+        """Why a waiting job waits (shown in job-status; ``label``: its class, for the
+        metrics); not a status change."""
         self._touch(job)
         self._db.execute(
             "UPDATE jobs SET wait_reason = ? WHERE id = ? AND status IN (?, ?)",
@@ -265,7 +266,7 @@ class JobStore:
         )
         job.wait_reason = reason
         for observer in self.observers:
-            observer.waited(job, reason)
+            observer.waited(job, label)
 
     def dismiss(self, job: Job) -> None:
         """The user dismissed a failed job: it leaves the device's list, keeps its error."""
@@ -310,15 +311,6 @@ class JobStore:
         self.written.pop(job_id, None)
         self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         log.info("job %s removed from the store", job_id)
-
-    def requeue_interrupted(self, keep_remote: bool = False) -> list[Job]:
-        """After a crash or restart: jobs left optimizing go back to the queue (those on a
-        worker host stay its own with ``keep_remote``: it may still be running them)."""
-        jobs = self.jobs(statuses=[JobStatus.OPTIMIZING])
-        jobs = [j for j in jobs if not (keep_remote and j.node is not None)]
-        for job in jobs:
-            self.transition(job, JobStatus.QUEUED, **RUN_RESET)
-        return jobs
 
     def _bump(self, counter: str) -> None:
         self._db.execute(

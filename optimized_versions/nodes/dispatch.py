@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,9 +27,11 @@ from saq.queue.postgres import PostgresQueue
 from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..hardware.ladder import Hardware
-from ..jobs.models import RUN_RESET, Job, JobStatus
-from ..jobs.runner import Outcome
-from ..jobs.store import InvalidTransition, JobStore
+from ..jobs.lifecycle import Completed, End, Failed, Lifecycle, Requeued
+from ..jobs.models import Job, JobStatus
+from ..jobs.outcome import MalformedReport, Outcome
+from ..jobs.store import JobStore
+from ..waits import Hold, Why
 from .drains import Drains
 from .fleet import SOFTWARE, Fleet, Node, backend_for, rank
 from .protocol import (
@@ -57,6 +59,7 @@ class Dispatcher:
     def __init__(
         self,
         store: JobStore,
+        lifecycle: Lifecycle,
         hardware: Hardware,
         profiles: dict[str, Profile],
         url: str,
@@ -66,6 +69,7 @@ class Dispatcher:
         drains: Drains | None = None,
     ) -> None:
         self._store = store
+        self._lifecycle = lifecycle  # every report becomes a change there
         self._hardware = hardware
         self._profiles = profiles
         self._url = url
@@ -81,7 +85,6 @@ class Dispatcher:
         self._queues_lock = asyncio.Lock()  # one queue object per node, made once
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self.wake: Callable[[], None] = lambda: None  # the scheduler's, once it exists
 
     async def start(self) -> None:
         self._pool = AsyncConnectionPool(self._url, open=False, kwargs={"autocommit": True})
@@ -129,14 +132,14 @@ class Dispatcher:
         if self._drains is not None:
             self._drains.set(name, draining)
         log.info("worker host %s %s by an admin", name, "drained" if draining else "resumed")
-        self.wake()  # resumed: it may take waiting jobs now
+        self._lifecycle.nudge()  # resumed: it may take waiting jobs now
         return True
 
     # -- the scheduler's side (jobs.scheduler.Remote) ----------------------------------
 
-    def why_not(self, profile: Profile) -> str | None:
+    def why_not(self, profile: Profile) -> Hold | None:
         reasons = self.fleet.why_not(profile, self._clock())
-        return "worker hosts: " + ", ".join(reasons) if reasons else None
+        return Hold.of(Why.WORKER_HOSTS, hosts=", ".join(reasons)) if reasons else None
 
     def choose(self, profile: Profile, local: Device | None) -> str | None:
         here = None
@@ -152,6 +155,14 @@ class Dispatcher:
         if backend_for(host.best, self._profiles[job.profile]) == SOFTWARE:
             host.on_cpu.add(job.id)
         self._outbox.put_nowait((job.id, node))
+
+    def holds(self, job: Job) -> bool:
+        node = self.fleet.nodes.get(job.node or "")
+        return node is not None and job.id in node.running
+
+    async def stop(self, job: Job) -> None:
+        """Cancelled: its worker host stops ffmpeg (q, then kill)."""
+        await self.cancel(job)
 
     async def cancel(self, job: Job) -> None:
         node = self.fleet.nodes.get(job.node or "")
@@ -188,12 +199,32 @@ class Dispatcher:
             if not str(request.get("worker_id", "")).startswith(f"{name}@"):
                 raise Refused(f"{name} may write only its own worker info")
             self.fleet.heard(name, self._clock(), request["info"].get("metadata") or {})
-            self.wake()  # a node with free slots may take waiting jobs now
+            self._lifecycle.nudge()  # a node with free slots may take waiting jobs now
         elif kind == "dequeue":
             body = json.dumps({**request, "poll_interval": DEQUEUE_POLL})
+            return await self._dequeue(node, queue, body)
         elif kind != "job":
             raise Refused(f"a worker may not ask {kind!r}")
         return await HttpProxy(queue).process(body)
+
+    async def _dequeue(self, node: Node, queue: PostgresQueue, body: str) -> str | None:
+        """A dispatch the store no longer gives this host (the job ended, or went elsewhere
+        while the host was lost) is ended in SAQ instead of handed out."""
+        answer = await HttpProxy(queue).process(body)
+        saq_job = queue.deserialize(answer) if answer else None
+        if saq_job is None:
+            return answer
+        job = self._store.get(saq_job.key.rpartition(".")[0])
+        if (
+            job is not None
+            and job.status is JobStatus.OPTIMIZING
+            and job.node == node.name
+            and dispatch_key(job) == saq_job.key
+        ):
+            return answer
+        log.info("dispatch %s is no longer %s's: not handed out", saq_job.key, node.name)
+        await queue.finish(saq_job, Status.ABORTED, error="no longer this host's")
+        return None
 
     async def _mirror(self, node: Node, kind: str, key: str, request: dict[str, Any]) -> None:
         job = self._store.get(key)
@@ -205,55 +236,61 @@ class Dispatcher:
             return  # an earlier dispatch of the job to this host
         if kind == "update":
             meta = sent.get("meta") or {}
-            job.progress = max(job.progress, float(meta.get("percent", 0.0)))
-            job.speed = meta.get("speed")
-            job.size = int(meta.get("size", 0))
-            job.plan = meta.get("plan", job.plan)
-            self._store.save_progress(job, int(meta.get("frames", 0)))
-        elif kind == "finish":
-            node.running.discard(key)
-            result = request.get("result") or {}
-            if request.get("status") == Status.COMPLETE and "checksum" in result:
-                await self._complete(job, result)
-            elif "requeue" in result or request.get("status") == Status.ABORTED:
-                self._requeue(job, result.get("requeue") or f"{node.name} stopped it")
-            else:
-                error = result.get("error") or f"failed on {node.name}"
-                self._end(job, JobStatus.FAILED, error=error, speed=None)
-            self.wake()
-        elif kind == "retry":
-            node.running.discard(key)
-            self._requeue(job, f"{node.name} gave it back")
-            self.wake()
-
-    async def _complete(self, job: Job, result: dict[str, Any]) -> None:
-        """The worker's output arrived, verified on upload against the digest the worker
-        sent; it becomes the job's output when that is the checksum it reports too."""
-        try:
-            outcome = Outcome(**result)
-        except TypeError:
-            self._end(job, JobStatus.FAILED, error="the worker host's report was malformed")
+            percent, frames = _number(meta.get("percent")), _number(meta.get("frames"))
+            speed, size, plan = (
+                _number(meta.get("speed")),
+                _number(meta.get("size")),
+                meta.get("plan"),
+            )
+            self._lifecycle.progress(
+                job,
+                min(percent, 100.0),
+                speed or None,
+                int(size),
+                int(frames),
+                plan if isinstance(plan, str) else None,
+            )
             return
+        node.running.discard(key)  # from here on, whatever happens, it runs there no more
+        end: End
+        if kind == "retry":
+            end = Requeued(f"back in the queue: {node.name} gave it back")
+        else:
+            end = await self._finish_report(node, job, request)
+        if not isinstance(end, Completed):  # what came of its upload is not wanted
+            self._uploads.discard(job)
+        self._lifecycle.finished(job, end)
+
+    async def _finish_report(self, node: Node, job: Job, request: dict[str, Any]) -> End:
+        result = request.get("result")
+        result = result if isinstance(result, dict) else {}
+        if request.get("status") == Status.COMPLETE and "checksum" in result:
+            return await self._completed(job, result)
+        if "requeue" in result or request.get("status") == Status.ABORTED:
+            why = result.get("requeue") or f"{node.name} stopped it"
+            return Requeued(f"back in the queue: {why}")
+        error = result.get("error")
+        return Failed(error if isinstance(error, str) and error else f"failed on {node.name}")
+
+    async def _completed(self, job: Job, result: dict[str, Any]) -> End:
+        """The worker's output arrived, verified on upload against the digest the worker
+        sent; it becomes the job's output once the lifecycle has accepted the completion
+        (and only when that digest is the checksum it reports too)."""
+        try:
+            outcome = Outcome.from_report(result)
+        except MalformedReport as exc:
+            return Failed(f"the worker host's report was malformed: {exc}")
         sha256 = await self._uploads.received_sha256(job)
         if sha256 is None or sha256 != outcome.checksum:
             why = "never arrived" if sha256 is None else "does not match its reported checksum"
-            self._end(job, JobStatus.FAILED, error=f"the worker's output {why}")
-            return
+            return Failed(f"the worker's output {why}")
         path = self._uploads.received(job)
         assert path is not None
-        await asyncio.to_thread(os.replace, path, job.output_path)
-        self._end(job, JobStatus.COMPLETED, **outcome.completed(job, self._clock()))
-
-    def _end(self, job: Job, status: JobStatus, **changes: Any) -> None:
-        if status is not JobStatus.COMPLETED:  # what came of its upload is not wanted
-            self._uploads.discard(job)
-        if status is JobStatus.FAILED:
-            changes.setdefault("finished_at", self._clock())
-        with contextlib.suppress(InvalidTransition):  # cancelled meanwhile
-            self._store.transition(job, status, **changes)
+        return Completed(outcome, produced=path)
 
     def _requeue(self, job: Job, why: str) -> None:
-        self._end(job, JobStatus.QUEUED, **RUN_RESET, wait_reason=f"back in the queue: {why}")
+        self._uploads.discard(job)
+        self._lifecycle.finished(job, Requeued(f"back in the queue: {why}"))
 
     # -- loops ---------------------------------------------------------------------------
 
@@ -279,7 +316,7 @@ class Dispatcher:
                 log.error("job %s: could not send it to %s: %s", job.id, node, exc)
                 self.fleet.nodes[node].running.discard(job.id)
                 self._requeue(job, f"the queue database failed ({type(exc).__name__})")
-                self.wake()
+                self._lifecycle.nudge()
 
     async def _watch_loop(self) -> None:
         """Every heartbeat: a lost node's jobs come back; SAQ's sweep finds stuck jobs. Not
@@ -300,13 +337,13 @@ class Dispatcher:
                         len(node.running))  # fmt: skip
             for job_id in sorted(node.running):
                 await self._take_back(node, job_id, f"worker host {node.name} stopped answering")
-            self.wake()
+            self._lifecycle.nudge()
         for name, queue in list(self._queues.items()):
             swept = {key.rpartition(".")[0] for key in await queue.sweep(abort=1.0)}
             node = self.fleet.nodes[name]
             for job_id in node.running & swept:
                 await self._take_back(node, job_id, f"no heartbeat from {name} for this job")
-                self.wake()
+                self._lifecycle.nudge()
 
     async def _take_back(self, node: Node, job_id: str, why: str) -> None:
         node.running.discard(job_id)
@@ -317,6 +354,7 @@ class Dispatcher:
             await self._abort(node.name, key, why)
 
     async def _abort(self, node: str, key: str, why: str) -> None:
+        """End the dispatch ``key`` in SAQ (its worker's abort check stops ffmpeg)."""
         try:
             queue = await self.queue(node)
             saq_job = await queue.job(key)
@@ -328,3 +366,10 @@ class Dispatcher:
                 await queue.abort(saq_job, why)
         except Exception as exc:
             log.error("job %s: could not abort it on %s: %s", key, node, exc)
+
+
+def _number(value: object) -> float:
+    """A figure from a worker's report: finite and not negative, else 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return 0.0
+    return max(0.0, float(value))

@@ -10,7 +10,6 @@ from ..catalog.device import Device
 from ..hardware.ladder import Hardware
 from ..jellyfin.relay import source_name
 from ..jobs.models import Job
-from .fleet import SOFTWARE
 
 FUNCTION = "transcode"  # the one function a worker runs
 JOB_HEARTBEATS = 3  # a job unheard of for this many heartbeats is swept back
@@ -28,15 +27,7 @@ def queue_name(node: str) -> str:
 
 def local_best(hardware: Hardware, device: Device, codec: str) -> str:
     """The backend this host's ``device`` would encode ``codec`` with."""
-    for name in hardware.preference:
-        backend = hardware.backends[name]
-        if (
-            backend.hardware
-            and device.vendor in backend.devices
-            and hardware.matrix.encodes(device.id, name, codec)
-        ):
-            return name
-    return SOFTWARE
+    return hardware.best_on(device, codec)
 
 
 def dispatch_key(job: Job) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import socket
 from pathlib import Path
@@ -24,7 +23,6 @@ from saq import Worker
 from saq.queue.http import HttpQueue
 
 from .. import version
-from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..config import Config
 from ..errors import MustWait, RetryLater, TranscodeError
@@ -35,7 +33,7 @@ from ..jellyfin.relay import SourceRelay
 from ..jellyfin.rules import SourceRules
 from ..jobs import cache
 from ..jobs.models import Job, JobStatus
-from ..jobs.placement import Placed, Placer, placer_from
+from ..jobs.placement import Placed, SlotLease, placer_from
 from ..jobs.runner import Runner
 from .fleet import SOFTWARE
 from .protocol import FUNCTION, local_best, queue_name
@@ -50,19 +48,6 @@ CODECS = ("h264", "hevc")
 
 class WorkerError(Exception):
     """The worker cannot start (bad token, server unreachable); the message says why."""
-
-
-class _Lease:
-    """The slot a job holds on this host's device, as the server's scheduler does."""
-
-    def __init__(self, placer: Placer, device: str) -> None:
-        self._placer, self.device = placer, device
-
-    def move(self, target: Device) -> str | None:
-        why = self._placer.move(self.device, target)
-        if why is None:
-            self.device = target.id
-        return why
 
 
 class GatedWorker(Worker):  # type: ignore[type-arg]
@@ -114,7 +99,8 @@ class WorkerHost:
     def closed(self) -> str | None:
         """Why no job may start now (host load, disk, no free slot), or None."""
         self.monitor.sample()
-        why = self.monitor.disk_low() or self.monitor.cpu_busy()
+        hold = self.monitor.disk_low() or self.monitor.cpu_busy()
+        why = None if hold is None else str(hold)
         devices = self.hardware.matrix.devices
         if why is None and all(self.placer.free(d) <= 0 for d in devices):
             why = "every slot is in use"
@@ -212,23 +198,17 @@ class WorkerHost:
         state: dict[str, Any] = {"percent": 0.0, "size": 0, "frames": 0, "speed": None}
         every = min(REPORT_EVERY, self.config.worker_heartbeat)
         reporter = asyncio.create_task(_report(saq_job, state, every))
-        device = None
+        lease: SlotLease | None = None
         try:
             while not isinstance(where := self.placer.place(profile), Placed):
-                state["waiting"] = where.reason  # the server's gate and ours disagreed
+                state["waiting"] = str(where.reason)  # the server's gate and ours disagreed
                 await asyncio.sleep(1)
-            device = where.device.id
-            self.placer.claim(device)
-            lease = _Lease(self.placer, device)
+            lease = SlotLease.claim(self.placer, where.device.id)
             source = f"{self.server}/worker/jobs/{record.id}/source/{job['source_name']}"
 
-            run_frames = 0  # ffmpeg counts a run's frames from its start: report the new ones
-
             def progress(percent: float, speed: float | None, size: int, frames: int) -> None:
-                nonlocal run_frames
                 state.update(percent=percent, speed=speed, size=size)
-                state["frames"] += frames - run_frames if frames >= run_frames else frames
-                run_frames = frames
+                state["frames"] += frames  # the new ones: sent and zeroed by each report
 
             def planned(why: str) -> None:
                 state["plan"] = why
@@ -244,7 +224,7 @@ class WorkerHost:
                     )
                 finally:
                     output.unlink(missing_ok=True)
-            return dataclasses.asdict(outcome)  # rebuilt as an Outcome by the server
+            return outcome.report()  # rebuilt as an Outcome by the server
         except (RetryLater, MustWait) as exc:
             return {"requeue": str(exc)}
         except TranscodeError as exc:
@@ -253,8 +233,8 @@ class WorkerHost:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
-            if device is not None:
-                self.placer.release(lease.device)
+            if lease is not None:
+                lease.release()
 
 
 async def _report(saq_job: Any, state: dict[str, Any], every: float) -> None:

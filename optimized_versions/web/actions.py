@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..keys import CONFIG, HARDWARE, JANITOR, SCHEDULER
+from ..keys import CONFIG, HARDWARE, JANITOR, LIFECYCLE
 from .pages import page_user, visible_job
 from .sessions import check_csrf, require_admin
 
@@ -25,7 +25,7 @@ def go_back(request: web.Request, form: dict[str, str]) -> web.HTTPSeeOther:
 async def cancel(request: web.Request) -> web.Response:
     form = await check_csrf(request)
     job = visible_job(request, await page_user(request))
-    await request.app[SCHEDULER].cancel(job)  # cancel, collect or dismiss, as cancel-job
+    await request.app[LIFECYCLE].cancel(job)  # cancel, collect or dismiss, as cancel-job
     raise go_back(request, form)
 
 
@@ -33,7 +33,7 @@ async def cancel(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.Response:
     form = await check_csrf(request)
     job = visible_job(request, await page_user(request))
-    request.app[SCHEDULER].start_now(job)
+    request.app[LIFECYCLE].start_now(job)
     raise go_back(request, form)
 
 
@@ -49,6 +49,6 @@ async def reprobe(request: web.Request) -> web.Response:
 async def clear_cache(request: web.Request) -> web.Response:
     form = await check_csrf(request)
     require_admin(await page_user(request))
-    await request.app[SCHEDULER].cancel_all()
+    await request.app[LIFECYCLE].cancel_all()
     request.app[JANITOR].clear_cache()
     raise go_back(request, form)

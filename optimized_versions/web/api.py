@@ -30,9 +30,9 @@ from ..keys import (
     DOCUMENT,
     HARDWARE,
     JANITOR,
+    LIFECYCLE,
     LISTS,
     PLACER,
-    SCHEDULER,
     SERVICE,
     STORE,
     VALIDATOR,
@@ -182,7 +182,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     job = owned_job(request, principal)
     before = job.status
-    await request.app[SCHEDULER].cancel(job)
+    await request.app[LIFECYCLE].cancel(job)
     after = request.app[STORE].get(job.id)
     now = after.status if after is not None else JobStatus.READY_FOR_REMOVAL
     if now is JobStatus.READY_FOR_REMOVAL and before is JobStatus.COMPLETED:
@@ -201,7 +201,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 async def start_job(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     job = owned_job(request, principal)
-    request.app[SCHEDULER].start_now(job)
+    request.app[LIFECYCLE].start_now(job)
     return web.json_response(
         {"message": f"job {job.id} is first in the queue: it starts when a slot is free"}
     )
@@ -228,7 +228,7 @@ async def delete_cache(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     if not principal.is_admin:
         raise Forbidden("only an administrator can delete the cache")
-    await request.app[SCHEDULER].cancel_all()
+    await request.app[LIFECYCLE].cancel_all()
     dropped = request.app[JANITOR].clear_cache()
     return web.json_response({"message": f"cache deleted: {dropped} file(s) removed"})
 

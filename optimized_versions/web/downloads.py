@@ -27,7 +27,7 @@ from multidict import CIMultiDict
 
 from ..errors import NotFound, RangeNotSatisfiable, Unauthorized
 from ..jobs.models import DOWNLOADABLE, Job, JobStatus
-from ..keys import CONFIG, SCHEDULER, STORE, TELEMETRY
+from ..keys import CONFIG, LIFECYCLE, STORE, TELEMETRY
 from .api import owned_job
 from .middleware import authenticate, request_token
 
@@ -73,7 +73,7 @@ async def download(request: web.Request) -> web.StreamResponse:
             and now.status is JobStatus.COMPLETED
             and _reached_end(response, now.size)
         ):
-            await request.app[SCHEDULER].cancel(now)
+            await request.app[LIFECYCLE].cancel(now)
 
     return _Download(path, headers, drop, after_sent)
 

@@ -11,7 +11,6 @@ hosts there is no ``node`` label at all (a single host's series stay as they wer
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -26,25 +25,7 @@ OUTCOMES = {
     JobStatus.FAILED: "failed",
     JobStatus.CANCELLED: "cancelled",
 }
-# wait reasons by class (a label must not carry free text: it holds device names, numbers)
-_HOLDS = (
-    ("session_cap", re.compile(r"session|encoder was full|retry", re.I)),
-    ("cpu", re.compile(r"^CPU above", re.I)),
-    ("memory", re.compile(r"^memory low", re.I)),
-    ("gpu", re.compile(r"GPU encoder busy", re.I)),
-    ("disk", re.compile(r"^disk floor", re.I)),
-    ("downloads_limit", re.compile(r"not collected", re.I)),
-    ("fallback", re.compile(r"fell back", re.I)),
-    ("slot", re.compile(r"no free slot|concurrent", re.I)),
-)
 DELIVERIES = 4096  # jobs whose delivery figures are remembered (the oldest go first)
-
-
-def hold_class(reason: str) -> str:
-    for name, pattern in _HOLDS:
-        if pattern.search(reason):
-            return name
-    return "other"
 
 
 @dataclass(slots=True)
@@ -123,9 +104,9 @@ class Telemetry:
         if outcome == "completed":
             self._by_node(self.output_bytes, job).inc(job.size)
 
-    def waited(self, job: Job, reason: str) -> None:
+    def waited(self, job: Job, label: str) -> None:
         # counted once per hold, not on every scheduler pass that finds it still held
-        kind = hold_class(reason)
+        kind = label
         if self._last_hold.get(job.id) != kind:
             self._last_hold[job.id] = kind
             self.holds.labels(kind).inc()
