@@ -212,6 +212,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     except sqlite3.Error as exc:
         raise ConfigError(f"the job store in {config.data_dir} cannot be opened: {exc}") from None
     app[STORE] = store
+    store.subscribe(app[LISTS].changed)  # lists are kept until one of their jobs changes
     app[LIFECYCLE] = Lifecycle(store, app[CLOCK])
     app[WORKER_TOKENS] = tokens = WorkerTokens(config.data_dir / TOKENS_FILE)
     store.observers.append(app[TELEMETRY])

@@ -99,7 +99,10 @@ async def test_a_list_too_long_to_keep_is_streamed_whole(
         store.add(_job(n, "phone-a"), "http://jf/x")
     first, jobs = await _list(client, "phone-a")
     assert jobs == _expected(store, "phone-a") and len(jobs) == PAGE + 7
-    assert client.app[LISTS].get((None, "phone-a"), store.device_written["phone-a"]) is None
+    assert (
+        client.app[LISTS].get((None, "phone-a"), client.app[LISTS].device_written["phone-a"])
+        is None
+    )
     assert (await _list(client, "phone-a"))[0] == first
     empty = await client.get("/all-jobs?deviceId=nobody", headers=auth(ADMIN))
     assert await empty.json() == []
@@ -116,10 +119,11 @@ def test_start_up_heads_are_current_even_when_jobs_change_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = JobStore(tmp_path / "jobs.sqlite3", time.time)
+    lists = ListCache()
+    store.subscribe(lists.changed)  # as the app wires them
     jobs = [_job(n, "phone-a") for n in range(PAGE + 30)]
     for job in jobs:
         store.add(job, "http://jf/x")
-    lists = ListCache()
     warm = lists.warm(store)
     warm.send(None)  # the first SLICE heads of the first page (newest first) are made
     later = jobs[-(SLICE + 5)]  # in that page, past the first slice: its row is read already

@@ -56,12 +56,9 @@ class InvalidTransition(RuntimeError):
 class JobStore:
     def __init__(self, path: Path, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self.version = 0  # changes with every write: what was read before is stale
-        # the version of each job's and each client device's last write (absent: none in
-        # this process), so that one job's progress makes only its own device's list stale
-        self.written: dict[str, int] = {}
-        self.device_written: dict[str, int] = {}
-        self.observers: list[StoreObserver] = []
+        self.version = 0  # the change feed's number: changes with every write
+        self.observers: list[StoreObserver] = []  # told of status changes, holds, progress
+        self._feed: list[Callable[[str, str | None, int], None]] = []
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -83,9 +80,18 @@ class JobStore:
 
     # -- creating and reading ----------------------------------------------------------
 
+    def subscribe(self, listener: Callable[[str, str | None, int], None]) -> None:
+        """The change feed: ``listener(job id, its client device, version)`` after each
+        write (the device is None when the job is removed and its device unknown)."""
+        self._feed.append(listener)
+
     def _touch(self, job: Job) -> None:
+        self._written(job.id, job.device_id)
+
+    def _written(self, job_id: str, device_id: str | None) -> None:
         self.version += 1
-        self.written[job.id] = self.device_written[job.device_id] = self.version
+        for listener in self._feed:
+            listener(job_id, device_id, self.version)
 
     def add(self, job: Job, source_url: str) -> None:
         self._touch(job)
@@ -304,11 +310,8 @@ class JobStore:
             log.debug("job %s: progress not saved: %s", job.id, exc)
 
     def delete(self, job_id: str) -> None:
-        self.version += 1
         row = self._db.execute("SELECT device_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is not None:
-            self.device_written[row[0]] = self.version
-        self.written.pop(job_id, None)
+        self._written(job_id, row[0] if row is not None else None)
         self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         log.info("job %s removed from the store", job_id)
 

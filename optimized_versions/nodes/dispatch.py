@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,9 +26,8 @@ from saq.queue.postgres import PostgresQueue
 from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..hardware.ladder import Hardware
-from ..jobs.lifecycle import Completed, End, Failed, Lifecycle, Requeued
+from ..jobs.lifecycle import Lifecycle, Requeued
 from ..jobs.models import Job, JobStatus
-from ..jobs.outcome import MalformedReport, Outcome
 from ..jobs.store import JobStore
 from ..waits import Hold, Why
 from .drains import Drains
@@ -44,6 +42,7 @@ from .protocol import (
     local_best,
     queue_name,
 )
+from .reports import Reports
 from .uploads import Uploads
 
 log = logging.getLogger(__name__)
@@ -75,6 +74,7 @@ class Dispatcher:
         self._url = url
         self.heartbeat = heartbeat
         self._uploads = uploads  # outputs coming back from the hosts
+        self._reports = Reports(store, lifecycle, uploads)
         self._clock = clock
         self.fleet = Fleet(hardware.preference, lost_after=2 * heartbeat)
         self._drains = drains  # an admin's drains, kept across restarts
@@ -184,7 +184,7 @@ class Dispatcher:
                 raise Refused(f"{name} may speak only of jobs in its own queue")
             job_id = str(sent.get("kwargs", {}).get("job", {}).get("id", ""))
             if job_id in node.running:
-                await self._mirror(node, kind, job_id, request)
+                await self._reports.mirror(node, kind, job_id, request)
             if kind == "retry":  # given back (the worker stops): we place it again
                 saq_job = queue.deserialize(request["job"])
                 assert saq_job is not None
@@ -214,79 +214,11 @@ class Dispatcher:
         saq_job = queue.deserialize(answer) if answer else None
         if saq_job is None:
             return answer
-        job = self._store.get(saq_job.key.rpartition(".")[0])
-        if (
-            job is not None
-            and job.status is JobStatus.OPTIMIZING
-            and job.node == node.name
-            and dispatch_key(job) == saq_job.key
-        ):
+        if self._reports.current(node.name, saq_job.key) is not None:
             return answer
         log.info("dispatch %s is no longer %s's: not handed out", saq_job.key, node.name)
         await queue.finish(saq_job, Status.ABORTED, error="no longer this host's")
         return None
-
-    async def _mirror(self, node: Node, kind: str, key: str, request: dict[str, Any]) -> None:
-        job = self._store.get(key)
-        sent = json.loads(request["job"])
-        if job is None or job.status is not JobStatus.OPTIMIZING or job.node != node.name:
-            node.running.discard(key)
-            return  # cancelled or requeued meanwhile: the worker learns by its abort check
-        if sent.get("key") != dispatch_key(job):
-            return  # an earlier dispatch of the job to this host
-        if kind == "update":
-            meta = sent.get("meta") or {}
-            percent, frames = _number(meta.get("percent")), _number(meta.get("frames"))
-            speed, size, plan = (
-                _number(meta.get("speed")),
-                _number(meta.get("size")),
-                meta.get("plan"),
-            )
-            self._lifecycle.progress(
-                job,
-                min(percent, 100.0),
-                speed or None,
-                int(size),
-                int(frames),
-                plan if isinstance(plan, str) else None,
-            )
-            return
-        node.running.discard(key)  # from here on, whatever happens, it runs there no more
-        end: End
-        if kind == "retry":
-            end = Requeued(f"back in the queue: {node.name} gave it back")
-        else:
-            end = await self._finish_report(node, job, request)
-        if not isinstance(end, Completed):  # what came of its upload is not wanted
-            self._uploads.discard(job)
-        self._lifecycle.finished(job, end)
-
-    async def _finish_report(self, node: Node, job: Job, request: dict[str, Any]) -> End:
-        result = request.get("result")
-        result = result if isinstance(result, dict) else {}
-        if request.get("status") == Status.COMPLETE and "checksum" in result:
-            return await self._completed(job, result)
-        if "requeue" in result or request.get("status") == Status.ABORTED:
-            why = result.get("requeue") or f"{node.name} stopped it"
-            return Requeued(f"back in the queue: {why}")
-        error = result.get("error")
-        return Failed(error if isinstance(error, str) and error else f"failed on {node.name}")
-
-    async def _completed(self, job: Job, result: dict[str, Any]) -> End:
-        """The worker's output arrived, verified on upload against the digest the worker
-        sent; it becomes the job's output once the lifecycle has accepted the completion
-        (and only when that digest is the checksum it reports too)."""
-        try:
-            outcome = Outcome.from_report(result)
-        except MalformedReport as exc:
-            return Failed(f"the worker host's report was malformed: {exc}")
-        sha256 = await self._uploads.received_sha256(job)
-        if sha256 is None or sha256 != outcome.checksum:
-            why = "never arrived" if sha256 is None else "does not match its reported checksum"
-            return Failed(f"the worker's output {why}")
-        path = self._uploads.received(job)
-        assert path is not None
-        return Completed(outcome, produced=path)
 
     def _requeue(self, job: Job, why: str) -> None:
         self._uploads.discard(job)
@@ -366,10 +298,3 @@ class Dispatcher:
                 await queue.abort(saq_job, why)
         except Exception as exc:
             log.error("job %s: could not abort it on %s: %s", key, node, exc)
-
-
-def _number(value: object) -> float:
-    """A figure from a worker's report: finite and not negative, else 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return 0.0
-    return max(0.0, float(value))

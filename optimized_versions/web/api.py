@@ -37,7 +37,7 @@ from ..keys import (
     STORE,
     VALIDATOR,
 )
-from .listcache import BODY, SHOWN, list_version
+from .listcache import BODY, SHOWN
 from .middleware import authenticate, request_token
 
 OPENAPI: dict[str, Any] = json.loads((Path(__file__).parent / "openapi.json").read_text())
@@ -143,7 +143,8 @@ async def all_jobs(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     device_id = request.query.get("deviceId")
     store, owner = request.app[STORE], None if principal.is_admin else principal.user_id
-    key, version, lists = (owner, device_id), list_version(store, device_id), request.app[LISTS]
+    lists = request.app[LISTS]
+    key, version = (owner, device_id), lists.list_version(device_id)
     headers = {"Content-Type": "application/json; charset=utf-8"}
     if (body := lists.get(key, version)) is not None:
         return web.Response(body=body, headers=headers)  # nothing changed since it was made

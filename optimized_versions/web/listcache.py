@@ -1,7 +1,7 @@
 """Job lists as sent, kept until one of their jobs changes: phones ask for the same list every
 2 s, and while nothing runs it is the same bytes each time (a device's list can be a
-megabyte). A list is keyed by the version of its device's last write (``JobStore.
-device_written``), so a running job's progress makes only its own device's lists stale; and
+megabyte). A list is keyed by the version of its device's last write (from the store's change feed,
+``JobStore.subscribe``), so a running job's progress makes only its own device's lists stale; and
 each job's JSON up to its item (its *head*) is kept until that job is written again, so a
 list is made from the kept heads and the stored items (its ids and items are all it reads),
 not job by job. The heads are made at start-up, before the first poll.
@@ -64,6 +64,17 @@ class ListCache:
         self._lists: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
         self._size = 0
         self.heads = Heads(heads)
+        # the version of each job's and each client device's last write (absent: none in
+        # this process), so that one job's progress makes only its own device's lists stale
+        self.written: dict[str, int] = {}
+        self.device_written: dict[str, int] = {}
+        self.version = 0  # of the last write of any job
+
+    def changed(self, job_id: str, device_id: str | None, version: int) -> None:
+        """The store's change feed."""
+        self.version = self.written[job_id] = version
+        if device_id is not None:
+            self.device_written[device_id] = version
 
     def get(self, key: Hashable, version: int) -> bytes | None:
         hit = self._lists.get(key)
@@ -90,10 +101,10 @@ class ListCache:
         as soon as the server is back; each first poll is then a join, not hundreds of jobs
         serialised while every other request waits (~10 ms a device)."""
         for page in store.pages_raw(statuses=SHOWN, hide_collected=True):
-            read = store.version  # a job written since this page was read: not from it
+            read = self.version  # a job written since this page was read: not from it
             for start in range(0, len(page), SLICE):
                 for row in page[start : start + SLICE]:
-                    if (written := store.written.get(row[_ID], 0)) <= read:
+                    if (written := self.written.get(row[_ID], 0)) <= read:
                         self.heads.make(row, written)
                 if self.heads.size > self.heads.total // 2:
                     return
@@ -102,7 +113,7 @@ class ListCache:
     def parts(self, store: JobStore, **where: Any) -> Iterator[list[bytes]]:
         """The list's JSON in parts (to be joined), a page at a time, then its end. A page
         reads the ids and items only; the rows of jobs without a kept head, whole."""
-        separator, written, heads = b"[", store.written.get, self.heads
+        separator, written, heads = b"[", self.written.get, self.heads
         pages: Iterable[list[tuple[Any, ...]]] = store.pages_raw(columns=COLUMNS_BRIEF, **where)
         for page in pages:
             kept = [heads.get(row[0], written(row[0], 0)) for row in page]
@@ -119,7 +130,6 @@ class ListCache:
             yield out
         yield [b"[]" if separator == b"[" else b"]"]
 
-
-def list_version(store: JobStore, device_id: str | None) -> int:
-    """What a list is kept by: its device's last write, or any write for a list of all."""
-    return store.version if device_id is None else store.device_written.get(device_id, 0)
+    def list_version(self, device_id: str | None) -> int:
+        """What a list is kept by: its device's last write, or any write for a list of all."""
+        return self.version if device_id is None else self.device_written.get(device_id, 0)
