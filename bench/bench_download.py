@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from served import serve
 
+from optimized_versions.jobs import cache
 from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.jobs.store import JobStore
 
@@ -47,7 +48,7 @@ def prepare(root: Path, size: int) -> str:
     (root / "cache").mkdir(parents=True)
     (root / "data").mkdir()
     job_id = str(uuid.uuid4())
-    output = (root / "cache" / f"{job_id}.mp4").resolve()
+    output = cache.output_path(root / "cache", job_id)
     with output.open("wb") as handle:
         handle.truncate(size)
     store = JobStore(root / "data" / "jobs.sqlite3", time.time)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import bench_server  # the store filler shared with the memory benchmark
 import served  # the console script as a process, as the tests start it
 
+from optimized_versions.jobs import cache
 from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.jobs.store import JobStore
 
@@ -60,7 +61,7 @@ def prepare(root: Path, jobs: int, waiting: int) -> Path:
             job_id, f"user{n % USERS}", f"user{n % USERS}", f"device-{n % 25}", f"wait-{n}",
             bench_server.jellyfin_item(n), "http://jellyfin:8096/Videos/x/stream",
             "mkv", config.default_profile, JobStatus.QUEUED, now - n,
-            str((config.cache_dir / f"{job_id}.mp4").resolve()),
+            str(cache.output_path(config.cache_dir, job_id)),
         )  # fmt: skip
         store.add(job, "http://127.0.0.1:9/never")
     store.close()

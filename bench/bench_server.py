@@ -24,6 +24,7 @@ from optimized_versions.catalog.backends import load_backends
 from optimized_versions.catalog.profiles import load_profiles
 from optimized_versions.config import Config, StaticToken
 from optimized_versions.jellyfin.urls import audio_stream_index
+from optimized_versions.jobs import cache
 from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.jobs.store import JobStore
 from optimized_versions.media.ffmpeg import default_ffmpeg
@@ -194,7 +195,7 @@ def fill_store(config: Config) -> dict[str, int]:
     now = time.time()
     for n in range(JOBS):
         job_id, created = str(uuid.UUID(int=(1 << 100) + n)), now - (JOBS - n) * 60.0
-        output = (config.cache_dir / f"{job_id}.mp4").resolve()
+        output = cache.output_path(config.cache_dir, job_id)
         job = Job(
             job_id, f"user{n % 5}", f"user{n % 5}", f"device-{n % 25}", f"item-{n}",
             jellyfin_item(n), f"http://jellyfin:8096/Videos/item-{n}/stream?api_key=REDACTED",

@@ -23,6 +23,7 @@ from bench_server import jellyfin_app, serve
 
 from optimized_versions.app import create_app
 from optimized_versions.config import Config, StaticToken
+from optimized_versions.jobs import cache
 from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.keys import STORE, WORKER_TOKENS
 from optimized_versions.nodes.transfer import MiB, upload
@@ -56,7 +57,7 @@ def bare_app(folder: Path) -> web.Application:
 def optimizing_job(app: web.Application, root: Path, node: str, source: str = SOURCE) -> str:
     """A job in the store that runs on ``node``: what the upload handlers ask for."""
     job_id = str(uuid.uuid4())
-    output = str((root / "cache" / f"{job_id}.mp4").resolve())
+    output = str(cache.output_path(root / "cache", job_id))
     job = Job(
         job_id,
         "bench",

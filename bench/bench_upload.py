@@ -29,6 +29,7 @@ from bench_server import serve
 
 from optimized_versions.app import create_app
 from optimized_versions.config import Config
+from optimized_versions.jobs.cache import output_path
 from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.keys import STORE, UPLOADS, WORKER_TOKENS
 from optimized_versions.nodes.transfer import MiB, upload
@@ -58,7 +59,7 @@ def give_job(app: web.Application, cache: Path) -> str:
     job_id = str(uuid.uuid4())
     job = Job(
         job_id, "admin", "admin", "d", "i", {"Name": "Big"}, "http://x/", "mkv",
-        "h264-1080p", JobStatus.QUEUED, time.time(), str((cache / f"{job_id}.mp4").resolve()),
+        "h264-1080p", JobStatus.QUEUED, time.time(), str(output_path(cache, job_id)),
     )  # fmt: skip
     app[STORE].add(job, "http://x/")
     app[STORE].transition(job, JobStatus.OPTIMIZING, node="bench")

@@ -31,10 +31,11 @@ from .hardware.nvml import Nvml
 from .jellyfin.client import JellyfinClient
 from .jellyfin.relay import SourceRelay
 from .jellyfin.rules import SourceRules
-from .jobs.cleanup import Janitor
 from .jobs.lifecycle import Lifecycle
 from .jobs.local import LocalRuns
 from .jobs.placement import placer_from
+from .jobs.reconcile import reconcile
+from .jobs.retention import Janitor
 from .jobs.runner import Runner
 from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
@@ -294,8 +295,8 @@ async def _scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SERVICE] = JobService(
         store, config, app[PROFILE_NAMES], app[CLOCK], app.get(JELLYFIN), lifecycle
     )
-    janitor = app[JANITOR] = Janitor(store, lifecycle, config, app[CLOCK])
-    janitor.reconcile()
+    app[JANITOR] = Janitor(store, lifecycle, config, app[CLOCK])
+    reconcile(store, lifecycle, config)
     app[SCHEDULER] = scheduler
     await scheduler.start()
     yield

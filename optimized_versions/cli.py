@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, logs
+from . import logs, version
 from .app import build_hardware, create_app
 from .config import find_config_file, load_config
 from .errors import ConfigError
@@ -24,7 +24,7 @@ from .web.serving import mount, server_options
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="optimized-versions", description=__doc__)
-    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--version", action="version", version=version())
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--config", type=Path, help="YAML configuration file")

@@ -14,9 +14,9 @@ from .hardware.ladder import Hardware
 from .hardware.load import LoadMonitor
 from .jellyfin.client import JellyfinClient
 from .jellyfin.relay import SourceRelay
-from .jobs.cleanup import Janitor
 from .jobs.lifecycle import Lifecycle
 from .jobs.placement import Placer
+from .jobs.retention import Janitor
 from .jobs.runner import Runner
 from .jobs.scheduler import Scheduler
 from .jobs.service import JobService

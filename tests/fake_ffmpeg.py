@@ -1,6 +1,6 @@
 """A stand-in for an ffmpeg build on a GPU host, for tests on machines without a GPU.
 
-Run through a wrapper script that the tests write (``make_fake_ffmpeg``). It answers
+Run through a wrapper script that the tests write (the ``fake`` fixture in gpu_host.py). It answers
 ``-version``/``-encoders``/``-hwaccels``/``-filters`` like the real build (which lists
 NVENC, QSV and VAAPI), and runs hardware command lines by translating them into a real
 software encode, so outputs are real files. A scenario file (JSON, rewritten by tests

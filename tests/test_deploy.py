@@ -4,6 +4,7 @@ entrypoint (PUID/PGID/UMASK on root-owned bind mounts) run for real as root."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -17,11 +18,14 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import Env, StartApp
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from optimized_versions import cli
 from optimized_versions.config import Config, find_config_file, load_config
@@ -204,8 +208,82 @@ def _free_port() -> int:
         return port
 
 
+def _applies(req: Requirement, extras: set[str]) -> bool:
+    return req.marker is None or any(req.marker.evaluate({"extra": e}) for e in {"", *extras})
+
+
+def _runtime_dependencies() -> list[metadata.Distribution]:
+    """The installed distributions the server imports: its requirements (not the test
+    extra's), theirs and so on, with the extras asked for (psycopg[binary,pool])."""
+    extras: dict[str, set[str]] = {}
+    found = []
+    todo = [Requirement(line) for line in metadata.requires("optimized-versions") or []]
+    todo = [req for req in todo if _applies(req, set())]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        new, asked = name not in extras, set(req.extras) - extras.get(name, set())
+        if not (new or asked):
+            continue
+        extras.setdefault(name, set()).update(asked)
+        dist = metadata.distribution(req.name)
+        found += [dist] if new else []
+        needs = [Requirement(line) for line in dist.requires or []]
+        todo += [sub for sub in needs if _applies(sub, extras[name])]
+    return found
+
+
+def _readable_copy(source: Path, target: Path) -> None:
+    """``source`` at ``target``, readable by anyone: a hard link when the file already is
+    and the file system allows, else a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = source.stat().st_mode
+    if mode & 0o004:
+        with contextlib.suppress(OSError):
+            os.link(source, target)
+            return
+    shutil.copyfile(source, target)
+    target.chmod(mode | 0o444 | (0o111 if mode & 0o100 else 0))
+
+
+@pytest.fixture
+def server_python() -> Iterator[str]:
+    """A Python the dropped user can run the server with, wherever the checkout lives: under
+    a folder only its owner may enter (a clone in a 0700 home), PUID can read neither the
+    checkout nor the venv in it. So: a venv (of the base interpreter) in a folder anyone
+    may read, holding this checkout's package as a wheel installs it and the runtime
+    dependencies from the test's own environment."""
+    umask = os.umask(0o022)  # the folders made here: 0755
+    folder = Path(tempfile.mkdtemp(prefix="ovs-runtime-", dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        venv = folder / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        site = venv / "lib" / version / "site-packages"
+        for dist in _runtime_dependencies():
+            for file in dist.files or []:
+                if ".." not in file.parts:  # its scripts in bin/: not needed
+                    _readable_copy(Path(str(dist.locate_file(file))), site / file)
+        package = site / "optimized_versions"
+        for source, target in [
+            (ROOT / "optimized_versions", package),
+            (ROOT / "backends", package / "backends"),  # where a wheel puts them
+            (ROOT / "profiles", package / "profiles"),
+        ]:
+            for path in source.rglob("*"):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    _readable_copy(path, target / path.relative_to(source))
+        yield str(venv / "bin" / "python")
+    finally:
+        shutil.rmtree(folder)
+        os.umask(umask)
+
+
 @needs_root
-def test_server_starts_as_puid_on_root_owned_mounts(mounts: Path, hardware_cache: Path) -> None:
+def test_server_starts_as_puid_on_root_owned_mounts(
+    mounts: Path, hardware_cache: Path, server_python: str
+) -> None:
     """The real server through the entrypoint: before, the chmod of DATA_DIR failed."""
     port = _free_port()
     if hardware_cache.exists():  # the session's probe answer, left as root (no second probe)
@@ -221,7 +299,7 @@ def test_server_starts_as_puid_on_root_owned_mounts(mounts: Path, hardware_cache
     environ = {"PATH": os.environ["PATH"], "CACHE_DIR": str(mounts / "cache")}
     environ |= {"DATA_DIR": str(mounts / "data"), **env}
     server = subprocess.Popen(
-        ["sh", str(ENTRYPOINT), sys.executable, "-m", "optimized_versions", "serve"],
+        ["sh", str(ENTRYPOINT), server_python, "-m", "optimized_versions", "serve"],
         env=environ,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -237,7 +315,7 @@ def test_server_starts_as_puid_on_root_owned_mounts(mounts: Path, hardware_cache
                     break
             except OSError:
                 time.sleep(0.2)
-        assert answer == 200, "the server did not answer /health"
+        assert answer == 200, "the server did not answer /health (its log: captured stderr)"
         assert (mounts / "data" / "jobs.sqlite3").stat().st_uid == 4242
         assert (mounts / "data").stat().st_mode & 0o777 == 0o700
         for dockerfile in ("Dockerfile.nvidia", "Dockerfile.vaapi"):  # their HEALTHCHECK, as is
@@ -258,7 +336,7 @@ def test_server_starts_as_puid_on_root_owned_mounts(mounts: Path, hardware_cache
             assert wrong.returncode != 0, "the check must fail where nothing answers"
     finally:
         server.terminate()
-        server.communicate(timeout=30)  # closes the pipe
+        sys.stderr.write(server.communicate(timeout=30)[1])  # shown when the test fails
 
 
 async def test_an_unwritable_probe_cache_does_not_stop_the_start(

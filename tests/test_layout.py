@@ -6,11 +6,15 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "optimized_versions"
-# each may import from those before it; config, errors, logs and waits from anywhere; keys
-# from web
+# each may import from those before it; config, errors, logs, waits and the package's own
+# version() from anywhere; keys from web
 ORDER = ["catalog", "media", "jellyfin", "hardware", "jobs", "nodes", "web"]
 BASE = {"config", "errors", "logs", "waits"}
 RANKS = {"catalog": 0, "media": 1, "jellyfin": 1, "hardware": 2, "jobs": 3, "nodes": 4, "web": 5}
+
+
+def _is_module(name: str) -> bool:
+    return (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file()
 
 
 def _imports(path: Path) -> set[str]:
@@ -23,8 +27,8 @@ def _imports(path: Path) -> set[str]:
             parts = base + (node.module.split(".") if node.module else [])
             if parts:
                 found.add(parts[0])
-            else:  # "from .. import x": x is the package-level name
-                found.update(alias.name for alias in node.names)
+            else:  # "from .. import x": x is a module or subpackage, else the package's own
+                found.update(alias.name for alias in node.names if _is_module(alias.name))
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
             "optimized_versions."
         ):

@@ -146,6 +146,26 @@ async def test_a_restart_removes_uploads_of_jobs_no_worker_runs(
     assert not partial.exists()
 
 
+async def test_a_restart_keeps_the_files_of_a_job_a_worker_host_still_runs(
+    env: Env, start_app: StartApp, worker: Worker, queue_url: str
+) -> None:
+    """With worker hosts, a host's job stays its own over a restart of the server: the
+    upload it will resume is kept; those of jobs no one runs go, whatever their stage."""
+    resp = await worker.client.patch(
+        worker.url, data=b"a" * 1000, headers={**worker.auth(), "Upload-Offset": "0"}
+    )
+    assert resp.status == 204
+    cache = env.config.cache_dir
+    kept = {f"{worker.job.id}.mp4.{end}" for end in ("upload", "received.part")}
+    (cache / f"{worker.job.id}.mp4.received.part").write_bytes(b"written in place")
+    gone = {f"0b6e2f0c-old-job.mp4.{end}" for end in ("upload", "received", "received.part")}
+    for name in gone:
+        (cache / name).write_bytes(b"no one finishes this")
+    await start_app(queue_url=queue_url)
+    assert {p.name for p in cache.iterdir()} == kept
+    assert Path(worker.job.output_path + ".upload").stat().st_size == 1000
+
+
 async def test_after_a_restart_the_whole_file_is_hashed_from_disk(worker: Worker) -> None:
     """The running SHA-256 lives in memory; a server that did not see the first bytes
     (restarted since) reads the file once at the end, and still tells right from wrong."""

@@ -1,5 +1,6 @@
 """The capability matrix: what each device can really encode and decode (the probe's
-answer, see ``prober``), cached on disk as JSON, shown by ``probe`` and ``GET /hardware``."""
+answer, see ``prober``), cached on disk as JSON, shown by ``optimized-versions probe``
+and ``GET /hardware``."""
 
 from __future__ import annotations
 

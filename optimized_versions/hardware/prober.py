@@ -53,12 +53,13 @@ def cache_key(version: str, devices: list[Device], backends: dict[str, Backend])
 
 
 class FFmpegUnusable(Exception):
-    """The ffmpeg binary cannot be run, or does not answer in time."""
+    """The ffmpeg binary cannot be run, does not answer in time, or fails."""
 
 
 async def ffmpeg_listing(binary: str, what: str, timeout: float) -> str:
     """``ffmpeg -hide_banner <what>`` (``-version``, ``-encoders``...), killed after
-    ``timeout`` seconds: a hung FFMPEG_PATH must not hang the start."""
+    ``timeout`` seconds: a hung FFMPEG_PATH must not hang the start (nor GET /health,
+    which runs ``-version`` through here too)."""
     try:
         proc = await asyncio.create_subprocess_exec(
             binary,
@@ -79,6 +80,8 @@ async def ffmpeg_listing(binary: str, what: str, timeout: float) -> str:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+    if proc.returncode != 0:
+        raise FFmpegUnusable(f"ffmpeg {what} exited with status {proc.returncode}")
     return out.decode("utf-8", "replace")
 
 

@@ -31,22 +31,13 @@ class JellyfinClient:
     async def users_me(self, token: str) -> dict[str, Any]:
         """The token's user. Unauthorized when Jellyfin refuses the token, Unavailable when
         Jellyfin cannot be asked (the token is not at fault then)."""
-        url = f"{self.base_url}/Users/Me"
-        try:
-            async with self.session.get(
-                url, headers=authorization(token), timeout=self._timeout
-            ) as resp:
-                if resp.status in (401, 403):
-                    raise Unauthorized("Jellyfin did not accept the access token")
-                if resp.status != 200:
-                    raise Unavailable(
-                        f"Jellyfin could not be reached: {url} answered HTTP {resp.status}"
-                    )
-                user: Any = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise Unavailable(
-                f"Jellyfin could not be reached at {self.base_url} ({type(exc).__name__})"
-            ) from None
+        user = await self._answer(
+            "GET",
+            "/Users/Me",
+            {401, 403},
+            "Jellyfin did not accept the access token",
+            headers=authorization(token),
+        )
         if not isinstance(user, dict) or not isinstance(user.get("Id"), str):
             raise Unavailable("Jellyfin answered /Users/Me without a user id")
         return user
@@ -91,26 +82,35 @@ class JellyfinClient:
     async def authenticate_by_name(self, username: str, password: str) -> str:
         """Sign a user in with name and password; the new access token. Unauthorized when
         Jellyfin refuses them, Unavailable when Jellyfin cannot be asked."""
-        url = f"{self.base_url}/Users/AuthenticateByName"
-        try:
-            async with self.session.post(
-                url,
-                json={"Username": username, "Pw": password},
-                headers={"Authorization": CLIENT_HEADER},
-                timeout=self._timeout,
-            ) as resp:
-                if resp.status in (400, 401, 403):
-                    raise Unauthorized("Jellyfin did not accept this user name and password")
-                if resp.status != 200:
-                    raise Unavailable(
-                        f"Jellyfin could not be reached: {url} answered HTTP {resp.status}"
-                    )
-                answer: Any = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise Unavailable(
-                f"Jellyfin could not be reached at {self.base_url} ({type(exc).__name__})"
-            ) from None
+        answer = await self._answer(
+            "POST",
+            "/Users/AuthenticateByName",
+            {400, 401, 403},
+            "Jellyfin did not accept this user name and password",
+            json={"Username": username, "Pw": password},
+            headers={"Authorization": CLIENT_HEADER},
+        )
         token = answer.get("AccessToken") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise Unavailable("Jellyfin answered AuthenticateByName without an access token")
         return token
+
+    async def _answer(
+        self, method: str, path: str, refused: set[int], refusal: str, **request: Any
+    ) -> Any:
+        """Jellyfin's JSON answer to a call whose failure is the caller's (``refused``
+        statuses: Unauthorized with ``refusal``) or Jellyfin's (Unavailable)."""
+        url = self.base_url + path
+        try:
+            async with self.session.request(method, url, timeout=self._timeout, **request) as resp:
+                if resp.status in refused:
+                    raise Unauthorized(refusal)
+                if resp.status != 200:
+                    raise Unavailable(
+                        f"Jellyfin could not be reached: {url} answered HTTP {resp.status}"
+                    )
+                return await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise Unavailable(
+                f"Jellyfin could not be reached at {self.base_url} ({type(exc).__name__})"
+            ) from None

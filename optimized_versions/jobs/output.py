@@ -18,6 +18,7 @@ HASH_CHUNK = 1024 * 1024
 
 
 def sha256_file(path: Path) -> str:
+    """Blocking: run it in a thread (a job's output here, a worker's upload in nodes/)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(HASH_CHUNK):

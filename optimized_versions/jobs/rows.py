@@ -121,7 +121,7 @@ COLUMNS_BRIEF = "id, CAST(item AS BLOB)"  # ... or only the id and the item
 
 def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:
     """A job from a row of ``COLUMNS``; without its item (left empty) when the caller
-    writes the stored item text out as it is (``api_json``)."""
+    writes the stored item text out as it is (``api_head``)."""
     values = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
     values["item"] = json.loads(values["item"]) if with_item else {}
     values["fallbacks"] = _list(values["fallbacks"])
@@ -171,7 +171,7 @@ def filters(
 
 @dataclass(frozen=True, slots=True)
 class FileRecord:
-    """What cleanup needs of a job: no item, so that thousands of them stay small."""
+    """What retention and reconciliation need of a job: no item, so thousands stay small."""
 
     id: str
     status: JobStatus

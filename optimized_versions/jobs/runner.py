@@ -30,11 +30,10 @@ from ..media.failures import Failure, classify
 from ..media.plan import PlanError, Target, build_argv, make_plan, source_input
 from ..media.probe import SubtitleInfo
 from ..waits import Hold
-from . import sidecars
+from . import cache, sidecars
 from .models import Job
 from .outcome import Outcome
 from .output import verified_checksum
-from .sidecars import sidecar_folder
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +125,18 @@ class Runner:
     ) -> Outcome:
         """Write ``output`` or raise TranscodeError (or RetryLater, MustWait); never leaves
         a partial file behind."""
-        partial = output.with_name(output.name + ".part")
+        partial = cache.partial(output)
         remote = urlsplit(source).scheme in ("http", "https")
         try:
             with self.relay.serve(source) if remote else _local(source) as feed:
-                subs = await self._sidecars(job, source, sidecar_folder(output))
+                subs = await self._sidecars(job, source, cache.sidecar_folder(output))
                 reports = (on_progress, on_plan or _ignore)
                 return await self._run(job, source, feed, output, partial, reports, lease, subs)
         except BaseException:
             ffmpeg.remove_quietly(partial, output)
             raise
-        finally:  # the sidecar files served their purpose (the janitor removes strays)
-            shutil.rmtree(sidecar_folder(output), ignore_errors=True)
+        finally:  # the sidecar files served their purpose (a start removes strays)
+            shutil.rmtree(cache.sidecar_folder(output), ignore_errors=True)
 
     async def _run(
         self,

@@ -12,7 +12,7 @@ from ..errors import BadRequest, TooManyRequests
 from ..jellyfin.client import JellyfinClient
 from ..jellyfin.sources import choose_source
 from ..jellyfin.urls import redact_url
-from .cleanup import file_intact
+from . import cache
 from .lifecycle import Lifecycle
 from .models import Job, JobStatus, Principal
 from .store import JobStore
@@ -59,7 +59,7 @@ class JobService:
             principal.user_id, body["deviceId"], body["itemId"], profile, _REUSABLE
         )
         if earlier is not None and earlier.status is JobStatus.READY_FOR_REMOVAL:
-            if file_intact(earlier.output_path, earlier.size):  # collected, file still here
+            if cache.file_intact(earlier.output_path, earlier.size):  # collected, file still here
                 self._lifecycle.reuse(earlier)
             else:
                 earlier = None
@@ -84,7 +84,7 @@ class JobService:
             profile=profile,
             status=JobStatus.QUEUED,
             created_at=self._clock(),
-            output_path=str((self._config.cache_dir / f"{job_id}.mp4").resolve()),
+            output_path=str(cache.output_path(self._config.cache_dir, job_id)),
         )
         self._lifecycle.submit(job, source)
         return job.id

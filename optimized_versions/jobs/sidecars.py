@@ -19,7 +19,6 @@ from ..media.tracks import TEXT
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".subs"  # the folder of a job's fetched sidecar files: "<output>.subs"
 MAX_BYTES = 16 * 1024 * 1024  # a film's subtitles are kilobytes; more is not a subtitle
 # Jellyfin's codec names for sidecar files, as FFmpeg names them
 _CODECS = {"srt": "subrip", "vtt": "webvtt", "pgssub": "hdmv_pgs_subtitle", "sub": "dvd_subtitle"}
@@ -104,11 +103,6 @@ def external_subtitles(item: dict[str, Any], url: str) -> list[SubtitleInfo]:
             )
         )
     return found
-
-
-def sidecar_folder(output: Path) -> Path:
-    """Where a job's sidecar files wait for ffmpeg: beside its output, removed after."""
-    return output.with_name(output.name + SUFFIX)
 
 
 def wanted(sub: SubtitleInfo, profile: Profile, chosen: int | None) -> bool:

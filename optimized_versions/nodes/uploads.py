@@ -12,7 +12,8 @@ themselves, so an upload survives a restart of either side:
   worker's ``Repr-Digest``; its existence is the proof. The lead's completion takes it
   from ``received(job)`` and moves it onto ``job.output_path``.
 
-The janitor (``jobs/cleanup.py``) keeps both for optimizing jobs and removes them otherwise.
+Both are kept for optimizing jobs and removed otherwise: at a start (``jobs/reconcile.py``)
+and by DELETE /delete-cache (``jobs/retention.py``); their names are ``jobs/cache.py``'s.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import BadRequest, InsufficientStorage, ServiceError
-from ..jobs.cleanup import RECEIVED, UPLOADING
+from ..jobs import cache
 from ..jobs.models import Job
+from ..jobs.output import sha256_file
 
 WRITE_BLOCK = 1024 * 1024  # bytes gathered before one write (off the event loop)
-HASH_BLOCK = 1024 * 1024
 SPACE_EVERY = 64 * 1024 * 1024  # bytes between free-space checks of a body of unknown length
 
 
@@ -88,15 +89,6 @@ def repr_digest(sha256_hex: str) -> str:
     return f"sha-256=:{base64.b64encode(bytes.fromhex(sha256_hex)).decode()}:"
 
 
-def file_sha256(path: Path) -> str:
-    """Blocking: run it in a thread."""
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while block := source.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Uploads:
     def __init__(
         self,
@@ -115,11 +107,11 @@ class Uploads:
 
     @staticmethod
     def partial(job: Job) -> Path:
-        return Path(job.output_path + UPLOADING)
+        return cache.uploading(job.output_path)
 
     @staticmethod
     def verified(job: Job) -> Path:
-        return Path(job.output_path + RECEIVED)
+        return cache.received(job.output_path)
 
     def offset(self, job: Job) -> int:
         """Bytes received so far (the whole size once verified)."""
@@ -216,7 +208,7 @@ class Uploads:
         if running is not None and running.length == size:
             sha256 = running.digest.hexdigest()
         else:
-            sha256 = await asyncio.to_thread(file_sha256, path) if size else _EMPTY
+            sha256 = await asyncio.to_thread(sha256_file, path) if size else _EMPTY
         problem = None
         if length is not None and size != length:
             problem = f"{size} bytes arrived but Upload-Length said {length}"
@@ -241,7 +233,7 @@ class Uploads:
         if path is None:
             return None
         known = self._sha256.pop(job.id, None)
-        return known or await asyncio.to_thread(file_sha256, path)
+        return known or await asyncio.to_thread(sha256_file, path)
 
 
 _EMPTY = hashlib.sha256().hexdigest()

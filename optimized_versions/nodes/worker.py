@@ -22,6 +22,7 @@ import aiohttp
 from saq import Worker
 from saq.queue.http import HttpQueue
 
+from .. import version
 from ..catalog.profiles import Profile
 from ..config import Config
 from ..errors import MustWait, RetryLater, TranscodeError
@@ -30,7 +31,7 @@ from ..hardware.load import PsutilReader
 from ..hardware.nvml import Nvml
 from ..jellyfin.relay import SourceRelay
 from ..jellyfin.rules import SourceRules
-from ..jobs.cleanup import RECEIVED
+from ..jobs import cache
 from ..jobs.models import Job, JobStatus
 from ..jobs.placement import Placed, SlotLease, placer_from
 from ..jobs.runner import Runner
@@ -114,7 +115,7 @@ class WorkerHost:
             found = [local_best(self.hardware, d, codec) for d in devices]
             best[codec] = next((b for b in self.hardware.preference if b in found), SOFTWARE)
         self.metadata.update(
-            version=_version(),
+            version=version(),
             best=best,
             slots=sum(self.placer.capacity(d) for d in devices),
             busy=busy,
@@ -184,9 +185,9 @@ class WorkerHost:
         saq_job = ctx["job"]
         shared = self.config.server_cache_dir  # the server's cache folder, mounted here
         output_path = (
-            shared / f"{job['output_name']}{RECEIVED}"  # where its upload would end up
+            cache.received(shared / job["output_name"])  # where its upload would end up
             if shared is not None
-            else self.config.cache_dir / f"{job['id']}.mp4"
+            else self.config.cache_dir / cache.output_name(job["id"])
         )
         record = Job(
             **{k: v for k, v in job.items() if k not in ("source_name", "output_name")},
@@ -248,12 +249,3 @@ async def _send_report(saq_job: Any, state: dict[str, Any]) -> None:
     frames, state["frames"] = state["frames"], 0  # since the last report
     with contextlib.suppress(Exception):  # a missed report is made up by the next
         await saq_job.update(progress=state["percent"] / 100, meta={**state, "frames": frames})
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("optimized-versions")
-    except metadata.PackageNotFoundError:
-        return "unknown"

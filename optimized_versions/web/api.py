@@ -22,7 +22,7 @@ from ..errors import (
     UnreadableBody,
     UnsupportedMediaType,
 )
-from ..jobs import cleanup
+from ..jobs import cache
 from ..jobs.models import Job, JobStatus, Principal
 from ..keys import (
     CONFIG,
@@ -212,10 +212,10 @@ async def start_job(request: web.Request) -> web.Response:
 async def statistics(request: web.Request) -> web.Response:
     await authenticate(request)
     store = request.app[STORE]
-    size = await asyncio.to_thread(cleanup.cache_size, request.app[CONFIG].cache_dir)
+    size = await asyncio.to_thread(cache.cache_size, request.app[CONFIG].cache_dir)
     return web.json_response(
         {
-            "cacheSize": cleanup.human_size(size),
+            "cacheSize": cache.human_size(size),
             "cacheBytes": size,
             "activeJobs": store.count(JobStatus.OPTIMIZING),
             "queuedJobs": store.count(JobStatus.QUEUED) + store.count(JobStatus.PENDING_DOWNLOADS),

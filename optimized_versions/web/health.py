@@ -6,7 +6,6 @@ encoding is usable now (a host that fell back to the CPU is healthy, but slower)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import sqlite3
 import time
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from ..hardware.ladder import Hardware
 from ..hardware.matrix import CheckKind
+from ..hardware.prober import FFmpegUnusable, ffmpeg_listing
 from ..keys import CONFIG, HARDWARE, STORE
 
 routes = web.RouteTableDef()
@@ -48,25 +48,10 @@ class FfmpegCheck:
 
     async def _run(self, binary: str) -> str | None:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                binary,
-                "-hide_banner",
-                "-version",
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-        except OSError as exc:
-            return f"ffmpeg cannot run: {exc.strerror or exc}"
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), FFMPEG_TIMEOUT)
-        except TimeoutError:
-            proc.kill()
-            with contextlib.suppress(ProcessLookupError):
-                await proc.wait()
-            return f"ffmpeg -version did not answer in {FFMPEG_TIMEOUT:g} s"
-        if proc.returncode != 0:
-            return f"ffmpeg -version exited with status {proc.returncode}"
-        first = out.decode(errors="replace").splitlines()[:1]
+            listing = await ffmpeg_listing(binary, "-version", FFMPEG_TIMEOUT)
+        except FFmpegUnusable as exc:
+            return str(exc)
+        first = listing.splitlines()[:1]
         self.version = first[0].split(" Copyright")[0] if first else None
         return None
 

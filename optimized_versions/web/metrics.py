@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterator
-from importlib import metadata
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .. import version
 from ..catalog.device import Device, Vendor
 from ..errors import NotFound, Unauthorized
 from ..hardware.ladder import Hardware
@@ -118,13 +118,6 @@ class NodeCollector(Collector):
             running.add_metric(label, len(node.running))
             age.add_metric(label, max(0.0, now - node.seen))
         yield from (online, draining, slots, used, running, age)
-
-
-def version() -> str:
-    try:
-        return metadata.version("optimized-versions")
-    except metadata.PackageNotFoundError:  # run from a source tree
-        return "unknown"
 
 
 def _allowed(request: web.Request) -> None:

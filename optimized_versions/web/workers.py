@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from .. import version
 from ..errors import (
     BadRequest,
     Forbidden,
@@ -30,7 +31,6 @@ from ..keys import CONFIG, DISPATCHER, JELLYFIN, LIMITER, RELAY, STORE, UPLOADS,
 from ..nodes.dispatch import Dispatcher
 from ..nodes.protocol import Refused
 from ..nodes.uploads import Conflict, parse_digest
-from .metrics import version
 
 routes = web.RouteTableDef()
 
