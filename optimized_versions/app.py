@@ -70,26 +70,18 @@ from .nodes.dispatch import Dispatcher
 from .nodes.drains import Drains
 from .nodes.tokens import TOKENS_FILE, WorkerTokens
 from .nodes.uploads import Uploads
-from .web import (
-    actions,
-    api,
-    downloads,
-    health,
-    live,
-    login,
-    metrics,
-    node_admin,
-    pages,
-    workers,
-)
-from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
-from .web.history import LoadHistory
-from .web.listcache import ListCache
-from .web.middleware import errors_middleware
-from .web.proxies import forwarded_middleware, parse_networks
-from .web.ratelimit import FailureLimiter
-from .web.session_store import MemoryStorage
-from .web.telemetry import Telemetry
+from .web.api import api, downloads
+from .web.api.listcache import ListCache
+from .web.dashboard import actions, live, login, pages
+from .web.dashboard.history import LoadHistory
+from .web.dashboard.session_store import MemoryStorage
+from .web.http.auth import JellyfinAuth, StaticAuth, standalone_tokens
+from .web.http.middleware import errors_middleware
+from .web.http.proxies import forwarded_middleware, parse_networks
+from .web.http.ratelimit import FailureLimiter
+from .web.ops import health, metrics
+from .web.ops.telemetry import Telemetry
+from .web.workers import node_admin, workers
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from .jobs.store import JobStore
 from .nodes.dispatch import Dispatcher
 from .nodes.tokens import WorkerTokens
 from .nodes.uploads import Uploads
-from .web.auth import Authenticator
-from .web.history import LoadHistory
-from .web.listcache import ListCache
-from .web.ratelimit import FailureLimiter
-from .web.session_store import MemoryStorage
-from .web.telemetry import Telemetry
+from .web.api.listcache import ListCache
+from .web.dashboard.history import LoadHistory
+from .web.dashboard.session_store import MemoryStorage
+from .web.http.auth import Authenticator
+from .web.http.ratelimit import FailureLimiter
+from .web.ops.telemetry import Telemetry
 
 
 @dataclass(slots=True)

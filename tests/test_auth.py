@@ -10,7 +10,7 @@ from conftest import ADMIN, ALICE, BOB, Env, StartApp, auth, post_job, wait_stat
 
 from optimized_versions.config import StaticToken
 from optimized_versions.keys import AUTHENTICATOR
-from optimized_versions.web.auth import token_hash
+from optimized_versions.web.http.auth import token_hash
 
 TOKEN_FORMS = [
     ({"Authorization": ALICE}, ""),

@@ -53,4 +53,4 @@ def test_media_and_jellyfin_do_not_know_each_other() -> None:
 def test_the_layout_test_sees_the_imports() -> None:
     runner = _imports(PACKAGE / "jobs" / "runner.py")
     assert {"catalog", "hardware", "jellyfin", "media", "errors"} <= runner
-    assert "keys" in _imports(PACKAGE / "web" / "api.py")
+    assert "keys" in _imports(PACKAGE / "web" / "api" / "api.py")

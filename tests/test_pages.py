@@ -17,7 +17,7 @@ from web_helpers import csrf_of, sign_in
 from optimized_versions.app import create_app
 from optimized_versions.config import StaticToken
 from optimized_versions.keys import HISTORY, MONITOR
-from optimized_versions.web.serving import mount
+from optimized_versions.web.http.serving import mount
 
 
 async def test_a_signed_out_visitor_gets_the_sign_in_page_never_data(

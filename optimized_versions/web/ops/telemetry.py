@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ..jobs.models import Job, JobStatus
+from ...jobs.models import Job, JobStatus
 
 # 10 s to 4 h: a short clip on a GPU up to a long film on a small CPU
 BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))

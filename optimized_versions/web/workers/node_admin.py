@@ -13,14 +13,14 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..errors import Forbidden, NotFound
-from ..keys import DISPATCHER, WORKER_TOKENS
-from ..nodes.dispatch import Dispatcher
-from ..nodes.tokens import TokenError
-from .actions import go_back
-from .middleware import authenticate
-from .pages import common, page_user
-from .sessions import check_csrf, require_admin
+from ...errors import Forbidden, NotFound
+from ...keys import DISPATCHER, WORKER_TOKENS
+from ...nodes.dispatch import Dispatcher
+from ...nodes.tokens import TokenError
+from ..dashboard.actions import go_back
+from ..dashboard.pages import common, page_user
+from ..dashboard.sessions import check_csrf, require_admin
+from ..http.middleware import authenticate
 
 routes = web.RouteTableDef()
 

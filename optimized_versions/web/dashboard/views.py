@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..jobs.models import ACTIVE, WAITING, Job, JobStatus, iso
+from ...jobs.models import ACTIVE, WAITING, Job, JobStatus, iso
 
 STAGES = ("queued", "fetching", "transcoding", "verifying", "ready", "collected")
 FINISHED = frozenset(

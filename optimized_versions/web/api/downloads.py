@@ -25,11 +25,11 @@ from aiohttp import hdrs, web, web_fileresponse
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
-from ..errors import NotFound, RangeNotSatisfiable, Unauthorized
-from ..jobs.models import DOWNLOADABLE, Job, JobStatus
-from ..keys import CONFIG, SCHEDULER, STORE, TELEMETRY
+from ...errors import NotFound, RangeNotSatisfiable, Unauthorized
+from ...jobs.models import DOWNLOADABLE, Job, JobStatus
+from ...keys import CONFIG, SCHEDULER, STORE, TELEMETRY
+from ..http.middleware import authenticate, request_token
 from .api import owned_job
-from .middleware import authenticate, request_token
 
 AHEAD = 2 * 1024 * 1024  # bytes read into the page cache ahead of the socket, first step
 LARGEST = 32 * 1024 * 1024  # ... the largest step

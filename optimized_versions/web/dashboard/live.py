@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp_session import get_session
 from aiohttp_sse import sse_response
 
-from ..jobs.models import Principal
-from ..keys import RUNTIME, SESSIONS
+from ...jobs.models import Principal
+from ...keys import RUNTIME, SESSIONS
 from .node_views import nodes_context
 from .pages import (
     common,

@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import Config
-from ..keys import CONFIG, RUNTIME
+from ...config import Config
+from ...keys import CONFIG, RUNTIME
 from .access_log import AccessLogger
 from .middleware import errors_middleware
 

@@ -16,9 +16,9 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
-from ..jobs.models import JobStatus
-from ..jobs.rows import COLUMNS_BRIEF, FIELDS, api_head, row_to_job
-from ..jobs.store import JobStore
+from ...jobs.models import JobStatus
+from ...jobs.rows import COLUMNS_BRIEF, FIELDS, api_head, row_to_job
+from ...jobs.store import JobStore
 
 BODY = 4 * 1024 * 1024
 TOTAL = 32 * 1024 * 1024

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..jobs.models import Principal
-from ..keys import CLOCK, DISPATCHER, STORE, WORKER_TOKENS
+from ...jobs.models import Principal
+from ...keys import CLOCK, DISPATCHER, STORE, WORKER_TOKENS
 from . import views
 
 

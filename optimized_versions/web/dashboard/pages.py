@@ -13,8 +13,8 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from ..jobs.models import ACTIVE, Job, Principal
-from ..keys import CLOCK, CONFIG, HARDWARE, HISTORY, PLACER, STORE, TELEMETRY
+from ...jobs.models import ACTIVE, Job, Principal
+from ...keys import CLOCK, CONFIG, HARDWARE, HISTORY, PLACER, STORE, TELEMETRY
 from . import views
 from .node_views import nodes_context
 from .sessions import csrf_token, signed_in

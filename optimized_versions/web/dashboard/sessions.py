@@ -15,9 +15,9 @@ import secrets
 from aiohttp import web
 from aiohttp_session import get_session
 
-from ..errors import Forbidden, ServiceError
-from ..jobs.models import Principal
-from ..keys import AUTHENTICATOR
+from ...errors import Forbidden, ServiceError
+from ...jobs.models import Principal
+from ...keys import AUTHENTICATOR
 from .session_store import MemoryStorage
 
 

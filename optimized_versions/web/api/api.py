@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import jsonschema
 from aiohttp import web
 
-from ..errors import (
+from ...errors import (
     BadRequest,
     Forbidden,
     NotFound,
@@ -22,9 +22,9 @@ from ..errors import (
     UnreadableBody,
     UnsupportedMediaType,
 )
-from ..jobs import cleanup
-from ..jobs.models import Job, JobStatus, Principal
-from ..keys import (
+from ...jobs import cleanup
+from ...jobs.models import Job, JobStatus, Principal
+from ...keys import (
     CONFIG,
     DISPATCHER,
     DOCUMENT,
@@ -37,8 +37,8 @@ from ..keys import (
     STORE,
     VALIDATOR,
 )
+from ..http.middleware import authenticate, request_token
 from .listcache import BODY, SHOWN, list_version
-from .middleware import authenticate, request_token
 
 OPENAPI: dict[str, Any] = json.loads((Path(__file__).parent / "openapi.json").read_text())
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ServiceError, TooManyRequests, Unauthorized, Unavailable
-from ..jobs.models import Principal
-from ..jobs.rows import storage_problem
-from ..keys import AUTHENTICATOR, LIMITER, RUNTIME
-from ..logs import Every
+from ...errors import ServiceError, TooManyRequests, Unauthorized, Unavailable
+from ...jobs.models import Principal
+from ...jobs.rows import storage_problem
+from ...keys import AUTHENTICATOR, LIMITER, RUNTIME
+from ...logs import Every
 from .auth import TOKEN_SHAPE, extract_token
 
 log = logging.getLogger(__name__)

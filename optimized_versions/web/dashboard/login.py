@@ -11,9 +11,9 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
-from ..errors import ServiceError
-from ..keys import AUTHENTICATOR, CONFIG, JELLYFIN, LIMITER, SESSIONS
-from .auth import TOKEN_SHAPE
+from ...errors import ServiceError
+from ...keys import AUTHENTICATOR, CONFIG, JELLYFIN, LIMITER, SESSIONS
+from ..http.auth import TOKEN_SHAPE
 from .sessions import check_csrf, csrf_token, signed_in, start_session
 
 routes = web.RouteTableDef()

@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from ..config import StaticToken
-from ..errors import Unauthorized
-from ..jellyfin.client import JellyfinClient
-from ..jobs.models import Principal
+from ...config import StaticToken
+from ...errors import Unauthorized
+from ...jellyfin.client import JellyfinClient
+from ...jobs.models import Principal
 
 log = logging.getLogger(__name__)
 

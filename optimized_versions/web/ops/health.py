@@ -15,9 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..hardware.ladder import Hardware
-from ..hardware.matrix import CheckKind
-from ..keys import CONFIG, HARDWARE, STORE
+from ...hardware.ladder import Hardware
+from ...hardware.matrix import CheckKind
+from ...keys import CONFIG, HARDWARE, STORE
 
 routes = web.RouteTableDef()
 FFMPEG_TTL = 30.0  # seconds a good `ffmpeg -version` answer is reused: /health needs no token

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..errors import (
+from ...errors import (
     BadRequest,
     Forbidden,
     NotFound,
@@ -23,14 +23,14 @@ from ..errors import (
     TooManyRequests,
     Unauthorized,
 )
-from ..jellyfin.relay import Relayed, source_name
-from ..jobs import sidecars
-from ..jobs.models import Job, JobStatus
-from ..keys import CONFIG, DISPATCHER, JELLYFIN, LIMITER, RELAY, STORE, UPLOADS, WORKER_TOKENS
-from ..nodes.dispatch import Dispatcher
-from ..nodes.protocol import Refused
-from ..nodes.uploads import Conflict, parse_digest
-from .metrics import version
+from ...jellyfin.relay import Relayed, source_name
+from ...jobs import sidecars
+from ...jobs.models import Job, JobStatus
+from ...keys import CONFIG, DISPATCHER, JELLYFIN, LIMITER, RELAY, STORE, UPLOADS, WORKER_TOKENS
+from ...nodes.dispatch import Dispatcher
+from ...nodes.protocol import Refused
+from ...nodes.uploads import Conflict, parse_digest
+from ..ops.metrics import version
 
 routes = web.RouteTableDef()
 

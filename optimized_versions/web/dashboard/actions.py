@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..keys import CONFIG, HARDWARE, JANITOR, SCHEDULER
+from ...keys import CONFIG, HARDWARE, JANITOR, SCHEDULER
 from .pages import page_user, visible_job
 from .sessions import check_csrf, require_admin
 
