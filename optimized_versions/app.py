@@ -38,17 +38,13 @@ from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.store import JobStore
 from .keys import (
-    AUTHENTICATOR,
     CLOCK,
     CONFIG,
     DISPATCHER,
-    DOCUMENT,
     HARDWARE,
     HISTORY,
     JANITOR,
     JELLYFIN,
-    LIMITER,
-    LISTS,
     MONITOR,
     PLACER,
     PROFILE_NAMES,
@@ -57,11 +53,9 @@ from .keys import (
     RUNTIME,
     SCHEDULER,
     SERVICE,
-    SESSIONS,
     STORE,
     TELEMETRY,
     UPLOADS,
-    VALIDATOR,
     WORKER_TOKENS,
     Runtime,
 )
@@ -70,17 +64,18 @@ from .nodes.dispatch import Dispatcher
 from .nodes.drains import Drains
 from .nodes.tokens import TOKENS_FILE, WorkerTokens
 from .nodes.uploads import Uploads
+from .observe.history import LoadHistory
+from .observe.telemetry import Telemetry
 from .web.api import api, downloads
-from .web.api.listcache import ListCache
+from .web.api.api import DOCUMENT, VALIDATOR
+from .web.api.listcache import LISTS, ListCache
 from .web.dashboard import actions, live, login, pages
-from .web.dashboard.history import LoadHistory
-from .web.dashboard.session_store import MemoryStorage
-from .web.http.auth import JellyfinAuth, StaticAuth, standalone_tokens
+from .web.dashboard.session_store import SESSIONS, MemoryStorage
+from .web.http.auth import AUTHENTICATOR, JellyfinAuth, StaticAuth, standalone_tokens
 from .web.http.middleware import errors_middleware
 from .web.http.proxies import forwarded_middleware, parse_networks
-from .web.http.ratelimit import FailureLimiter
+from .web.http.ratelimit import LIMITER, FailureLimiter
 from .web.ops import health, metrics
-from .web.ops.telemetry import Telemetry
 from .web.workers import node_admin, workers
 
 log = logging.getLogger(__name__)

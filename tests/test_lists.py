@@ -15,9 +15,9 @@ from conftest import ADMIN, Env, StartApp, auth
 
 from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.jobs.store import PAGE, JobStore
-from optimized_versions.keys import LISTS, STORE
+from optimized_versions.keys import STORE
 from optimized_versions.web.api import api
-from optimized_versions.web.api.listcache import SHOWN, SLICE, ListCache
+from optimized_versions.web.api.listcache import LISTS, SHOWN, SLICE, ListCache
 
 
 def _job(n: int, device: str, status: JobStatus = JobStatus.QUEUED) -> Job:

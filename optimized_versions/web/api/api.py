@@ -27,20 +27,19 @@ from ...jobs.models import Job, JobStatus, Principal
 from ...keys import (
     CONFIG,
     DISPATCHER,
-    DOCUMENT,
     HARDWARE,
     JANITOR,
-    LISTS,
     PLACER,
     SCHEDULER,
     SERVICE,
     STORE,
-    VALIDATOR,
 )
 from ..http.middleware import authenticate, request_token
-from .listcache import BODY, SHOWN, list_version
+from .listcache import BODY, LISTS, SHOWN, list_version
 
 OPENAPI: dict[str, Any] = json.loads((Path(__file__).parent / "openapi.json").read_text())
+DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("document")  # the served OpenAPI document
+VALIDATOR: web.AppKey[jsonschema.protocols.Validator] = web.AppKey("validator")
 
 
 def served_document(profiles: frozenset[str]) -> dict[str, Any]:

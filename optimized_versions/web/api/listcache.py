@@ -16,6 +16,8 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
+from aiohttp import web
+
 from ...jobs.models import JobStatus
 from ...jobs.rows import COLUMNS_BRIEF, FIELDS, api_head, row_to_job
 from ...jobs.store import JobStore
@@ -118,6 +120,9 @@ class ListCache:
                 separator = b","
             yield out
         yield [b"[]" if separator == b"[" else b"]"]
+
+
+LISTS = web.AppKey("lists", ListCache)  # all-jobs answers until the store changes
 
 
 def list_version(store: JobStore, device_id: str | None) -> int:

@@ -12,8 +12,10 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from ...errors import ServiceError
-from ...keys import AUTHENTICATOR, CONFIG, JELLYFIN, LIMITER, SESSIONS
-from ..http.auth import TOKEN_SHAPE
+from ...keys import CONFIG, JELLYFIN
+from ..http.auth import AUTHENTICATOR, TOKEN_SHAPE
+from ..http.ratelimit import LIMITER
+from .session_store import SESSIONS
 from .sessions import check_csrf, csrf_token, signed_in, start_session
 
 routes = web.RouteTableDef()

@@ -17,7 +17,7 @@ from aiohttp_session import get_session
 
 from ...errors import Forbidden, ServiceError
 from ...jobs.models import Principal
-from ...keys import AUTHENTICATOR
+from ..http.auth import AUTHENTICATOR
 from .session_store import MemoryStorage
 
 

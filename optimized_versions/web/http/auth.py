@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from aiohttp import web
+
 from ...config import StaticToken
 from ...errors import Unauthorized
 from ...jellyfin.client import JellyfinClient
@@ -61,6 +63,9 @@ def token_hash(token: str) -> str:
 
 class Authenticator(Protocol):
     async def authenticate(self, token: str) -> Principal: ...
+
+
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 
 
 class JellyfinAuth:

@@ -13,9 +13,10 @@ from aiohttp import web
 from ...errors import ServiceError, TooManyRequests, Unauthorized, Unavailable
 from ...jobs.models import Principal
 from ...jobs.rows import storage_problem
-from ...keys import AUTHENTICATOR, LIMITER, RUNTIME
+from ...keys import RUNTIME
 from ...logs import Every
-from .auth import TOKEN_SHAPE, extract_token
+from .auth import AUTHENTICATOR, TOKEN_SHAPE, extract_token
+from .ratelimit import LIMITER
 
 log = logging.getLogger(__name__)
 _storage_log = Every(60.0)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
+from aiohttp import web
+
 ADDRESSES = 4096  # addresses remembered at most (the oldest is forgotten first)
 
 
@@ -35,3 +37,6 @@ class FailureLimiter:
         self._failures[address] = (start, count + 1)
         while len(self._failures) > ADDRESSES:
             self._failures.popitem(last=False)
+
+
+LIMITER = web.AppKey("limiter", FailureLimiter)

@@ -26,10 +26,11 @@ from ...errors import (
 from ...jellyfin.relay import Relayed, source_name
 from ...jobs import sidecars
 from ...jobs.models import Job, JobStatus
-from ...keys import CONFIG, DISPATCHER, JELLYFIN, LIMITER, RELAY, STORE, UPLOADS, WORKER_TOKENS
+from ...keys import CONFIG, DISPATCHER, JELLYFIN, RELAY, STORE, UPLOADS, WORKER_TOKENS
 from ...nodes.dispatch import Dispatcher
 from ...nodes.protocol import Refused
 from ...nodes.uploads import Conflict, parse_digest
+from ..http.ratelimit import LIMITER
 from ..ops.metrics import version
 
 routes = web.RouteTableDef()

@@ -1,7 +1,7 @@
 """Counters for /metrics (prometheus-client, prefix ``ovs_``) and the dashboard's delivery
 figures. One registry per app (tests build many apps). Counters move from the job store's
 observer hook (every status change and wait reason) and from /download; gauges are read at
-scrape time from the store, the placer and the load monitor by ``metrics.py``.
+scrape time from the store, the placer and the load monitor by ``web/ops/metrics.py``.
 
 Labels never carry a job id, a file name or a user name: only outcome, encoder, profile,
 device, reason class, and with worker hosts (QUEUE_URL) the node a job ran on: a worker
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ...jobs.models import Job, JobStatus
+from ..jobs.models import Job, JobStatus
 
 # 10 s to 4 h: a short clip on a GPU up to a long film on a small CPU
 BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))
