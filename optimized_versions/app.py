@@ -69,7 +69,7 @@ from .observe.telemetry import Telemetry
 from .web.api import api, downloads
 from .web.api.api import DOCUMENT, VALIDATOR
 from .web.api.listcache import LISTS, ListCache
-from .web.dashboard import actions, live, login, pages
+from .web.dashboard import actions, live, login, node_actions, pages
 from .web.dashboard.session_store import SESSIONS, MemoryStorage
 from .web.http.auth import AUTHENTICATOR, JellyfinAuth, StaticAuth, standalone_tokens
 from .web.http.middleware import errors_middleware
@@ -162,10 +162,11 @@ def create_app(
     app.add_routes(api.routes)
     app.add_routes(downloads.routes)
     health.setup(app)
-    for table in (metrics.routes, login.routes, pages.routes, actions.routes, live.routes):
-        app.add_routes(table)
+    app.add_routes(metrics.routes)
+    for table in (login.routes, pages.routes, actions.routes, live.routes, node_actions.routes):
+        app.add_routes(table)  # the pages (node_actions: an admin's drain, resume and tokens)
     app.add_routes(workers.routes)  # /worker/...: worker hosts, behind worker tokens
-    app.add_routes(node_admin.routes)  # an admin's drain, resume and worker tokens
+    app.add_routes(node_admin.routes)  # an admin's drain and resume through the API
     app.router.add_static("/static", pages.HERE / "static", name="static")
     pages.setup_templates(app)
     return app

@@ -85,6 +85,19 @@ def test_web_is_grouped_by_who_it_serves() -> None:
         assert not list((web / sub).glob("*/*.py")), f"web/{sub} is one level deep"
 
 
+def test_web_audiences_stand_on_http_and_not_on_each_other() -> None:
+    wrong = []
+    for path in (PACKAGE / "web").rglob("*.py"):
+        parts = path.relative_to(PACKAGE / "web").parts
+        if len(parts) < 2:
+            continue
+        owner = parts[0]
+        for name in _web_imports(path) - {owner}:
+            if WEB_RANKS.get(name, 99) >= WEB_RANKS[owner]:
+                wrong.append(f"web/{'/'.join(parts)} imports web/{name}")
+    assert wrong == []
+
+
 def test_no_module_in_web_is_over_300_lines() -> None:
     long = {
         str(p.relative_to(PACKAGE)): n

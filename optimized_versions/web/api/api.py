@@ -15,25 +15,24 @@ from aiohttp import web
 
 from ...errors import (
     BadRequest,
-    Forbidden,
-    NotFound,
     PayloadTooLarge,
     RequestTimeout,
     UnreadableBody,
     UnsupportedMediaType,
 )
 from ...jobs import cleanup
-from ...jobs.models import Job, JobStatus, Principal
+from ...jobs.models import JobStatus
 from ...keys import (
     CONFIG,
     DISPATCHER,
     HARDWARE,
-    JANITOR,
     PLACER,
     SCHEDULER,
     SERVICE,
     STORE,
 )
+from ..http import operations
+from ..http.guards import owned_job, owner_filter, require_admin
 from ..http.middleware import authenticate, request_token
 from .listcache import BODY, LISTS, SHOWN, list_version
 
@@ -55,15 +54,6 @@ def request_validator(document: dict[str, Any]) -> jsonschema.protocols.Validato
 
 
 routes = web.RouteTableDef()
-
-
-def owned_job(request: web.Request, principal: Principal) -> Job:
-    """The job named in the path, if the caller may see it; 404 exactly as for none."""
-    job_id = request.match_info["id"]
-    job = request.app[STORE].get(job_id)
-    if job is None or not (principal.is_admin or job.owner_id == principal.user_id):
-        raise NotFound(f"no job with id {job_id!r}")
-    return job
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -141,7 +131,7 @@ async def job_status(request: web.Request) -> web.Response:
 async def all_jobs(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     device_id = request.query.get("deviceId")
-    store, owner = request.app[STORE], None if principal.is_admin else principal.user_id
+    store, owner = request.app[STORE], owner_filter(principal)
     key, version, lists = (owner, device_id), list_version(store, device_id), request.app[LISTS]
     headers = {"Content-Type": "application/json; charset=utf-8"}
     if (body := lists.get(key, version)) is not None:
@@ -224,11 +214,8 @@ async def statistics(request: web.Request) -> web.Response:
 
 @routes.delete("/delete-cache")
 async def delete_cache(request: web.Request) -> web.Response:
-    principal = await authenticate(request)
-    if not principal.is_admin:
-        raise Forbidden("only an administrator can delete the cache")
-    await request.app[SCHEDULER].cancel_all()
-    dropped = request.app[JANITOR].clear_cache()
+    require_admin(await authenticate(request), "delete the cache")
+    dropped = await operations.delete_cache(request.app)
     return web.json_response({"message": f"cache deleted: {dropped} file(s) removed"})
 
 
@@ -247,9 +234,7 @@ async def hardware(request: web.Request) -> web.Response:
 
 @routes.post("/hardware/probe")
 async def reprobe(request: web.Request) -> web.Response:
-    principal = await authenticate(request)
-    if not principal.is_admin:
-        raise Forbidden("only an administrator can probe the hardware again")
+    require_admin(await authenticate(request), "probe the hardware again")
     await request.app[HARDWARE].load(refresh=True)
     return web.json_response(_hardware(request))
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ...jobs.models import ACTIVE, Job, Principal
 from ...keys import CLOCK, CONFIG, HARDWARE, HISTORY, PLACER, STORE, TELEMETRY
+from ..http.guards import owner_filter, seen_job
 from . import views
 from .node_views import nodes_context
 from .sessions import csrf_token, signed_in
@@ -47,8 +48,7 @@ async def page_user(request: web.Request) -> Principal:
 
 
 def visible_jobs(request: web.Request, principal: Principal) -> list[Job]:
-    owner = None if principal.is_admin else principal.user_id
-    return request.app[STORE].jobs(owner_id=owner)
+    return request.app[STORE].jobs(owner_id=owner_filter(principal))
 
 
 def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
@@ -153,8 +153,8 @@ async def dashboard(request: web.Request) -> dict[str, Any]:
 
 
 def visible_job(request: web.Request, principal: Principal, job_id: str | None = None) -> Job:
-    job = request.app[STORE].get(job_id or request.match_info["id"])
-    if job is None or not (principal.is_admin or job.owner_id == principal.user_id):
+    job = seen_job(request, principal, job_id or request.match_info["id"])
+    if job is None:
         raise web.HTTPNotFound(text="no such job")
     return job
 

@@ -1,8 +1,10 @@
-"""How the HTTP server runs the application: options for the runner, and the mount under a
-reverse proxy's sub-path. ``serve`` and the tests use the same ones."""
+"""How the HTTP server runs the application: options for the runner, the mount under a
+reverse proxy's sub-path (``serve`` and the tests use the same ones), and the version it
+reports (/metrics, a worker host's hello)."""
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
 from aiohttp import web
@@ -36,3 +38,10 @@ def mount(app: web.Application, base_path: str) -> web.Application:
     root[RUNTIME] = app[RUNTIME]  # the errors middleware answers 503 while stopping
     root.add_subapp(base_path, app)
     return root
+
+
+def version() -> str:
+    try:
+        return metadata.version("optimized-versions")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"

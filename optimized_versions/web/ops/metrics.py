@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterator
-from importlib import metadata
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,6 +24,7 @@ from ...jobs.store import JobStore
 from ...keys import CLOCK, CONFIG, DISPATCHER, HARDWARE, PLACER, STORE, TELEMETRY
 from ...nodes.dispatch import Dispatcher
 from ..http.auth import extract_token
+from ..http.serving import version
 
 routes = web.RouteTableDef()
 
@@ -118,13 +118,6 @@ class NodeCollector(Collector):
             running.add_metric(label, len(node.running))
             age.add_metric(label, max(0.0, now - node.seen))
         yield from (online, draining, slots, used, running, age)
-
-
-def version() -> str:
-    try:
-        return metadata.version("optimized-versions")
-    except metadata.PackageNotFoundError:  # run from a source tree
-        return "unknown"
 
 
 def _allowed(request: web.Request) -> None:
