@@ -6,9 +6,11 @@ from __future__ import annotations
 import html
 import io
 import json
+import logging
 import re
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import ADMIN, ALICE, BOB, Env, StartApp, post_job, wait_status
@@ -17,7 +19,7 @@ from web_helpers import csrf_of, sign_in
 from optimized_versions.app import create_app
 from optimized_versions.config import StaticToken
 from optimized_versions.keys import HISTORY, MONITOR
-from optimized_versions.web.http.serving import mount
+from optimized_versions.web.http.serving import mount, server_options
 
 
 async def test_a_signed_out_visitor_gets_the_sign_in_page_never_data(
@@ -202,6 +204,34 @@ async def test_base_path_serves_everything_under_the_sub_path(
         headers={"Authorization": ALICE, "Content-Type": "application/json"},
     )
     assert big.status == 413  # MAX_BODY_SIZE holds under the sub-path too
+
+
+async def test_polls_under_the_base_path_are_logged_at_debug(
+    env: Env, aiohttp_client: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    config = replace(env.config, base_path="/ovs")
+    root = mount(create_app(config, readers=(env.load, env.gpu_load)), config.base_path)
+    server = TestServer(root)
+    await server.start_server(**server_options(config))  # as `serve` runs it
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(server)  # type: ignore[operator]
+    caplog.set_level(logging.DEBUG, logger="aiohttp.access")
+    assert (await client.get("/ovs/all-jobs", headers={"Authorization": ALICE})).status == 200
+    assert (await client.get("/ovs/statistics", headers={"Authorization": ALICE})).status == 200
+    assert (await client.get("/ovs/login")).status == 200
+    assert (await client.get("/all-jobs", headers={"Authorization": ALICE})).status == 404
+    levels = {
+        line.split('"')[1]: r.levelno
+        for r in caplog.records
+        if r.name == "aiohttp.access" and '"' in (line := r.getMessage())
+    }
+    assert levels == {
+        "GET /ovs/all-jobs": logging.DEBUG,  # a phone's poll, under the sub-path
+        "GET /ovs/statistics": logging.DEBUG,
+        "GET /ovs/login": logging.INFO,
+        "GET /all-jobs": logging.INFO,  # outside the app: not its poll
+    }
 
 
 async def test_devices_show_sparklines_of_the_load_readings(start_app: StartApp, env: Env) -> None:

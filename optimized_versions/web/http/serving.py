@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ...config import Config
 from ...keys import CONFIG, RUNTIME
-from .access_log import AccessLogger
+from .access_log import access_logger
 from .middleware import errors_middleware
 
 
@@ -21,7 +21,7 @@ def server_options(config: Config) -> dict[str, Any]:
     KEEPALIVE_TIMEOUT (slow-header clients cannot hold sockets open)."""
     options: dict[str, Any] = {"keepalive_timeout": config.keepalive_timeout}
     if config.access_log:  # ACCESS_LOG=false: none at all (polls are at DEBUG anyway)
-        options["access_log_class"] = AccessLogger
+        options["access_log_class"] = access_logger(config.base_path)
     else:
         options["access_log"] = None
     return options
