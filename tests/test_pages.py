@@ -100,6 +100,25 @@ async def test_an_admin_sees_every_job_the_probe_and_admin_actions(
     assert ALICE not in detail  # the stored source URL is redacted
 
 
+async def test_the_speeds_per_encoder_show_the_measured_speed(
+    start_app: StartApp, env: Env
+) -> None:
+    client = await start_app()
+    job = await post_job(client, env, "hevc", token=ALICE)  # encoded: ffmpeg reports its speed
+    done = await wait_status(client, job, "completed")
+    assert "speed" not in done  # a completed record keeps no speed (the page must not need it)
+    assert (await sign_in(client, token=ADMIN)).status == 303
+    page = await (await client.get("/")).text()
+    table = page[page.index('<table class="speeds">') :]
+    row = re.search(r"<tr><td>libx264</td><td>h264-1080p</td><td>1</td>(.*?)</tr>", table)
+    assert row is not None, table[:2000]
+    fps, speed = re.findall(r"<td>([^<]*)</td>", row.group(1))
+    assert re.fullmatch(r"\d+", fps) and int(fps) > 0
+    assert re.fullmatch(r"\d+\.\d\dx", speed) and float(speed[:-1]) > 0, row.group(0)
+    history = re.search(r"libx264 [^<]* at \d+ fps \((\d+\.\d\dx)\)", page)
+    assert history is not None and history.group(1) == speed  # the job's own row: one job
+
+
 async def test_a_running_job_shows_why_each_stream_is_copied(start_app: StartApp, env: Env) -> None:
     env.jellyfin.trickle.add("long")  # about 3 s of gradual progress
     client = await start_app()

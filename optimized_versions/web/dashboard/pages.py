@@ -51,6 +51,16 @@ def visible_jobs(request: web.Request, principal: Principal) -> list[Job]:
     return request.app[STORE].jobs(owner_id=owner_filter(principal))
 
 
+def job_view(
+    request: web.Request, job: Job, now: float, place: int | None = None
+) -> dict[str, Any]:
+    """A job as the pages show it, with its run's figures and its deliveries (telemetry)."""
+    telemetry = request.app[TELEMETRY]
+    view = views.job_view(job, now, place, telemetry.fps(job, now), telemetry.speed(job))
+    view["delivery"] = telemetry.deliveries.get(job.id)
+    return view
+
+
 def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
     """The jobs section: active jobs as cards, finished ones in the history."""
     now = request.app[CLOCK]()
@@ -61,7 +71,7 @@ def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
     def fps(job: Job) -> float | None:
         return telemetry.fps(job, now)
 
-    active = [views.job_view(j, now, places.get(j.id), fps(j)) for j in jobs if j.status in ACTIVE]
+    active = [job_view(request, j, now, places.get(j.id)) for j in jobs if j.status in ACTIVE]
     active.sort(key=lambda v: (v["place"] or 0, v["created"] or ""))
     wanted = views.HistoryFilter(
         status=request.query.get("status", ""),
@@ -69,19 +79,17 @@ def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
         encoder=request.query.get("encoder", ""),
     )
     finished = [j for j in jobs if j.status in views.FINISHED]
-    deliveries = telemetry.deliveries
     history: list[dict[str, Any]] = []
     for job in finished:
         if wanted.keep(job) and len(history) < HISTORY_ROWS:
-            view = views.job_view(job, now, fps=fps(job))
-            view["delivery"] = deliveries.get(job.id)
+            view = job_view(request, job, now)
             view["expires"] = views.iso_at((job.finished_at or now) + _keep(request))
             history.append(view)
     return {
         "active": active,
         "history": history,
         "filter": wanted,
-        "speeds": views.average_speeds(finished, fps),
+        "speeds": views.average_speeds(finished, fps, telemetry.speed),
         "users": sorted({j.owner_name for j in finished}),
         "encoders": sorted({j.encoder or j.backend for j in finished if j.encoder or j.backend}),
         "statuses": sorted({str(j.status) for j in finished}),
@@ -162,11 +170,8 @@ def visible_job(request: web.Request, principal: Principal, job_id: str | None =
 def job_context(request: web.Request, job: Job) -> dict[str, Any]:
     now = request.app[CLOCK]()
     places = views.queue_places(request.app[STORE].waiting())
-    telemetry = request.app[TELEMETRY]
-    view = views.job_view(job, now, places.get(job.id), telemetry.fps(job, now))
-    view["delivery"] = telemetry.deliveries.get(job.id)
     return {
-        "job": view,
+        "job": job_view(request, job, now, places.get(job.id)),
         "timeline": views.timeline(job),
         "input_url": job.input_url,  # already redacted when stored
         "command": shlex.join(job.command) if job.command else None,  # scrubbed when stored

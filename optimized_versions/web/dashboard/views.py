@@ -86,8 +86,14 @@ def timings(job: Job, now: float) -> dict[str, Any]:
 
 
 def job_view(
-    job: Job, now: float, place: int | None = None, fps: float | None = None
+    job: Job,
+    now: float,
+    place: int | None = None,
+    fps: float | None = None,
+    speed: float | None = None,
 ) -> dict[str, Any]:
+    """``fps`` and ``speed``: the run's figures as telemetry kept them (``speed``: the
+    record's own while it runs)."""
     item = job.item if isinstance(job.item, dict) else {}
     title = str(item.get("Name") or item.get("SeriesName") or job.item_id)
     if item.get("SeriesName") and item.get("Name"):
@@ -102,7 +108,7 @@ def job_view(
         "stage": stage(job),
         "stage_index": STAGES.index(stage(job)) if stage(job) in STAGES else -1,
         "progress": round(job.progress, 1),
-        "speed": None if job.speed is None else f"{job.speed:.2f}x",
+        "speed": None if speed is None else f"{speed:.2f}x",
         "fps": None if fps is None else f"{fps:.0f}",
         "size": human_bytes(job.size) if job.size else "-",
         "profile": job.profile,
@@ -152,17 +158,19 @@ class HistoryFilter:
         )
 
 
-def average_speeds(jobs: list[Job], fps: Callable[[Job], float | None]) -> list[dict[str, Any]]:
+def average_speeds(
+    jobs: list[Job], fps: Callable[[Job], float | None], speed: Callable[[Job], float | None]
+) -> list[dict[str, Any]]:
     """Average fps and speed (x real time) per encoder and profile over completed jobs
-    (fps where this run of the server saw the job's frames)."""
+    (where this run of the server saw the job's progress: a completed record keeps neither)."""
     speeds: dict[tuple[str, str], list[float]] = defaultdict(list)
     rates: dict[tuple[str, str], list[float]] = defaultdict(list)
     for job in jobs:
         if job.status not in (JobStatus.COMPLETED, JobStatus.READY_FOR_REMOVAL):
             continue
         key = (job.encoder or job.backend or "?", job.profile)
-        if job.speed:
-            speeds[key].append(job.speed)
+        if pace := speed(job):
+            speeds[key].append(pace)
         if (rate := fps(job)) is not None:
             rates[key].append(rate)
     return [
