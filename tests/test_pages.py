@@ -17,8 +17,14 @@ from conftest import ADMIN, ALICE, BOB, Env, StartApp, post_job, wait_status
 from web_helpers import csrf_of, sign_in
 
 from optimized_versions.app import create_app
+from optimized_versions.catalog.backends import load_backends
+from optimized_versions.catalog.profiles import load_profiles
 from optimized_versions.config import StaticToken
+from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.keys import HISTORY, MONITOR
+from optimized_versions.media.probe import VideoInfo
+from optimized_versions.media.why import video_reason
+from optimized_versions.web.dashboard import views
 from optimized_versions.web.http.serving import mount, server_options
 
 
@@ -128,6 +134,67 @@ async def test_a_running_job_shows_why_each_stream_is_copied(start_app: StartApp
     page = await (await client.get("/")).text()
     assert "video copied: H.264 320x240 8-bit fits h264-1080p" in page
     assert "audio copied: AAC mono fits h264-1080p" in page
+
+
+async def test_a_running_jobs_page_names_its_backend_encoder_and_decoder(
+    start_app: StartApp, env: Env
+) -> None:
+    env.jellyfin.trickle.add("long")  # about 3 s of gradual progress
+    client = await start_app()
+    assert (await sign_in(client, token=ALICE)).status == 303
+    for profile, backend, encoder, decoder in (
+        ("hevc-1080p", "software", "libx265", "software"),
+        ("h264-1080p", "copy", "copy", "none"),
+    ):
+        job = await post_job(client, env, "long", token=ALICE, profile=profile)
+        running = await wait_status(client, job, "optimizing", min_progress=0)
+        assert "backend" not in running and "encoder" not in running  # the record has none yet
+        page = await (await client.get(f"/jobs/{job}")).text()
+        assert "<dt>status</dt><dd>optimizing</dd>" in page  # still running as it is read
+        assert ("video copied" if encoder == "copy" else "video encoded") in page
+        assert f"<dt>backend</dt><dd>{backend}</dd>" in page
+        assert f"<dt>encoder · decoder</dt><dd>{encoder} · {decoder}</dd>" in page
+        assert f'<span class="k">runs</span> {encoder} · decode {decoder}' in page
+        await client.delete(f"/cancel-job/{job}", headers={"Authorization": ALICE})
+        await wait_status(client, job, "cancelled")
+
+
+@pytest.mark.parametrize(
+    ("encoder", "decoder", "backend"),
+    [
+        ("h264_nvenc", "nvenc", "nvenc"),
+        ("h264_qsv", "software", "qsv"),
+        ("libx264", "software", "software"),
+    ],
+)
+def test_the_rung_read_from_a_plan_is_the_one_the_planner_wrote(
+    encoder: str, decoder: str, backend: str
+) -> None:
+    """The page reads a running rung from its plan, as media/why.py words it (a hardware
+    rung's among them, which no test here can run)."""
+    video = VideoInfo(0, "hevc", 3840, 2160, "yuv420p10le", 10, None, transfer=16)
+    profile = load_profiles()["h264-1080p"]
+    line = video_reason(video, profile, ["HDR"], (1920, 1080), encoder, decoder, tonemap=True)
+    job = Job(
+        id="j",
+        owner_id="u",
+        owner_name="u",
+        device_id="d",
+        item_id="i",
+        item={},
+        input_url="http://jf/x",
+        file_extension=None,
+        profile=profile.name,
+        status=JobStatus.OPTIMIZING,
+        created_at=0.0,
+        output_path="/tmp/j.mp4",
+        plan=f"{line}; audio copied: AAC stereo fits h264-1080p",
+    )
+    encoders = {s.codec: name for name, b in load_backends().items() for s in b.encoders.values()}
+    rung = {"backend": backend, "encoder": encoder, "decoder": decoder}
+    assert views.running_rung(job, encoders) == rung
+    job.status, job.backend = JobStatus.COMPLETED, "software"
+    assert views.running_rung(job, encoders) == {}, "once it ended, the record's own"
 
 
 async def test_forms_without_the_sessions_anti_forgery_token_are_refused(

@@ -54,11 +54,19 @@ def visible_jobs(request: web.Request, principal: Principal) -> list[Job]:
 def job_view(
     request: web.Request, job: Job, now: float, place: int | None = None
 ) -> dict[str, Any]:
-    """A job as the pages show it, with its run's figures and its deliveries (telemetry)."""
+    """A job as the pages show it: with its run's figures and its deliveries (telemetry),
+    and while it runs the rung it is on."""
     telemetry = request.app[TELEMETRY]
     view = views.job_view(job, now, place, telemetry.fps(job, now), telemetry.speed(job))
     view["delivery"] = telemetry.deliveries.get(job.id)
+    view.update(views.running_rung(job, _encoders(request)))
     return view
+
+
+def _encoders(request: web.Request) -> dict[str, str]:
+    """Which backend has each ffmpeg encoder (h264_nvenc: nvenc, libx264: software)."""
+    backends = request.app[HARDWARE].backends
+    return {spec.codec: name for name, b in backends.items() for spec in b.encoders.values()}
 
 
 def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:

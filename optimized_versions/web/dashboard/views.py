@@ -3,8 +3,9 @@ templates (stage, progress, elapsed, ETA, reasons), so that templates only lay t
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,27 @@ def plan_summary(job: Job) -> list[str]:
     if job.backend == "copy":
         return ["streams copied: the source already fits the profile"]
     return [f"video encoded with {job.encoder or job.backend} ({job.profile})"]
+
+
+# the video line of a rung's plan, in media/why.py's words
+_ENCODED = re.compile(r"^video encoded \((?P<encoder>[^,()]+), (?P<decoder>[^,()]+) decode")
+
+
+def running_rung(job: Job, encoders: Mapping[str, str]) -> dict[str, str | None]:
+    """Backend, encoder and decoder of the rung a running job is on, from its plan: the
+    record has them once the job ends, but while it runs only each rung's plan is saved.
+    ``encoders``: which backend has each ffmpeg encoder. Empty when the record has them."""
+    if job.status is not JobStatus.OPTIMIZING or job.backend is not None or not job.plan:
+        return {}
+    for line in job.plan.split("; "):
+        if line.startswith("video copied"):
+            return {"backend": "copy", "encoder": "copy", "decoder": "none"}
+        if match := _ENCODED.match(line):
+            encoder, decoder = match["encoder"], match["decoder"]
+            hardware_decode = decoder if decoder != "software" else None
+            backend = encoders.get(encoder, hardware_decode)
+            return {"backend": backend, "encoder": encoder, "decoder": decoder}
+    return {}
 
 
 def timings(job: Job, now: float) -> dict[str, Any]:
