@@ -1,4 +1,5 @@
-"""Typed domain errors; one middleware (``http.py``) maps them to JSON HTTP errors."""
+"""Typed domain errors; one middleware (``web/http/middleware.py``) maps them to JSON HTTP
+errors."""
 
 
 class ServiceError(Exception):

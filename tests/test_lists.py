@@ -1,4 +1,4 @@
-"""Job lists as kept (web/listcache.py): a write to one device's job makes that device's
+"""Job lists as kept (web/api/listcache.py): a write to one device's job makes that device's
 lists stale and no other's, every kind of write shows in the next answer, the heads made at
 start-up are the ones a list would make, and a list too long to keep is streamed intact."""
 
