@@ -30,7 +30,7 @@ from optimized_versions.jobs.store import JobStore
 from optimized_versions.media.ffmpeg import default_ffmpeg
 from optimized_versions.media.plan import Target, build_argv, make_plan, source_input
 from optimized_versions.media.probe import probe
-from optimized_versions.web.access_log import AccessLogger
+from optimized_versions.web.http.access_log import AccessLogger
 
 TOKEN = "bench-token-0123456789"
 TOKENS = (StaticToken(token=TOKEN, name="bench", admin=True),)

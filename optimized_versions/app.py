@@ -41,18 +41,14 @@ from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.store import JobStore
 from .keys import (
-    AUTHENTICATOR,
     CLOCK,
     CONFIG,
     DISPATCHER,
-    DOCUMENT,
     HARDWARE,
     HISTORY,
     JANITOR,
     JELLYFIN,
     LIFECYCLE,
-    LIMITER,
-    LISTS,
     MONITOR,
     PLACER,
     PROFILE_NAMES,
@@ -61,11 +57,9 @@ from .keys import (
     RUNTIME,
     SCHEDULER,
     SERVICE,
-    SESSIONS,
     STORE,
     TELEMETRY,
     UPLOADS,
-    VALIDATOR,
     WORKER_TOKENS,
     Runtime,
 )
@@ -74,26 +68,19 @@ from .nodes.dispatch import Dispatcher
 from .nodes.drains import Drains
 from .nodes.tokens import TOKENS_FILE, WorkerTokens
 from .nodes.uploads import Uploads
-from .web import (
-    actions,
-    api,
-    downloads,
-    health,
-    live,
-    login,
-    metrics,
-    node_admin,
-    pages,
-    workers,
-)
-from .web.auth import JellyfinAuth, StaticAuth, standalone_tokens
-from .web.history import LoadHistory
-from .web.listcache import ListCache
-from .web.middleware import errors_middleware
-from .web.proxies import forwarded_middleware, parse_networks
-from .web.ratelimit import FailureLimiter
-from .web.session_store import MemoryStorage
-from .web.telemetry import Telemetry
+from .observe.history import LoadHistory
+from .observe.telemetry import Telemetry
+from .web.api import api, downloads
+from .web.api.api import DOCUMENT, VALIDATOR
+from .web.api.listcache import LISTS, ListCache
+from .web.dashboard import actions, live, login, node_actions, pages
+from .web.dashboard.session_store import SESSIONS, MemoryStorage
+from .web.http.auth import AUTHENTICATOR, JellyfinAuth, StaticAuth, standalone_tokens
+from .web.http.middleware import errors_middleware
+from .web.http.proxies import forwarded_middleware, parse_networks
+from .web.http.ratelimit import LIMITER, FailureLimiter
+from .web.ops import health, metrics
+from .web.workers import node_admin, workers
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +166,11 @@ def create_app(
     app.add_routes(api.routes)
     app.add_routes(downloads.routes)
     health.setup(app)
-    for table in (metrics.routes, login.routes, pages.routes, actions.routes, live.routes):
-        app.add_routes(table)
+    app.add_routes(metrics.routes)
+    for table in (login.routes, pages.routes, actions.routes, live.routes, node_actions.routes):
+        app.add_routes(table)  # the pages (node_actions: an admin's drain, resume and tokens)
     app.add_routes(workers.routes)  # /worker/...: worker hosts, behind worker tokens
-    app.add_routes(node_admin.routes)  # an admin's drain, resume and worker tokens
+    app.add_routes(node_admin.routes)  # an admin's drain and resume through the API
     app.router.add_static("/static", pages.HERE / "static", name="static")
     pages.setup_templates(app)
     return app

@@ -19,7 +19,7 @@ from .config import find_config_file, load_config
 from .errors import ConfigError
 from .nodes.tokens import TOKENS_FILE, TokenError, WorkerTokens
 from .nodes.worker import WorkerError, WorkerHost
-from .web.serving import mount, server_options
+from .web.http.serving import mount, server_options
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Typed domain errors; one middleware (in ``web/``) maps them to JSON HTTP errors."""
+"""Typed domain errors; one middleware (``web/http/middleware.py``) maps them to JSON HTTP
+errors."""
 
 from __future__ import annotations
 

@@ -1,12 +1,15 @@
-"""Every piece of application state, under a typed ``web.AppKey`` (never a string key)."""
+"""The application state made from the configuration and the layers below ``web/``, under
+typed ``web.AppKey`` constants (never string keys).
+
+This module imports nothing from ``web/``: the handlers import it, never the other way round.
+What ``web/`` makes for itself (the authenticator, the sign-in limiter, the list cache, the
+served OpenAPI document, the page sessions) is keyed in the module that defines it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import jsonschema
 from aiohttp import web
 
 from .config import Config
@@ -24,12 +27,8 @@ from .jobs.store import JobStore
 from .nodes.dispatch import Dispatcher
 from .nodes.tokens import WorkerTokens
 from .nodes.uploads import Uploads
-from .web.auth import Authenticator
-from .web.history import LoadHistory
-from .web.listcache import ListCache
-from .web.ratelimit import FailureLimiter
-from .web.session_store import MemoryStorage
-from .web.telemetry import Telemetry
+from .observe.history import LoadHistory
+from .observe.telemetry import Telemetry
 
 
 @dataclass(slots=True)
@@ -53,15 +52,9 @@ JANITOR = web.AppKey("janitor", Janitor)
 HARDWARE = web.AppKey("hardware", Hardware)
 JELLYFIN = web.AppKey("jellyfin", JellyfinClient)
 RELAY = web.AppKey("relay", SourceRelay)
-AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-LIMITER = web.AppKey("limiter", FailureLimiter)
-LISTS = web.AppKey("lists", ListCache)  # all-jobs answers until the store changes
 PROFILE_NAMES: web.AppKey[frozenset[str]] = web.AppKey("profile_names")
-DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("document")  # the served OpenAPI document
-VALIDATOR: web.AppKey[jsonschema.protocols.Validator] = web.AppKey("validator")
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 HISTORY = web.AppKey("history", LoadHistory)
-SESSIONS = web.AppKey("sessions", MemoryStorage)
 WORKER_TOKENS = web.AppKey("worker_tokens", WorkerTokens)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)  # worker hosts, when QUEUE_URL is set
 UPLOADS = web.AppKey("uploads", Uploads)  # worker hosts' outputs coming in

@@ -20,7 +20,7 @@ from optimized_versions.hardware.devices import Host
 from optimized_versions.hardware.load import HostReading
 from optimized_versions.hardware.nvml import GpuReading, NvmlUnavailable
 from optimized_versions.media.ffmpeg import default_ffmpeg
-from optimized_versions.web.serving import server_options
+from optimized_versions.web.http.serving import server_options
 
 # the fake GPU host, issue 12's sources, a throwaway PostgreSQL (cluster, queue_url)
 pytest_plugins = ["gpu_host", "media_cases", "postgres"]

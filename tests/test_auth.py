@@ -9,8 +9,7 @@ import pytest
 from conftest import ADMIN, ALICE, BOB, Env, StartApp, auth, post_job, wait_status
 
 from optimized_versions.config import StaticToken
-from optimized_versions.keys import AUTHENTICATOR
-from optimized_versions.web.auth import token_hash
+from optimized_versions.web.http.auth import AUTHENTICATOR, token_hash
 
 TOKEN_FORMS = [
     ({"Authorization": ALICE}, ""),

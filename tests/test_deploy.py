@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 
 from optimized_versions import cli
 from optimized_versions.config import Config, find_config_file, load_config
-from optimized_versions.web.access_log import AccessLogger
+from optimized_versions.web.http.access_log import AccessLogger
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "config.sample.yaml"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ALICE, Env, StartApp, auth, post_job, wait_status
 
-from optimized_versions.web import downloads
+from optimized_versions.web.api import downloads
 
 
 async def test_whole_file_and_headers(env: Env, start_app: StartApp) -> None:

@@ -17,7 +17,7 @@ from optimized_versions.config import load_config
 from optimized_versions.errors import ConfigError
 from optimized_versions.keys import STORE
 from optimized_versions.logs import OneLineFormatter
-from optimized_versions.web.api import OPENAPI
+from optimized_versions.web.api.api import OPENAPI
 
 
 async def test_a_body_that_does_not_decode_is_400(

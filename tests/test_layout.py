@@ -6,47 +6,106 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "optimized_versions"
-# each may import from those before it; config, errors, logs, waits and the package's own
-# version() from anywhere; keys from web
-ORDER = ["catalog", "media", "jellyfin", "hardware", "jobs", "nodes", "web"]
-BASE = {"config", "errors", "logs", "waits"}
-RANKS = {"catalog": 0, "media": 1, "jellyfin": 1, "hardware": 2, "jobs": 3, "nodes": 4, "web": 5}
+# each may import from those of a lower rank; config, errors, logs, waits and the package's
+# own version() from anywhere. keys.py
+# (the app state's keys) sits between the layers it names and web/, the one layer that reads
+# them; app, cli and __main__ sit on top and may import anything.
+ORDER = ["catalog", "media", "jellyfin", "hardware", "jobs", "nodes", "observe", "keys", "web"]
+BASE = {"config", "errors", "logs", "waits", "version"}
+RANKS = {
+    "catalog": 0,
+    "media": 1,
+    "jellyfin": 1,
+    "hardware": 2,
+    "jobs": 3,
+    "nodes": 4,
+    "observe": 4,
+    "keys": 5,
+    "web": 6,
+}
+# inside web/: the audiences (phones, the pages, worker hosts, monitors) stand on http/, the
+# plumbing they share, and never on each other
+WEB_RANKS = {"http": 0, "api": 1, "dashboard": 1, "workers": 1, "ops": 1}
 
 
-def _is_module(name: str) -> bool:
-    return (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file()
-
-
-def _imports(path: Path) -> set[str]:
-    """The package-level names (subpackage or top module) a module imports."""
+def _targets(path: Path) -> set[tuple[str, ...]]:
+    """The modules (as parts below the package) that a module imports from the package."""
     module = path.relative_to(PACKAGE).with_suffix("").parts
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = list(module[: len(module) - node.level])
             parts = base + (node.module.split(".") if node.module else [])
-            if parts:
-                found.add(parts[0])
-            else:  # "from .. import x": x is a module or subpackage, else the package's own
-                found.update(alias.name for alias in node.names if _is_module(alias.name))
+            if node.module:
+                found.add(tuple(parts))
+            else:  # "from .. import x": x is a module (or subpackage) of that package
+                found.update((*parts, alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
             "optimized_versions."
         ):
-            found.add((node.module or "").split(".")[1])
-    return found
+            found.add(tuple((node.module or "").split(".")[1:]))
+    return {target for target in found if target}
+
+
+def _imports(path: Path) -> set[str]:
+    """The package-level names (subpackage or top module) a module imports."""
+    return {target[0] for target in _targets(path)}
+
+
+def _web_imports(path: Path) -> set[str]:
+    """The web/ subpackages (or web/ modules) a module imports."""
+    return {t[1] for t in _targets(path) if t[0] == "web" and len(t) > 1}
 
 
 def test_subpackages_import_one_way() -> None:
     wrong = []
     for path in PACKAGE.rglob("*.py"):
-        owner = path.relative_to(PACKAGE).parts[0]
+        owner = Path(path.relative_to(PACKAGE).parts[0]).stem
         if owner not in RANKS:
-            continue  # app, cli, keys and __main__ sit on top and may import anything
+            continue  # app, cli and __main__ sit on top and may import anything
         for name in _imports(path) - BASE - {owner}:
-            allowed = name == "keys" and owner == "web"
-            if not allowed and RANKS.get(name, 99) >= RANKS[owner]:
+            if RANKS.get(name, 99) >= RANKS[owner]:
                 wrong.append(f"{path.relative_to(PACKAGE)} imports {name}")
     assert wrong == []
+
+
+def test_keys_import_nothing_from_web() -> None:
+    """The state's keys name what the lower layers make: web/ reads them, they never read
+    web/ (what web/ makes for itself is keyed where it is defined)."""
+    assert _imports(PACKAGE / "keys.py") - BASE <= {n for n, r in RANKS.items() if r < 5}
+
+
+def test_web_is_grouped_by_who_it_serves() -> None:
+    web = PACKAGE / "web"
+    assert sorted(p.name for p in web.glob("*.py")) == ["__init__.py"], "web/ holds subpackages"
+    assert {p.name for p in web.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(
+        WEB_RANKS
+    )
+    for sub in WEB_RANKS:
+        assert (web / sub / "__init__.py").read_text() == "", f"web/{sub}/__init__.py is empty"
+        assert not list((web / sub).glob("*/*.py")), f"web/{sub} is one level deep"
+
+
+def test_web_audiences_stand_on_http_and_not_on_each_other() -> None:
+    wrong = []
+    for path in (PACKAGE / "web").rglob("*.py"):
+        parts = path.relative_to(PACKAGE / "web").parts
+        if len(parts) < 2:
+            continue
+        owner = parts[0]
+        for name in _web_imports(path) - {owner}:
+            if WEB_RANKS.get(name, 99) >= WEB_RANKS[owner]:
+                wrong.append(f"web/{'/'.join(parts)} imports web/{name}")
+    assert wrong == []
+
+
+def test_no_module_in_web_is_over_300_lines() -> None:
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in (PACKAGE / "web").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 300
+    }
+    assert long == {}
 
 
 def test_media_and_jellyfin_do_not_know_each_other() -> None:
@@ -58,4 +117,8 @@ def test_media_and_jellyfin_do_not_know_each_other() -> None:
 def test_the_layout_test_sees_the_imports() -> None:
     runner = _imports(PACKAGE / "jobs" / "runner.py")
     assert {"catalog", "hardware", "jellyfin", "media", "errors"} <= runner
-    assert "keys" in _imports(PACKAGE / "web" / "api.py")
+    api = PACKAGE / "web" / "api" / "api.py"
+    assert {"keys", "web", "jobs", "errors"} <= _imports(api)
+    assert "http" in _web_imports(api)  # "from ..http.middleware import ..."
+    assert "dashboard" in _web_imports(PACKAGE / "web" / "dashboard" / "live.py")  # from .
+    assert "api" in _web_imports(PACKAGE / "app.py")  # "from .web.api import api"

@@ -75,7 +75,7 @@ async def test_a_scheduler_pass_reads_no_items(env: Env, start_app: StartApp) ->
 
 
 def test_the_list_cache_is_bounded_and_versioned() -> None:
-    from optimized_versions.web.listcache import ListCache
+    from optimized_versions.web.api.listcache import ListCache
 
     cache = ListCache(body=10, total=25)
     cache.put("a", 1, b"x" * 10)

@@ -1,4 +1,4 @@
-"""Job lists as kept (web/listcache.py): a write to one device's job makes that device's
+"""Job lists as kept (web/api/listcache.py): a write to one device's job makes that device's
 lists stale and no other's, every kind of write shows in the next answer, the heads made at
 start-up are the ones a list would make, and a list too long to keep is streamed intact."""
 
@@ -15,9 +15,9 @@ from conftest import ADMIN, Env, StartApp, auth
 
 from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.jobs.store import PAGE, JobStore
-from optimized_versions.keys import LISTS, STORE
-from optimized_versions.web import api
-from optimized_versions.web.listcache import SHOWN, SLICE, ListCache
+from optimized_versions.keys import STORE
+from optimized_versions.web.api import api
+from optimized_versions.web.api.listcache import LISTS, SHOWN, SLICE, ListCache
 
 
 def _job(n: int, device: str, status: JobStatus = JobStatus.QUEUED) -> Job:

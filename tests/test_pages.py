@@ -6,18 +6,26 @@ from __future__ import annotations
 import html
 import io
 import json
+import logging
 import re
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import ADMIN, ALICE, BOB, Env, StartApp, post_job, wait_status
 from web_helpers import csrf_of, sign_in
 
 from optimized_versions.app import create_app
+from optimized_versions.catalog.backends import load_backends
+from optimized_versions.catalog.profiles import load_profiles
 from optimized_versions.config import StaticToken
+from optimized_versions.jobs.models import Job, JobStatus
 from optimized_versions.keys import HISTORY, MONITOR
-from optimized_versions.web.serving import mount
+from optimized_versions.media.probe import VideoInfo
+from optimized_versions.media.why import video_reason
+from optimized_versions.web.dashboard import views
+from optimized_versions.web.http.serving import mount, server_options
 
 
 async def test_a_signed_out_visitor_gets_the_sign_in_page_never_data(
@@ -98,6 +106,25 @@ async def test_an_admin_sees_every_job_the_probe_and_admin_actions(
     assert ALICE not in detail  # the stored source URL is redacted
 
 
+async def test_the_speeds_per_encoder_show_the_measured_speed(
+    start_app: StartApp, env: Env
+) -> None:
+    client = await start_app()
+    job = await post_job(client, env, "hevc", token=ALICE)  # encoded: ffmpeg reports its speed
+    done = await wait_status(client, job, "completed")
+    assert "speed" not in done  # a completed record keeps no speed (the page must not need it)
+    assert (await sign_in(client, token=ADMIN)).status == 303
+    page = await (await client.get("/")).text()
+    table = page[page.index('<table class="speeds">') :]
+    row = re.search(r"<tr><td>libx264</td><td>h264-1080p</td><td>1</td>(.*?)</tr>", table)
+    assert row is not None, table[:2000]
+    fps, speed = re.findall(r"<td>([^<]*)</td>", row.group(1))
+    assert re.fullmatch(r"\d+", fps) and int(fps) > 0
+    assert re.fullmatch(r"\d+\.\d\dx", speed) and float(speed[:-1]) > 0, row.group(0)
+    history = re.search(r"libx264 [^<]* at \d+ fps \((\d+\.\d\dx)\)", page)
+    assert history is not None and history.group(1) == speed  # the job's own row: one job
+
+
 async def test_a_running_job_shows_why_each_stream_is_copied(start_app: StartApp, env: Env) -> None:
     env.jellyfin.trickle.add("long")  # about 3 s of gradual progress
     client = await start_app()
@@ -107,6 +134,67 @@ async def test_a_running_job_shows_why_each_stream_is_copied(start_app: StartApp
     page = await (await client.get("/")).text()
     assert "video copied: H.264 320x240 8-bit fits h264-1080p" in page
     assert "audio copied: AAC mono fits h264-1080p" in page
+
+
+async def test_a_running_jobs_page_names_its_backend_encoder_and_decoder(
+    start_app: StartApp, env: Env
+) -> None:
+    env.jellyfin.trickle.add("long")  # about 3 s of gradual progress
+    client = await start_app()
+    assert (await sign_in(client, token=ALICE)).status == 303
+    for profile, backend, encoder, decoder in (
+        ("hevc-1080p", "software", "libx265", "software"),
+        ("h264-1080p", "copy", "copy", "none"),
+    ):
+        job = await post_job(client, env, "long", token=ALICE, profile=profile)
+        running = await wait_status(client, job, "optimizing", min_progress=0)
+        assert "backend" not in running and "encoder" not in running  # the record has none yet
+        page = await (await client.get(f"/jobs/{job}")).text()
+        assert "<dt>status</dt><dd>optimizing</dd>" in page  # still running as it is read
+        assert ("video copied" if encoder == "copy" else "video encoded") in page
+        assert f"<dt>backend</dt><dd>{backend}</dd>" in page
+        assert f"<dt>encoder · decoder</dt><dd>{encoder} · {decoder}</dd>" in page
+        assert f'<span class="k">runs</span> {encoder} · decode {decoder}' in page
+        await client.delete(f"/cancel-job/{job}", headers={"Authorization": ALICE})
+        await wait_status(client, job, "cancelled")
+
+
+@pytest.mark.parametrize(
+    ("encoder", "decoder", "backend"),
+    [
+        ("h264_nvenc", "nvenc", "nvenc"),
+        ("h264_qsv", "software", "qsv"),
+        ("libx264", "software", "software"),
+    ],
+)
+def test_the_rung_read_from_a_plan_is_the_one_the_planner_wrote(
+    encoder: str, decoder: str, backend: str
+) -> None:
+    """The page reads a running rung from its plan, as media/why.py words it (a hardware
+    rung's among them, which no test here can run)."""
+    video = VideoInfo(0, "hevc", 3840, 2160, "yuv420p10le", 10, None, transfer=16)
+    profile = load_profiles()["h264-1080p"]
+    line = video_reason(video, profile, ["HDR"], (1920, 1080), encoder, decoder, tonemap=True)
+    job = Job(
+        id="j",
+        owner_id="u",
+        owner_name="u",
+        device_id="d",
+        item_id="i",
+        item={},
+        input_url="http://jf/x",
+        file_extension=None,
+        profile=profile.name,
+        status=JobStatus.OPTIMIZING,
+        created_at=0.0,
+        output_path="/tmp/j.mp4",
+        plan=f"{line}; audio copied: AAC stereo fits h264-1080p",
+    )
+    encoders = {s.codec: name for name, b in load_backends().items() for s in b.encoders.values()}
+    rung = {"backend": backend, "encoder": encoder, "decoder": decoder}
+    assert views.running_rung(job, encoders) == rung
+    job.status, job.backend = JobStatus.COMPLETED, "software"
+    assert views.running_rung(job, encoders) == {}, "once it ended, the record's own"
 
 
 async def test_forms_without_the_sessions_anti_forgery_token_are_refused(
@@ -202,6 +290,34 @@ async def test_base_path_serves_everything_under_the_sub_path(
         headers={"Authorization": ALICE, "Content-Type": "application/json"},
     )
     assert big.status == 413  # MAX_BODY_SIZE holds under the sub-path too
+
+
+async def test_polls_under_the_base_path_are_logged_at_debug(
+    env: Env, aiohttp_client: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    config = replace(env.config, base_path="/ovs")
+    root = mount(create_app(config, readers=(env.load, env.gpu_load)), config.base_path)
+    server = TestServer(root)
+    await server.start_server(**server_options(config))  # as `serve` runs it
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(server)  # type: ignore[operator]
+    caplog.set_level(logging.DEBUG, logger="aiohttp.access")
+    assert (await client.get("/ovs/all-jobs", headers={"Authorization": ALICE})).status == 200
+    assert (await client.get("/ovs/statistics", headers={"Authorization": ALICE})).status == 200
+    assert (await client.get("/ovs/login")).status == 200
+    assert (await client.get("/all-jobs", headers={"Authorization": ALICE})).status == 404
+    levels = {
+        line.split('"')[1]: r.levelno
+        for r in caplog.records
+        if r.name == "aiohttp.access" and '"' in (line := r.getMessage())
+    }
+    assert levels == {
+        "GET /ovs/all-jobs": logging.DEBUG,  # a phone's poll, under the sub-path
+        "GET /ovs/statistics": logging.DEBUG,
+        "GET /ovs/login": logging.INFO,
+        "GET /all-jobs": logging.INFO,  # outside the app: not its poll
+    }
 
 
 async def test_devices_show_sparklines_of_the_load_readings(start_app: StartApp, env: Env) -> None:

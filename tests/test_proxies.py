@@ -9,7 +9,7 @@ from conftest import ADMIN, StartApp
 from web_helpers import Client, csrf_of
 
 from optimized_versions.errors import ConfigError
-from optimized_versions.web.proxies import parse_networks
+from optimized_versions.web.http.proxies import parse_networks
 
 BOGUS = {"Authorization": "f" * 32}  # well-formed, unknown to Jellyfin: 401
 

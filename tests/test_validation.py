@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 
-from optimized_versions.web.api import OPENAPI
+from optimized_versions.web.api.api import OPENAPI
 
 GOOD = {"url": "http://jf.invalid/Videos/x/stream?api_key=k", "deviceId": "d", "itemId": "x"}
 

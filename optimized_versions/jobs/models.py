@@ -134,7 +134,7 @@ class Job:
 
 class StoreObserver(Protocol):
     """Told of every status change, wait reason and progress report (the metrics count
-    them; web/telemetry.py is the one observer)."""
+    them; observe/telemetry.py is the one observer)."""
 
     def changed(self, job: Job, previous: JobStatus) -> None: ...
 

@@ -2,7 +2,7 @@
 
 The protocol follows the IETF draft "Resumable Uploads for HTTP" (``Upload-Offset``,
 ``Upload-Complete``, ``Upload-Length``) and RFC 9530 (``Repr-Digest: sha-256=:<base64>:``);
-the routes are in ``web/workers.py``, this module owns the files. The state is the files
+the routes are in ``web/workers/workers.py``, this module owns the files. The state is the files
 themselves, so an upload survives a restart of either side:
 
 - ``<output>.upload``: the bytes received so far; its size *is* the offset to resume at.

@@ -25,11 +25,11 @@ from aiohttp import hdrs, web, web_fileresponse
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
-from ..errors import NotFound, RangeNotSatisfiable, Unauthorized
-from ..jobs.models import DOWNLOADABLE, Job, JobStatus
-from ..keys import CONFIG, LIFECYCLE, STORE, TELEMETRY
-from .api import owned_job
-from .middleware import authenticate, request_token
+from ...errors import NotFound, RangeNotSatisfiable, Unauthorized
+from ...jobs.models import DOWNLOADABLE, Job, JobStatus
+from ...keys import CONFIG, LIFECYCLE, STORE, TELEMETRY
+from ..http.guards import owned_job
+from ..http.middleware import NO_TOKEN, authenticate, request_token
 
 AHEAD = 2 * 1024 * 1024  # bytes read into the page cache ahead of the socket, first step
 LARGEST = 32 * 1024 * 1024  # ... the largest step
@@ -82,7 +82,7 @@ def _bare_head(request: web.Request) -> web.Response:
     """HEAD without a token: the size of a finished file and nothing else."""
     job = request.app[STORE].get(request.match_info["id"])
     if job is None or job.status not in DOWNLOADABLE or not Path(job.output_path).is_file():
-        raise Unauthorized("no access token: send it in Authorization, X-Emby-Token or ?api_key=")
+        raise Unauthorized(NO_TOKEN)
     return web.Response(headers={"Content-Length": str(job.size), "Accept-Ranges": "bytes"})
 
 

@@ -14,40 +14,36 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .. import version
-from ..errors import (
+from ... import version
+from ...errors import (
     BadRequest,
     Forbidden,
     NotFound,
     RequestTimeout,
     ServiceError,
-    TooManyRequests,
     Unauthorized,
 )
-from ..jellyfin.relay import Relayed, source_name
-from ..jobs import sidecars
-from ..jobs.models import Job, JobStatus
-from ..keys import CONFIG, DISPATCHER, JELLYFIN, LIMITER, RELAY, STORE, UPLOADS, WORKER_TOKENS
-from ..nodes.dispatch import Dispatcher
-from ..nodes.protocol import Refused
-from ..nodes.uploads import Conflict, parse_digest
+from ...jellyfin.relay import Relayed, source_name
+from ...jobs import sidecars
+from ...jobs.models import Job, JobStatus
+from ...keys import CONFIG, JELLYFIN, RELAY, STORE, UPLOADS, WORKER_TOKENS
+from ...nodes.protocol import Refused
+from ...nodes.uploads import Conflict, parse_digest
+from ..http.guards import dispatcher
+from ..http.ratelimit import check_sign_ins, sign_in_failed
 
 routes = web.RouteTableDef()
 
 
 def require_worker(request: web.Request) -> str:
     """The calling worker's name, or 401 (429 for an address that failed too often)."""
-    limiter, address = request.app[LIMITER], request.remote or "unknown"
-    if (wait := limiter.retry_after(address)) is not None:
-        raise TooManyRequests(
-            f"too many failed sign-ins from this address: try again in {wait:.0f} s", wait
-        )
+    check_sign_ins(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("a worker token is needed: Authorization: Bearer <token>")
     name = request.app[WORKER_TOKENS].check(token.strip())
     if name is None:
-        limiter.failed(address)
+        sign_in_failed(request)
         raise Unauthorized("the worker token is unknown or revoked")
     return name
 
@@ -168,20 +164,12 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
         yield piece
 
 
-def _dispatcher(request: web.Request) -> Dispatcher:
-    dispatcher = request.app.get(DISPATCHER)
-    if dispatcher is None:
-        raise NotFound("this server has no worker hosts (QUEUE_URL is not set)")
-    return dispatcher
-
-
 @routes.post("/worker/queue")
 async def queue(request: web.Request) -> web.Response:
     """SAQ's HttpQueue protocol, for the calling worker's own queue only."""
     node = require_worker(request)
-    dispatcher = _dispatcher(request)
     try:
-        answer = await dispatcher.proxy(node, await request.text())
+        answer = await dispatcher(request).proxy(node, await request.text())
     except Refused as exc:
         raise Forbidden(str(exc)) from None
     return web.Response(text=answer or "", content_type="application/json")

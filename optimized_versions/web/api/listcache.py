@@ -16,9 +16,11 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
-from ..jobs.models import JobStatus
-from ..jobs.rows import COLUMNS_BRIEF, FIELDS, api_head, row_to_job
-from ..jobs.store import JobStore
+from aiohttp import web
+
+from ...jobs.models import JobStatus
+from ...jobs.rows import COLUMNS_BRIEF, FIELDS, api_head, row_to_job
+from ...jobs.store import JobStore
 
 BODY = 4 * 1024 * 1024
 TOTAL = 32 * 1024 * 1024
@@ -29,40 +31,53 @@ _ID = FIELDS.index("id")
 SHOWN = [s for s in JobStatus if s is not JobStatus.CANCELLED]
 
 
-class Heads:
+class Kept:
+    """Bytes by key, each tagged with the version it was made at; at most ``total`` bytes in
+    all (the least recently used go first)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._kept: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
+        self.size = 0
+
+    def get(self, key: Hashable, version: int) -> bytes | None:
+        hit = self._kept.get(key)
+        if hit is None or hit[0] != version:
+            return None
+        self._kept.move_to_end(key)
+        return hit[1]
+
+    def drop(self, key: Hashable) -> None:
+        old = self._kept.pop(key, None)
+        if old is not None:
+            self.size -= len(old[1])
+
+    def put(self, key: Hashable, version: int, body: bytes) -> None:
+        self.drop(key)
+        self._kept[key] = (version, body)
+        self.size += len(body)
+        while self.size > self.total:
+            _, (_, dropped) = self._kept.popitem(last=False)
+            self.size -= len(dropped)
+
+
+class Heads(Kept):
     """Each job's head, tagged with the version of the job's last write."""
 
     def __init__(self, total: int = HEADS) -> None:
-        self.total = total
-        self._heads: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
-        self.size = 0
-
-    def get(self, job_id: str, written: int) -> bytes | None:
-        hit = self._heads.get(job_id)
-        if hit is None or hit[0] != written:
-            return None
-        self._heads.move_to_end(job_id)
-        return hit[1]
+        super().__init__(total)
 
     def make(self, row: tuple[Any, ...], written: int) -> bytes:
         """The head of a row of ``COLUMNS_RAW``, kept."""
         job_id, head = row[_ID], api_head(row_to_job(row, with_item=False))
-        old = self._heads.pop(job_id, None)
-        if old is not None:
-            self.size -= len(old[1])
-        self._heads[job_id] = (written, head)
-        self.size += len(head)
-        while self.size > self.total:
-            _, (_, dropped) = self._heads.popitem(last=False)
-            self.size -= len(dropped)
+        self.put(job_id, written, head)
         return head
 
 
 class ListCache:
     def __init__(self, body: int = BODY, total: int = TOTAL, heads: int = HEADS) -> None:
-        self._body, self._total = body, total
-        self._lists: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
-        self._size = 0
+        self._body = body
+        self._lists = Kept(total)
         self.heads = Heads(heads)
         # the version of each job's and each client device's last write (absent: none in
         # this process), so that one job's progress makes only its own device's lists stale
@@ -77,23 +92,13 @@ class ListCache:
             self.device_written[device_id] = version
 
     def get(self, key: Hashable, version: int) -> bytes | None:
-        hit = self._lists.get(key)
-        if hit is None or hit[0] != version:
-            return None
-        self._lists.move_to_end(key)
-        return hit[1]
+        return self._lists.get(key, version)
 
     def put(self, key: Hashable, version: int, body: bytes) -> None:
-        old = self._lists.pop(key, None)
-        if old is not None:
-            self._size -= len(old[1])
         if len(body) > self._body:
-            return
-        self._lists[key] = (version, body)
-        self._size += len(body)
-        while self._size > self._total:
-            _, (_, dropped) = self._lists.popitem(last=False)
-            self._size -= len(dropped)
+            self._lists.drop(key)  # (the one kept before is stale all the same)
+        else:
+            self._lists.put(key, version, body)
 
     async def warm(self, store: JobStore) -> None:
         """At start-up: the heads of what devices' lists show, newest first, SLICE at a
@@ -133,3 +138,6 @@ class ListCache:
     def list_version(self, device_id: str | None) -> int:
         """What a list is kept by: its device's last write, or any write for a list of all."""
         return self.version if device_id is None else self.device_written.get(device_id, 0)
+
+
+LISTS = web.AppKey("lists", ListCache)  # all-jobs answers until the store changes

@@ -15,9 +15,9 @@ import secrets
 from aiohttp import web
 from aiohttp_session import get_session
 
-from ..errors import Forbidden, ServiceError
-from ..jobs.models import Principal
-from ..keys import AUTHENTICATOR
+from ...errors import ServiceError
+from ...jobs.models import Principal
+from ..http.auth import AUTHENTICATOR
 from .session_store import MemoryStorage
 
 
@@ -68,8 +68,3 @@ async def start_session(request: web.Request, storage: MemoryStorage, token: str
     session.clear()
     session["token"] = token
     session["csrf"] = secrets.token_urlsafe(24)
-
-
-def require_admin(principal: Principal) -> None:
-    if not principal.is_admin:
-        raise Forbidden("only an administrator can do this")

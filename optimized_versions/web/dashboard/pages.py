@@ -13,8 +13,9 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from ..jobs.models import ACTIVE, Job, Principal
-from ..keys import CLOCK, CONFIG, HARDWARE, HISTORY, PLACER, STORE, TELEMETRY
+from ...jobs.models import ACTIVE, Job, Principal
+from ...keys import CLOCK, CONFIG, HARDWARE, HISTORY, PLACER, STORE, TELEMETRY
+from ..http.guards import owner_filter, seen_job
 from . import views
 from .node_views import nodes_context
 from .sessions import csrf_token, signed_in
@@ -47,8 +48,25 @@ async def page_user(request: web.Request) -> Principal:
 
 
 def visible_jobs(request: web.Request, principal: Principal) -> list[Job]:
-    owner = None if principal.is_admin else principal.user_id
-    return request.app[STORE].jobs(owner_id=owner)
+    return request.app[STORE].jobs(owner_id=owner_filter(principal))
+
+
+def job_view(
+    request: web.Request, job: Job, now: float, place: int | None = None
+) -> dict[str, Any]:
+    """A job as the pages show it: with its run's figures and its deliveries (telemetry),
+    and while it runs the rung it is on."""
+    telemetry = request.app[TELEMETRY]
+    view = views.job_view(job, now, place, telemetry.fps(job, now), telemetry.speed(job))
+    view["delivery"] = telemetry.deliveries.get(job.id)
+    view.update(views.running_rung(job, _encoders(request)))
+    return view
+
+
+def _encoders(request: web.Request) -> dict[str, str]:
+    """Which backend has each ffmpeg encoder (h264_nvenc: nvenc, libx264: software)."""
+    backends = request.app[HARDWARE].backends
+    return {spec.codec: name for name, b in backends.items() for spec in b.encoders.values()}
 
 
 def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
@@ -61,7 +79,7 @@ def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
     def fps(job: Job) -> float | None:
         return telemetry.fps(job, now)
 
-    active = [views.job_view(j, now, places.get(j.id), fps(j)) for j in jobs if j.status in ACTIVE]
+    active = [job_view(request, j, now, places.get(j.id)) for j in jobs if j.status in ACTIVE]
     active.sort(key=lambda v: (v["place"] or 0, v["created"] or ""))
     wanted = views.HistoryFilter(
         status=request.query.get("status", ""),
@@ -69,19 +87,17 @@ def jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
         encoder=request.query.get("encoder", ""),
     )
     finished = [j for j in jobs if j.status in views.FINISHED]
-    deliveries = telemetry.deliveries
     history: list[dict[str, Any]] = []
     for job in finished:
         if wanted.keep(job) and len(history) < HISTORY_ROWS:
-            view = views.job_view(job, now, fps=fps(job))
-            view["delivery"] = deliveries.get(job.id)
+            view = job_view(request, job, now)
             view["expires"] = views.iso_at((job.finished_at or now) + _keep(request))
             history.append(view)
     return {
         "active": active,
         "history": history,
         "filter": wanted,
-        "speeds": views.average_speeds(finished, fps),
+        "speeds": views.average_speeds(finished, fps, telemetry.speed),
         "users": sorted({j.owner_name for j in finished}),
         "encoders": sorted({j.encoder or j.backend for j in finished if j.encoder or j.backend}),
         "statuses": sorted({str(j.status) for j in finished}),
@@ -153,8 +169,8 @@ async def dashboard(request: web.Request) -> dict[str, Any]:
 
 
 def visible_job(request: web.Request, principal: Principal, job_id: str | None = None) -> Job:
-    job = request.app[STORE].get(job_id or request.match_info["id"])
-    if job is None or not (principal.is_admin or job.owner_id == principal.user_id):
+    job = seen_job(request, principal, job_id or request.match_info["id"])
+    if job is None:
         raise web.HTTPNotFound(text="no such job")
     return job
 
@@ -162,11 +178,8 @@ def visible_job(request: web.Request, principal: Principal, job_id: str | None =
 def job_context(request: web.Request, job: Job) -> dict[str, Any]:
     now = request.app[CLOCK]()
     places = views.queue_places(request.app[STORE].waiting())
-    telemetry = request.app[TELEMETRY]
-    view = views.job_view(job, now, places.get(job.id), telemetry.fps(job, now))
-    view["delivery"] = telemetry.deliveries.get(job.id)
     return {
-        "job": view,
+        "job": job_view(request, job, now, places.get(job.id)),
         "timeline": views.timeline(job),
         "input_url": job.input_url,  # already redacted when stored
         "command": shlex.join(job.command) if job.command else None,  # scrubbed when stored

@@ -13,34 +13,32 @@ from urllib.parse import urlsplit
 import jsonschema
 from aiohttp import web
 
-from ..errors import (
+from ...errors import (
     BadRequest,
-    Forbidden,
-    NotFound,
     PayloadTooLarge,
     RequestTimeout,
     UnreadableBody,
     UnsupportedMediaType,
 )
-from ..jobs import cache
-from ..jobs.models import Job, JobStatus, Principal
-from ..keys import (
+from ...jobs import cache
+from ...jobs.models import JobStatus
+from ...keys import (
     CONFIG,
     DISPATCHER,
-    DOCUMENT,
     HARDWARE,
-    JANITOR,
     LIFECYCLE,
-    LISTS,
     PLACER,
     SERVICE,
     STORE,
-    VALIDATOR,
 )
-from .listcache import BODY, SHOWN
-from .middleware import authenticate, request_token
+from ..http import operations
+from ..http.guards import owned_job, owner_filter, require_admin
+from ..http.middleware import authenticate, request_token
+from .listcache import BODY, LISTS, SHOWN
 
 OPENAPI: dict[str, Any] = json.loads((Path(__file__).parent / "openapi.json").read_text())
+DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("document")  # the served OpenAPI document
+VALIDATOR: web.AppKey[jsonschema.protocols.Validator] = web.AppKey("validator")
 
 
 def served_document(profiles: frozenset[str]) -> dict[str, Any]:
@@ -56,15 +54,6 @@ def request_validator(document: dict[str, Any]) -> jsonschema.protocols.Validato
 
 
 routes = web.RouteTableDef()
-
-
-def owned_job(request: web.Request, principal: Principal) -> Job:
-    """The job named in the path, if the caller may see it; 404 exactly as for none."""
-    job_id = request.match_info["id"]
-    job = request.app[STORE].get(job_id)
-    if job is None or not (principal.is_admin or job.owner_id == principal.user_id):
-        raise NotFound(f"no job with id {job_id!r}")
-    return job
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -142,7 +131,7 @@ async def job_status(request: web.Request) -> web.Response:
 async def all_jobs(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     device_id = request.query.get("deviceId")
-    store, owner = request.app[STORE], None if principal.is_admin else principal.user_id
+    store, owner = request.app[STORE], owner_filter(principal)
     lists = request.app[LISTS]
     key, version = (owner, device_id), lists.list_version(device_id)
     headers = {"Content-Type": "application/json; charset=utf-8"}
@@ -226,11 +215,8 @@ async def statistics(request: web.Request) -> web.Response:
 
 @routes.delete("/delete-cache")
 async def delete_cache(request: web.Request) -> web.Response:
-    principal = await authenticate(request)
-    if not principal.is_admin:
-        raise Forbidden("only an administrator can delete the cache")
-    await request.app[LIFECYCLE].cancel_all()
-    dropped = request.app[JANITOR].clear_cache()
+    require_admin(await authenticate(request), "delete the cache")
+    dropped = await operations.delete_cache(request.app)
     return web.json_response({"message": f"cache deleted: {dropped} file(s) removed"})
 
 
@@ -249,9 +235,7 @@ async def hardware(request: web.Request) -> web.Response:
 
 @routes.post("/hardware/probe")
 async def reprobe(request: web.Request) -> web.Response:
-    principal = await authenticate(request)
-    if not principal.is_admin:
-        raise Forbidden("only an administrator can probe the hardware again")
+    require_admin(await authenticate(request), "probe the hardware again")
     await request.app[HARDWARE].load(refresh=True)
     return web.json_response(_hardware(request))
 

@@ -1,7 +1,7 @@
 """Counters for /metrics (prometheus-client, prefix ``ovs_``) and the dashboard's delivery
 figures. One registry per app (tests build many apps). Counters move from the job store's
 observer hook (every status change and wait reason) and from /download; gauges are read at
-scrape time from the store, the placer and the load monitor by ``metrics.py``.
+scrape time from the store, the placer and the load monitor by ``web/ops/metrics.py``.
 
 Labels never carry a job id, a file name or a user name: only outcome, encoder, profile,
 device, reason class, and with worker hosts (QUEUE_URL) the node a job ran on: a worker
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -25,7 +26,9 @@ OUTCOMES = {
     JobStatus.FAILED: "failed",
     JobStatus.CANCELLED: "cancelled",
 }
-DELIVERIES = 4096  # jobs whose delivery figures are remembered (the oldest go first)
+DELIVERIES = 4096  # jobs whose delivery and run figures are remembered (the oldest go first)
+ENDED = frozenset({*OUTCOMES, JobStatus.READY_FOR_REMOVAL})
+_V = TypeVar("_V")
 
 
 @dataclass(slots=True)
@@ -33,6 +36,14 @@ class Delivery:
     bytes: int = 0
     requests: int = 0
     resumes: int = 0  # ranged requests that did not start at the first byte
+
+
+@dataclass(slots=True)
+class Run:
+    """A job's last run as its progress reports told it."""
+
+    frames: int = 0  # video frames written
+    speed: float | None = None  # ffmpeg's last figure (x real time, over the run so far)
 
 
 class Telemetry:
@@ -77,7 +88,7 @@ class Telemetry:
         )
         self._last_hold: dict[str, str] = {}
         self.deliveries: OrderedDict[str, Delivery] = OrderedDict()
-        self.job_frames: OrderedDict[str, int] = OrderedDict()  # frames of a job's last run
+        self.runs: OrderedDict[str, Run] = OrderedDict()  # each job's last run
 
     # -- jobs.models.StoreObserver ----------------------------------------------------
 
@@ -86,7 +97,7 @@ class Telemetry:
             self._last_hold.pop(job.id, None)
             if job.started_at is not None:
                 self.queue_wait.observe(max(0.0, job.started_at - job.created_at))
-            self._remember_frames(job.id, 0)  # a new run counts its own frames
+            _keep(self.runs, job.id, Run())  # a new run counts its own frames
             return
         outcome = OUTCOMES.get(job.status)
         if outcome is None:
@@ -114,7 +125,11 @@ class Telemetry:
     def progressed(self, job: Job, frames: int) -> None:
         if frames > 0:
             self._by_node(self.frames, job).inc(frames)
-            self._remember_frames(job.id, self.job_frames.get(job.id, 0) + frames)
+        if frames > 0 or job.speed is not None:
+            run = self.runs.get(job.id) or Run()
+            run.frames += max(frames, 0)
+            run.speed = job.speed if job.speed is not None else run.speed
+            _keep(self.runs, job.id, run)
 
     def _node(self, job: Job, ran: bool = True) -> list[str]:
         """The ``node`` label's value, as a list to splat (empty on a single host); "none"
@@ -126,28 +141,36 @@ class Telemetry:
     def _by_node(self, counter: Counter, job: Job) -> Counter:
         return counter.labels(*self._node(job)) if self._nodes else counter
 
-    def _remember_frames(self, job_id: str, frames: int) -> None:
-        self.job_frames.pop(job_id, None)
-        self.job_frames[job_id] = frames
-        while len(self.job_frames) > DELIVERIES:
-            self.job_frames.popitem(last=False)
-
     def fps(self, job: Job, now: float) -> float | None:
         """Frames per second of the job's last run (in memory: unknown after a restart)."""
-        frames = self.job_frames.get(job.id)
-        if not frames or job.started_at is None:
+        run = self.runs.get(job.id)
+        if run is None or not run.frames or job.started_at is None:
             return None
         seconds = (job.finished_at or now) - job.started_at
-        return frames / seconds if seconds > 0 else None
+        return run.frames / seconds if seconds > 0 else None
+
+    def speed(self, job: Job) -> float | None:
+        """The job's speed (x real time): the record's while it runs; once it ended (the
+        record forgets it then), its run's last figure (in memory: unknown after a restart)."""
+        if job.speed is not None or job.status not in ENDED:
+            return job.speed
+        run = self.runs.get(job.id)
+        return None if run is None else run.speed
 
     # -- /download -------------------------------------------------------------------
 
     def served(self, job_id: str, size: int, resumed: bool) -> None:
         self.download_bytes.inc(size)
-        delivery = self.deliveries.pop(job_id, None) or Delivery()
+        delivery = self.deliveries.get(job_id) or Delivery()
         delivery.bytes += size
         delivery.requests += 1
         delivery.resumes += int(resumed)
-        self.deliveries[job_id] = delivery
-        while len(self.deliveries) > DELIVERIES:
-            self.deliveries.popitem(last=False)
+        _keep(self.deliveries, job_id, delivery)
+
+
+def _keep(table: OrderedDict[str, _V], key: str, value: _V) -> None:
+    """``value`` as the newest entry of ``table``, which keeps DELIVERIES at most."""
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > DELIVERIES:
+        table.popitem(last=False)

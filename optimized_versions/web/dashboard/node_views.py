@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..jobs.models import Principal
-from ..keys import CLOCK, DISPATCHER, STORE, WORKER_TOKENS
+from ...jobs.models import Principal
+from ...keys import CLOCK, DISPATCHER, STORE, WORKER_TOKENS
+from ..http.guards import may_see
 from . import views
 
 
@@ -33,7 +34,7 @@ def nodes_context(request: web.Request, principal: Principal) -> dict[str, Any]:
         jobs = []
         for job_id in sorted(node.running):
             job = store.get(job_id)
-            if job is not None and (principal.is_admin or job.owner_id == principal.user_id):
+            if job is not None and may_see(principal, job):
                 jobs.append({"id": job.id, "title": views.job_view(job, now)["title"]})
         devices = [
             {

@@ -1,10 +1,15 @@
 """Failed authentications per client address: after too many in a minute, answer 429 until
-the minute is over, without asking Jellyfin (a token guesser must not drive Jellyfin)."""
+the minute is over, without asking Jellyfin (a token guesser must not drive Jellyfin).
+Phones' tokens, worker tokens and the sign-in form count against the same limiter."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+
+from aiohttp import web
+
+from ...errors import TooManyRequests
 
 ADDRESSES = 4096  # addresses remembered at most (the oldest is forgotten first)
 
@@ -35,3 +40,23 @@ class FailureLimiter:
         self._failures[address] = (start, count + 1)
         while len(self._failures) > ADDRESSES:
             self._failures.popitem(last=False)
+
+
+LIMITER = web.AppKey("limiter", FailureLimiter)
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or "unknown"  # (the client's, behind a trusted proxy: proxies.py)
+
+
+def check_sign_ins(request: web.Request) -> None:
+    """429 for an address that failed to sign in too often in the last minute."""
+    if (wait := request.app[LIMITER].retry_after(_address(request))) is not None:
+        raise TooManyRequests(
+            f"too many failed sign-ins from this address: try again in {wait:.0f} s", wait
+        )
+
+
+def sign_in_failed(request: web.Request) -> None:
+    """Count a failed sign-in against the caller's address."""
+    request.app[LIMITER].failed(_address(request))

@@ -15,16 +15,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .. import version
-from ..catalog.device import Device, Vendor
-from ..errors import NotFound, Unauthorized
-from ..hardware.ladder import Hardware
-from ..jobs.models import JobStatus
-from ..jobs.placement import Placer, nvenc_session_cap
-from ..jobs.store import JobStore
-from ..keys import CLOCK, CONFIG, DISPATCHER, HARDWARE, PLACER, STORE, TELEMETRY
-from ..nodes.dispatch import Dispatcher
-from .auth import extract_token
+from ... import version
+from ...catalog.device import Device, Vendor
+from ...errors import NotFound, Unauthorized
+from ...hardware.ladder import Hardware
+from ...jobs.models import JobStatus
+from ...jobs.placement import Placer, nvenc_session_cap
+from ...jobs.store import JobStore
+from ...keys import CLOCK, CONFIG, DISPATCHER, HARDWARE, PLACER, STORE, TELEMETRY
+from ...nodes.dispatch import Dispatcher
+from ..http.auth import extract_token
 
 routes = web.RouteTableDef()
 

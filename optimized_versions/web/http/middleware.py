@@ -10,17 +10,19 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ServiceError, TooManyRequests, Unauthorized, Unavailable
-from ..jobs.models import Principal
-from ..jobs.rows import storage_problem
-from ..keys import AUTHENTICATOR, LIMITER, RUNTIME
-from ..logs import Every
-from .auth import TOKEN_SHAPE, extract_token
+from ...errors import ServiceError, Unauthorized, Unavailable
+from ...jobs.models import Principal
+from ...jobs.rows import storage_problem
+from ...keys import RUNTIME
+from ...logs import Every
+from .auth import AUTHENTICATOR, TOKEN_SHAPE, extract_token
+from .ratelimit import check_sign_ins, sign_in_failed
 
 log = logging.getLogger(__name__)
 _storage_log = Every(60.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NO_TOKEN = "no access token: send it in Authorization, X-Emby-Token or ?api_key="
 
 
 def error_response(
@@ -76,21 +78,15 @@ def request_token(request: web.Request) -> str | None:
 
 async def authenticate(request: web.Request) -> Principal:
     """The caller, or 401; 429 for an address that failed too often in the last minute."""
-    limiter, address = request.app[LIMITER], request.remote or "unknown"
-    if (wait := limiter.retry_after(address)) is not None:
-        raise TooManyRequests(
-            f"too many failed sign-ins from this address: try again in {wait:.0f} s", wait
-        )
+    check_sign_ins(request)
     token = request_token(request)
     try:
         if token is None:
-            raise Unauthorized(
-                "no access token: send it in Authorization, X-Emby-Token or ?api_key="
-            )
+            raise Unauthorized(NO_TOKEN)
         if not TOKEN_SHAPE.match(token):
             raise Unauthorized("the access token is malformed")
         return await request.app[AUTHENTICATOR].authenticate(token)
     except Unauthorized:
         if token is not None:  # a request without a token guesses nothing
-            limiter.failed(address)
+            sign_in_failed(request)
         raise

@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp_session import get_session
 from aiohttp_sse import sse_response
 
-from ..jobs.models import Principal
-from ..keys import RUNTIME, SESSIONS
+from ...jobs.models import Principal
+from ...keys import RUNTIME
 from .node_views import nodes_context
 from .pages import (
     common,
@@ -23,6 +23,7 @@ from .pages import (
     page_user,
     visible_job,
 )
+from .session_store import SESSIONS
 
 routes = web.RouteTableDef()
 TICK = 1.0  # seconds between looks (a look that changes nothing sends nothing)

@@ -3,12 +3,13 @@ templates (stage, progress, elapsed, ETA, reasons), so that templates only lay t
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..jobs.models import ACTIVE, WAITING, Job, JobStatus, iso
+from ...jobs.models import ACTIVE, WAITING, Job, JobStatus, iso
 
 STAGES = ("queued", "fetching", "transcoding", "verifying", "ready", "collected")
 FINISHED = frozenset(
@@ -71,6 +72,27 @@ def plan_summary(job: Job) -> list[str]:
     return [f"video encoded with {job.encoder or job.backend} ({job.profile})"]
 
 
+# the video line of a rung's plan, in media/why.py's words
+_ENCODED = re.compile(r"^video encoded \((?P<encoder>[^,()]+), (?P<decoder>[^,()]+) decode")
+
+
+def running_rung(job: Job, encoders: Mapping[str, str]) -> dict[str, str | None]:
+    """Backend, encoder and decoder of the rung a running job is on, from its plan: the
+    record has them once the job ends, but while it runs only each rung's plan is saved.
+    ``encoders``: which backend has each ffmpeg encoder. Empty when the record has them."""
+    if job.status is not JobStatus.OPTIMIZING or job.backend is not None or not job.plan:
+        return {}
+    for line in job.plan.split("; "):
+        if line.startswith("video copied"):
+            return {"backend": "copy", "encoder": "copy", "decoder": "none"}
+        if match := _ENCODED.match(line):
+            encoder, decoder = match["encoder"], match["decoder"]
+            hardware_decode = decoder if decoder != "software" else None
+            backend = encoders.get(encoder, hardware_decode)
+            return {"backend": backend, "encoder": encoder, "decoder": decoder}
+    return {}
+
+
 def timings(job: Job, now: float) -> dict[str, Any]:
     """Elapsed, ETA (from the progress so far), and the average frames' pace as speed."""
     end = job.finished_at if job.finished_at is not None else now
@@ -86,8 +108,14 @@ def timings(job: Job, now: float) -> dict[str, Any]:
 
 
 def job_view(
-    job: Job, now: float, place: int | None = None, fps: float | None = None
+    job: Job,
+    now: float,
+    place: int | None = None,
+    fps: float | None = None,
+    speed: float | None = None,
 ) -> dict[str, Any]:
+    """``fps`` and ``speed``: the run's figures as telemetry kept them (``speed``: the
+    record's own while it runs)."""
     item = job.item if isinstance(job.item, dict) else {}
     title = str(item.get("Name") or item.get("SeriesName") or job.item_id)
     if item.get("SeriesName") and item.get("Name"):
@@ -102,7 +130,7 @@ def job_view(
         "stage": stage(job),
         "stage_index": STAGES.index(stage(job)) if stage(job) in STAGES else -1,
         "progress": round(job.progress, 1),
-        "speed": None if job.speed is None else f"{job.speed:.2f}x",
+        "speed": None if speed is None else f"{speed:.2f}x",
         "fps": None if fps is None else f"{fps:.0f}",
         "size": human_bytes(job.size) if job.size else "-",
         "profile": job.profile,
@@ -152,17 +180,19 @@ class HistoryFilter:
         )
 
 
-def average_speeds(jobs: list[Job], fps: Callable[[Job], float | None]) -> list[dict[str, Any]]:
+def average_speeds(
+    jobs: list[Job], fps: Callable[[Job], float | None], speed: Callable[[Job], float | None]
+) -> list[dict[str, Any]]:
     """Average fps and speed (x real time) per encoder and profile over completed jobs
-    (fps where this run of the server saw the job's frames)."""
+    (where this run of the server saw the job's progress: a completed record keeps neither)."""
     speeds: dict[tuple[str, str], list[float]] = defaultdict(list)
     rates: dict[tuple[str, str], list[float]] = defaultdict(list)
     for job in jobs:
         if job.status not in (JobStatus.COMPLETED, JobStatus.READY_FOR_REMOVAL):
             continue
         key = (job.encoder or job.backend or "?", job.profile)
-        if job.speed:
-            speeds[key].append(job.speed)
+        if pace := speed(job):
+            speeds[key].append(pace)
         if (rate := fps(job)) is not None:
             rates[key].append(rate)
     return [

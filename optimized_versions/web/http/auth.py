@@ -19,10 +19,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from ..config import StaticToken
-from ..errors import Unauthorized
-from ..jellyfin.client import JellyfinClient
-from ..jobs.models import Principal
+from aiohttp import web
+
+from ...config import StaticToken
+from ...errors import Unauthorized
+from ...jellyfin.client import JellyfinClient
+from ...jobs.models import Principal
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ def token_hash(token: str) -> str:
 
 class Authenticator(Protocol):
     async def authenticate(self, token: str) -> Principal: ...
+
+
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 
 
 class JellyfinAuth:

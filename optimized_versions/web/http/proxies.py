@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

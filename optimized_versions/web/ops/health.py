@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..hardware.ladder import Hardware
-from ..hardware.matrix import CheckKind
-from ..hardware.prober import FFmpegUnusable, ffmpeg_listing
-from ..keys import CONFIG, HARDWARE, STORE
+from ...hardware.ladder import Hardware
+from ...hardware.matrix import CheckKind
+from ...hardware.prober import FFmpegUnusable, ffmpeg_listing
+from ...keys import CONFIG, HARDWARE, STORE
 
 routes = web.RouteTableDef()
 FFMPEG_TTL = 30.0  # seconds a good `ffmpeg -version` answer is reused: /health needs no token

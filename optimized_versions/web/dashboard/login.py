@@ -11,9 +11,12 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
-from ..errors import ServiceError
-from ..keys import AUTHENTICATOR, CONFIG, JELLYFIN, LIMITER, SESSIONS
-from .auth import TOKEN_SHAPE
+from ...errors import ServiceError
+from ...keys import CONFIG, JELLYFIN
+from ..http.auth import AUTHENTICATOR, TOKEN_SHAPE
+from ..http.ratelimit import check_sign_ins, sign_in_failed
+from .pages import base
+from .session_store import SESSIONS
 from .sessions import check_csrf, csrf_token, signed_in, start_session
 
 routes = web.RouteTableDef()
@@ -33,7 +36,7 @@ async def _form_page(request: web.Request, message: str | None, status: int) -> 
 @routes.get("/login")
 async def login_form(request: web.Request) -> web.Response:
     if await signed_in(request) is not None:
-        raise web.HTTPSeeOther(f"{request.app[CONFIG].base_path}/")
+        raise web.HTTPSeeOther(f"{base(request)}/")
     return await _form_page(request, None, 200)
 
 
@@ -56,19 +59,16 @@ class _Refused(ServiceError):
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     form = await check_csrf(request)
-    limiter, address = request.app[LIMITER], request.remote or "unknown"
-    if (wait := limiter.retry_after(address)) is not None:
-        message = f"too many failed sign-ins from this address: try again in {wait:.0f} s"
-        return await _form_page(request, message, 429)
     try:
+        check_sign_ins(request)
         token = await _token_from(request, form)
     except ServiceError as exc:
         if exc.status == 401:
-            limiter.failed(address)
+            sign_in_failed(request)
             return await _form_page(request, f"sign-in failed: {exc.message}", 401)
         return await _form_page(request, exc.message, exc.status)
     await start_session(request, request.app[SESSIONS], token)
-    raise web.HTTPSeeOther(f"{request.app[CONFIG].base_path}/")
+    raise web.HTTPSeeOther(f"{base(request)}/")
 
 
 @routes.post("/logout")
@@ -76,4 +76,4 @@ async def logout(request: web.Request) -> web.Response:
     await check_csrf(request)
     session = await get_session(request)
     session.invalidate()
-    raise web.HTTPSeeOther(f"{request.app[CONFIG].base_path}/login")
+    raise web.HTTPSeeOther(f"{base(request)}/login")

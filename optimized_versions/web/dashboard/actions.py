@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..keys import CONFIG, HARDWARE, JANITOR, LIFECYCLE
-from .pages import page_user, visible_job
-from .sessions import check_csrf, require_admin
+from ...keys import HARDWARE, LIFECYCLE
+from ..http import operations
+from ..http.guards import require_admin
+from .pages import base, page_user, visible_job
+from .sessions import check_csrf
 
 routes = web.RouteTableDef()
 
 
 def go_back(request: web.Request, form: dict[str, str]) -> web.HTTPSeeOther:
     """Back where the form was (a path on this server only: never an open redirect)."""
-    base = request.app[CONFIG].base_path
     target = form.get("back", "")
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
         target = "/"
-    return web.HTTPSeeOther(f"{base}{target}")
+    return web.HTTPSeeOther(f"{base(request)}{target}")
 
 
 @routes.post("/jobs/{id}/cancel")
@@ -49,6 +50,5 @@ async def reprobe(request: web.Request) -> web.Response:
 async def clear_cache(request: web.Request) -> web.Response:
     form = await check_csrf(request)
     require_admin(await page_user(request))
-    await request.app[LIFECYCLE].cancel_all()
-    request.app[JANITOR].clear_cache()
+    await operations.delete_cache(request.app)
     raise go_back(request, form)

@@ -1,5 +1,6 @@
-"""How the HTTP server runs the application: options for the runner, and the mount under a
-reverse proxy's sub-path. ``serve`` and the tests use the same ones."""
+"""How the HTTP server runs the application: options for the runner, the mount under a
+reverse proxy's sub-path (``serve`` and the tests use the same ones), and the version it
+reports (/metrics, a worker host's hello)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import Config
-from ..keys import CONFIG, RUNTIME
-from .access_log import AccessLogger
+from ...config import Config
+from ...keys import CONFIG, RUNTIME
+from .access_log import access_logger
 from .middleware import errors_middleware
 
 
@@ -19,7 +20,7 @@ def server_options(config: Config) -> dict[str, Any]:
     KEEPALIVE_TIMEOUT (slow-header clients cannot hold sockets open)."""
     options: dict[str, Any] = {"keepalive_timeout": config.keepalive_timeout}
     if config.access_log:  # ACCESS_LOG=false: none at all (polls are at DEBUG anyway)
-        options["access_log_class"] = AccessLogger
+        options["access_log_class"] = access_logger(config.base_path)
     else:
         options["access_log"] = None
     return options

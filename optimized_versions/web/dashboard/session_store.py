@@ -75,3 +75,6 @@ class MemoryStorage(AbstractStorage):
     def alive(self, key: str | None) -> bool:
         entry = self._data.get(key) if key else None
         return entry is not None and entry[1] > self._clock()
+
+
+SESSIONS = web.AppKey("sessions", MemoryStorage)
