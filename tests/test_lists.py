@@ -14,7 +14,8 @@ import pytest
 from conftest import ADMIN, Env, StartApp, auth
 
 from optimized_versions.jobs.models import Job, JobStatus
-from optimized_versions.jobs.store import PAGE, JobStore
+from optimized_versions.jobs.reads import PAGE
+from optimized_versions.jobs.store import JobStore
 from optimized_versions.keys import STORE
 from optimized_versions.web.api import api
 from optimized_versions.web.api.listcache import LISTS, SHOWN, SLICE, ListCache

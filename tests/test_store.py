@@ -10,8 +10,9 @@ import pytest
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 
 from optimized_versions.jobs.models import Job, JobStatus
+from optimized_versions.jobs.reads import PAGE
 from optimized_versions.jobs.rows import FIELDS
-from optimized_versions.jobs.store import PAGE, InvalidTransition, JobStore
+from optimized_versions.jobs.store import InvalidTransition, JobStore
 from optimized_versions.keys import STORE
 
 SECRET = "very-secret-token-4242"

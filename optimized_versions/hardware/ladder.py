@@ -22,8 +22,9 @@ from ..media.filters import device_tonemaps, filter_names, hw_decodable
 from ..media.plan import PlanError, Target
 from ..media.probe import MediaInfo
 from .devices import Host, discover
+from .listing import FFmpegUnusable, ffmpeg_listing
 from .matrix import LIBPLACEBO, CheckKind, Matrix
-from .prober import FFmpegUnusable, cache_key, ffmpeg_listing, probe_matrix, unusable_matrix
+from .prober import cache_key, probe_matrix, unusable_matrix
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from ..media.failures import classify
 from ..media.plan import Target, build_argv, make_plan
 from ..media.probe import MediaInfo, VideoInfo
 from . import extra_checks
+from .listing import FFmpegUnusable, ffmpeg_listing, names
 from .matrix import LIBPLACEBO, Check, CheckKind, Matrix
 
 log = logging.getLogger(__name__)
@@ -50,49 +51,6 @@ def cache_key(version: str, devices: list[Device], backends: dict[str, Backend])
         default=sorted,
     )
     return hashlib.sha256(material.encode()).hexdigest()[:32]
-
-
-class FFmpegUnusable(Exception):
-    """The ffmpeg binary cannot be run, does not answer in time, or fails."""
-
-
-async def ffmpeg_listing(binary: str, what: str, timeout: float) -> str:
-    """``ffmpeg -hide_banner <what>`` (``-version``, ``-encoders``...), killed after
-    ``timeout`` seconds: a hung FFMPEG_PATH must not hang the start (nor GET /health,
-    which runs ``-version`` through here too)."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            binary,
-            "-hide_banner",
-            what,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-    except OSError as exc:
-        raise FFmpegUnusable(f"ffmpeg cannot be run ({binary}): {exc.strerror or exc}") from None
-    try:
-        async with asyncio.timeout(timeout):
-            out, _ = await proc.communicate()
-    except TimeoutError:
-        raise FFmpegUnusable(f"ffmpeg did not answer {what} within {timeout:g} s") from None
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    if proc.returncode != 0:
-        raise FFmpegUnusable(f"ffmpeg {what} exited with status {proc.returncode}")
-    return out.decode("utf-8", "replace")
-
-
-def _names(listing: str) -> frozenset[str]:
-    """Encoder or filter names from ``-encoders``/``-filters`` output."""
-    names = set()
-    for line in listing.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and not line.startswith(" ="):
-            names.add(parts[1])
-    return frozenset(names)
 
 
 def _frames(path: Path) -> int:
@@ -118,8 +76,8 @@ class Prober:
         key: str,
         version: str,
     ) -> Matrix:
-        encoders = _names(await ffmpeg_listing(self.binary, "-encoders", self.timeout))
-        filters = _names(await ffmpeg_listing(self.binary, "-filters", self.timeout))
+        encoders = names(await ffmpeg_listing(self.binary, "-encoders", self.timeout))
+        filters = names(await ffmpeg_listing(self.binary, "-filters", self.timeout))
         # the VAAPI driver picks encoder quirks (CBR on i965), so learn it before encoding
         wait = min(self.timeout, 10.0)
         devices = [

@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from ...hardware.ladder import Hardware
+from ...hardware.listing import FFmpegUnusable, ffmpeg_listing
 from ...hardware.matrix import CheckKind
-from ...hardware.prober import FFmpegUnusable, ffmpeg_listing
 from ...keys import CONFIG, HARDWARE, STORE
 
 routes = web.RouteTableDef()
