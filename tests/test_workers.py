@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 from gpu_host import FakeHost
+from saq import Status
 from saq.queue.http import HttpQueue
 from served import COMMAND, free_port
 from test_core import CPU_ONLY
@@ -30,7 +31,7 @@ from test_tracks import GERMAN, _stream, cues
 
 from optimized_versions.app import build_hardware
 from optimized_versions.jobs.models import JobStatus
-from optimized_versions.keys import STORE, UPLOADS, WORKER_TOKENS
+from optimized_versions.keys import DISPATCHER, STORE, UPLOADS, WORKER_TOKENS
 from optimized_versions.nodes.worker import WorkerHost
 
 pytestmark = pytest.mark.timeout(240)
@@ -375,3 +376,23 @@ async def test_a_finish_the_store_refuses_does_not_strand_the_job(
     assert done["node"] == "w1"
     assert await _downloaded_sha256(client, job) == done["checksum"]
     assert client.app[STORE].jobs(statuses=[JobStatus.OPTIMIZING]) == []
+
+
+async def test_a_dispatch_the_store_no_longer_gives_a_host_is_not_handed_out(
+    cluster_app: tuple[Client, Workers], env: Env
+) -> None:
+    """A host back after being declared lost may find an old dispatch still queued for it
+    (its abort failed, say): the job ran elsewhere or waits here, so it is ended, not run."""
+    client, _ = cluster_app
+    bearer = {"Authorization": f"Bearer {client.app[WORKER_TOKENS].create('laptop')}"}
+    job = await post_job(client, env, "h264")  # no host online: it waits here
+    queue = await client.app[DISPATCHER].queue("laptop")
+    stale = f"{job}.1234"  # an earlier dispatch of it to this host
+    await queue.enqueue("transcode", key=stale, timeout=0, retries=1, job={"id": job})
+    resp = await client.post(
+        "/worker/queue", json={"kind": "dequeue", "timeout": 1.0}, headers=bearer
+    )
+    assert (resp.status, await resp.text()) == (200, ""), "no work handed out"
+    ended = await queue.job(stale)
+    assert ended is not None and ended.status == Status.ABORTED
+    assert (await _status(client, job))["status"] == "queued"
