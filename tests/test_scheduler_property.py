@@ -149,7 +149,9 @@ async def _scenario(
         )
         monitor = LoadMonitor(Idle(), Idle(), Path(tmp), Limits(), nvidia=lambda: [0])
         placement = Placer(
-            hardware, monitor, SlotConfig(cpu=cpu_slots, nvenc_sessions=nvenc, spill_to_cpu=spill)
+            hardware,
+            monitor,
+            SlotConfig(cpu=cpu_slots, nvenc_sessions=nvenc, spill_to_cpu=spill, overall=overall),
         )
         store = JobStore(Path(tmp) / "jobs.sqlite3", lambda: now[0])
         script = {f"item{n}": (turns, end) for n, (_, turns, end, _) in enumerate(jobs)}

@@ -41,6 +41,8 @@ class SlotConfig:
     gpu: int = 2  # per QSV/VAAPI device
     nvenc_sessions: int | None = None  # None: from the driver version
     spill_to_cpu: bool = True
+    overall: int | None = None  # MAX_CONCURRENT_JOBS on the server; a worker host: slots alone
+    local: bool = True  # LOCAL_JOBS: false, this server's devices take no job
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +98,21 @@ class Placer:
     def cpu(self) -> Device:
         return next(d for d in self.hardware.matrix.devices if d.vendor is Vendor.CPU)
 
+    def never(self, profile: Profile) -> str | None:
+        """Why no device here will ever run ``profile`` (it requires hardware that none
+        has), or None."""
+        return None if self.candidates(profile) else self.hardware.none_works(profile)
+
     def place(self, profile: Profile, only: str | None = None) -> Placement:
-        """A device with a free slot and room in its load, or why the job must wait."""
+        """A device with a free slot and room in its load, or why the job must wait: this
+        server runs no jobs (LOCAL_JOBS), every job slot is taken (MAX_CONCURRENT_JOBS), no
+        device here will ever do, or each that could is full or busy."""
+        if not self.slots.local:
+            return Wait(Hold.of(Why.LOCAL_OFF))
+        if self.slots.overall is not None and sum(self.used.values()) >= self.slots.overall:
+            return Wait(Hold.of(Why.ALL_SLOTS, slots=self.slots.overall))
+        if (never := self.never(profile)) is not None:
+            return Wait(Hold.of(Why.NO_HARDWARE, reason=never))
         if low := self.monitor.disk_low():
             return Wait(low)
         if busy := self.monitor.cpu_busy():  # every job costs the host some CPU and memory
@@ -193,9 +208,14 @@ class SlotLease:
 
 
 def placer_from(
-    config: Config, hardware: Hardware, readers: tuple[HostReader, GpuReader]
+    config: Config,
+    hardware: Hardware,
+    readers: tuple[HostReader, GpuReader],
+    *,
+    worker: bool = False,
 ) -> Placer:
-    """Slots and load gates as configured: the server's, and a worker host's alike."""
+    """Slots and load gates as configured: the server's, and a worker host's alike (on
+    which its slots alone cap the jobs, and LOCAL_JOBS does not apply)."""
     limits = Limits(
         cpu_high=config.cpu_high,
         memory_low=config.memory_low,
@@ -214,6 +234,8 @@ def placer_from(
         gpu=config.gpu_slots,
         nvenc_sessions=config.nvenc_sessions,
         spill_to_cpu=config.spill_to_cpu,
+        overall=None if worker else config.max_concurrent_jobs,
+        local=worker or config.local_jobs,
     )
     return Placer(hardware, monitor, slots)
 

@@ -16,11 +16,10 @@ from collections.abc import Callable
 
 from ..config import Config
 from ..logs import Every
-from ..waits import Hold, Why
 from .lifecycle import Lifecycle
 from .local import LocalRuns
 from .models import Job
-from .placement import Placed, Placement, Placer, Wait
+from .placement import Placed, Placer, Wait
 from .queue import FairQueue
 from .remote import Remote
 from .runner import Runner
@@ -111,23 +110,13 @@ class Scheduler:
         due = [j for j in waiting if j.not_before is None or j.not_before <= now]
         eligible, room = self._queue.apply_cache_limit(due)
         eligible = self._queue.in_order(eligible)  # again after each launch only: O(n log n)
-        free = self._config.max_concurrent_jobs - self._local.running
-        if not self._config.local_jobs:
-            free = 0
         while eligible:
             job = eligible.pop(0)
             profile = self._runner.profiles[job.profile]
-            where: Placement
-            if free <= 0:
-                where = Wait(self._no_slot())
-            elif not self._placer.candidates(profile):  # no device here ever will
-                if self.remote is None:
-                    self._lifecycle.refuse(job, self._placer.hardware.none_works(profile))
-                    continue
-                none_works = self._placer.hardware.none_works(profile)
-                where = Wait(Hold.of(Why.NO_HARDWARE, reason=none_works))
-            else:
-                where = self._placer.place(profile, only=job.pinned_device)
+            if self.remote is None and (never := self._placer.never(profile)) is not None:
+                self._lifecycle.refuse(job, never)  # no device here ever will, nor elsewhere
+                continue
+            where = self._placer.place(profile, only=job.pinned_device)
             here = where.device if isinstance(where, Placed) else None
             node = None
             if self.remote is not None and job.pinned_device is None:
@@ -137,7 +126,6 @@ class Scheduler:
             elif here is not None:
                 self._queue.served(job)
                 self._local.launch(job, here)
-                free -= 1
             else:
                 assert isinstance(where, Wait)
                 reason = where.reason
@@ -151,11 +139,6 @@ class Scheduler:
                 eligible = [j for j in eligible if j.device_id != job.device_id]
             eligible = self._queue.in_order(eligible)  # its user and device had their turn
         return min(later, default=None)
-
-    def _no_slot(self) -> Hold:
-        if not self._config.local_jobs:
-            return Hold.of(Why.LOCAL_OFF)
-        return Hold.of(Why.ALL_SLOTS, slots=self._config.max_concurrent_jobs)
 
     def _send(self, waiting: Job, node: str) -> None:
         """To a worker host: the job is its node's now (its heartbeats keep it there)."""

@@ -75,7 +75,7 @@ class WorkerHost:
         self.config, self.hardware, self.profiles = config, hardware, profiles
         self.server, self.token = server.rstrip("/"), token
         self.auth = {"Authorization": f"Bearer {token}"}
-        self.placer = placer_from(config, hardware, (PsutilReader(), Nvml()))
+        self.placer = placer_from(config, hardware, (PsutilReader(), Nvml()), worker=True)
         self.monitor = self.placer.monitor
         # the source comes from the server alone, with the worker token in a header
         self.relay = SourceRelay(
