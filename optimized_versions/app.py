@@ -24,6 +24,7 @@ from .hardware.load import (
 from .hardware.nvml import Nvml
 from .jellyfin.relay import SourceRelay
 from .jellyfin.rules import SourceRules
+from .jobs import sidecars
 from .jobs.placement import placer_from
 from .jobs.runner import Runner
 from .keys import (
@@ -31,6 +32,7 @@ from .keys import (
     CONFIG,
     HARDWARE,
     HISTORY,
+    JELLYFIN,
     MONITOR,
     PLACER,
     PROFILE_NAMES,
@@ -144,6 +146,9 @@ def create_app(
         app[RELAY],
         stall_timeout=config.stall_timeout,
         stop_grace=config.stop_grace,
+        subtitles=lambda job, source: sidecars.from_jellyfin(  # the client, once it exists
+            app.get(JELLYFIN), job.owner_id, job.item_id, source
+        ),
         downmix=config.downmix,
     )
     app.cleanup_ctx.extend([store_ctx, jellyfin_ctx, relay_ctx, hardware_ctx])

@@ -100,7 +100,6 @@ async def jellyfin_ctx(app: web.Application) -> AsyncIterator[None]:
         client = app[JELLYFIN] = JellyfinClient(
             session, config.jellyfin_url, config.jellyfin_timeout
         )
-        app[RUNNER].jellyfin = client  # external subtitles are fetched through it
         app[AUTHENTICATOR] = JellyfinAuth(client, config.auth_cache_ttl, time.monotonic)
         yield
 

@@ -22,7 +22,6 @@ from ..catalog.device import Device
 from ..catalog.profiles import Profile
 from ..errors import MustWait, RetryLater, TranscodeError
 from ..hardware.ladder import Hardware
-from ..jellyfin.client import JellyfinClient
 from ..jellyfin.relay import Relayed, SourceRelay
 from ..jellyfin.urls import audio_stream_index, scrub, secrets_in, subtitle_stream_index
 from ..media import ffmpeg, probe
@@ -96,6 +95,7 @@ class Runner:
         *,
         stall_timeout: float,
         stop_grace: float,
+        subtitles: Callable[[Job, str], sidecars.Subtitles | None],
         probe_timeout: float = 30.0,
         downmix: str = "default",
     ) -> None:
@@ -107,12 +107,9 @@ class Runner:
         self.stop_grace = stop_grace
         self.probe_timeout = probe_timeout
         self.downmix = downmix  # DOWNMIX: how surround becomes stereo
-        self.jellyfin: JellyfinClient | None = None  # set once the app's client exists
-        # where sidecar subtitle files come from: Jellyfin with the job's token here (a
-        # worker host asks its server instead)
-        self.subtitles: Callable[[Job, str], sidecars.Subtitles | None] = lambda job, source: (
-            sidecars.from_jellyfin(self.jellyfin, job.owner_id, job.item_id, source)
-        )
+        # where a job's sidecar subtitle files come from: Jellyfin with the job's token on
+        # the server, the server itself on a worker host
+        self.subtitles = subtitles
 
     async def run(
         self,

@@ -88,10 +88,10 @@ class WorkerHost:
             self.relay,
             stall_timeout=config.stall_timeout,
             stop_grace=config.stop_grace,
+            subtitles=lambda job, source: FromServer(
+                lambda: self.session, self.server, self.auth, job.id
+            ),
             downmix=config.downmix,
-        )
-        self.runner.subtitles = lambda job, source: FromServer(
-            lambda: self.session, self.server, self.auth, job.id
         )
         self.metadata: dict[str, Any] = {}
         self.session: aiohttp.ClientSession | None = None
