@@ -206,11 +206,11 @@ class Lifecycle:
         try:
             self._finish(job, end)
         except InvalidTransition:  # cancelled or requeued meanwhile: nothing is the job's
-            self._discard(end)
+            self._discard(job, end)
             return False
         except Exception:
             log.exception("job %s: its end (%s) could not be applied", job.id, type(end).__name__)
-            self._discard(end)
+            self._discard(job, end)
             self.stranded = True
             self.nudge()
             return False
@@ -246,10 +246,12 @@ class Lifecycle:
         self._store.transition(job, JobStatus.QUEUED, **changes)
 
     @staticmethod
-    def _discard(end: End) -> None:
-        if isinstance(end, Completed) and end.produced is not None:
+    def _discard(job: Job, end: End) -> None:
+        """A completion not applied: what it produced is no job's output (a worker's file
+        on its way in, or the output the local runner wrote in place)."""
+        if isinstance(end, Completed):
             with contextlib.suppress(OSError):
-                end.produced.unlink()
+                (end.produced or Path(job.output_path)).unlink()
 
     # -- recovery ----------------------------------------------------------------------
 

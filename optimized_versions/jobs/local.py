@@ -90,8 +90,7 @@ class LocalRuns:
             end = Failed(f"internal error: {type(exc).__name__}")
         finally:
             self._forget(job.id)
-        if not self._lifecycle.finished(job, end) and isinstance(end, Completed):
-            Path(job.output_path).unlink(missing_ok=True)  # it is no job's output
+        self._lifecycle.finished(job, end)
 
     def _ended_as(self, job_id: str) -> End:
         return self._stop_as.pop(job_id, None) or Requeued(None)

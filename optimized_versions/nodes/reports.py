@@ -59,12 +59,14 @@ class Reports:
                 plan if isinstance(plan, str) else None,
             )
             return
-        node.running.discard(key)  # from here on, whatever happens, it runs there no more
         end: End
-        if kind == "retry":
-            end = Requeued(f"back in the queue: {node.name} gave it back")
-        else:
-            end = await self._finish_report(node, job, request)
+        try:  # still the host's while its output is hashed: no sweep requeues it meanwhile
+            if kind == "retry":
+                end = Requeued(f"back in the queue: {node.name} gave it back")
+            else:
+                end = await self._finish_report(node, job, request)
+        finally:  # whatever happens, it runs there no more
+            node.running.discard(key)
         if not isinstance(end, Completed):  # what came of its upload is not wanted
             self._uploads.discard(job)
         self._lifecycle.finished(job, end)
