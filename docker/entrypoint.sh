@@ -20,8 +20,10 @@ esac
 
 for dir in "${CACHE_DIR:-/cache}" "${DATA_DIR:-/data}"; do
     mkdir -p "$dir"
-    # only what is not already theirs: a large cache is not walked file by file twice
-    if ! find "$dir" ! \( -user "$PUID" -group "$PGID" \) -exec chown "$PUID:$PGID" {} + 2>/dev/null; then
+    # only what is not already theirs: a large cache is not walked file by file twice.
+    # -h: a link is given away itself, never what it points at (anyone who can write the
+    # volume could leave one to /etc/shadow); find does not follow links (-P) either
+    if ! find -P "$dir" ! \( -user "$PUID" -group "$PGID" \) -exec chown -h "$PUID:$PGID" {} + 2>/dev/null; then
         echo "entrypoint: could not give $dir to $PUID:$PGID (read-only or root-squashed share?)" >&2
     fi
 done

@@ -185,6 +185,24 @@ def test_entrypoint_gives_root_owned_mounts_to_puid(mounts: Path) -> None:
 
 
 @needs_root
+def test_a_link_in_a_mount_gives_nothing_outside_it_away(mounts: Path) -> None:
+    """Anyone who can write the volume (the server's own user included) could leave a link
+    to a root file there; chown followed it at the next start (then root in the
+    container). The link itself is given to PUID, never what it points at."""
+    secret = mounts / "shadow"  # stands for /etc/shadow: root's, outside the mounts
+    secret.write_text("root:x:0:0")
+    secret.chmod(0o600)
+    (mounts / "data" / "x").symlink_to(secret)
+    (mounts / "cache" / "etc").symlink_to(mounts)  # a link to a folder: not walked either
+    done = _entrypoint(mounts, "true", PUID="4242", PGID="4343")
+    assert done.returncode == 0, done.stderr
+    for path in (secret, mounts):
+        assert (path.stat().st_uid, path.stat().st_gid) == (0, 0), path
+    link = (mounts / "data" / "x").lstat()
+    assert (link.st_uid, link.st_gid) == (4242, 4343)
+
+
+@needs_root
 def test_entrypoint_refuses_a_bad_puid(mounts: Path) -> None:
     done = _entrypoint(mounts, "true", PUID="abc")
     assert done.returncode == 2

@@ -8,7 +8,9 @@ import shutil
 import stat
 from pathlib import Path
 
-from conftest import Env, StartApp
+from conftest import Env, StartApp, auth
+
+from optimized_versions.keys import STORE
 
 
 async def test_healthy_server_answers_ok_without_a_token(env: Env, start_app: StartApp) -> None:
@@ -58,3 +60,25 @@ async def test_ffmpeg_that_cannot_run_is_503(env: Env, start_app: StartApp, tmp_
     assert resp.status == 503
     problems = (await resp.json())["problems"]
     assert "ffmpeg -version exited with status 3" in problems
+
+
+async def test_a_full_job_store_is_503_as_every_post_is_507(env: Env, start_app: StartApp) -> None:
+    """Health once said ok while DATA_DIR was full and every POST answered 507: taking a
+    write lock needs no room. It now commits a write that needs fresh pages, as a job's does."""
+    env.load.cpu = 99.0  # the jobs wait: only the phones' POSTs write
+    client = await start_app()
+    db = client.app[STORE]._db
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+    for n in range(200):  # until the pages it has are full
+        body = {"url": env.url("h264"), "deviceId": f"p{n}", "itemId": "h264", "item": {}}
+        resp = await client.post("/optimize-version", json=body, headers=auth())
+        if resp.status != 201:
+            break
+    assert resp.status == 507, await resp.text()
+    resp = await client.get("/health")
+    assert resp.status == 503
+    problems = (await resp.json())["problems"]
+    assert any("the job store does not take writes" in p and "full" in p for p in problems)
+    db.execute(f"PRAGMA max_page_count = {2 * pages}")  # room again: healthy at once
+    assert (await client.get("/health")).status == 200

@@ -197,6 +197,29 @@ def test_the_rung_read_from_a_plan_is_the_one_the_planner_wrote(
     assert views.running_rung(job, encoders) == {}, "once it ended, the record's own"
 
 
+@pytest.mark.parametrize(
+    "back",
+    ["/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "/\\evil.example",
+     " //evil.example", "\x00//evil.example", "https://evil.example/", "/\x7f/evil.example",
+     "/\u3000/evil.example", ""],
+)  # fmt: skip
+async def test_back_after_a_form_is_only_ever_a_path_here(
+    start_app: StartApp, env: Env, back: str
+) -> None:
+    """Browsers drop tabs and newlines from a Location: ``/\t/evil.example`` became
+    ``//evil.example``, another site. Only a plain path on this server goes back."""
+    client = await start_app(max_concurrent_jobs=1)
+    await post_job(client, env, "long", token=ALICE)
+    job = await post_job(client, env, "h264", token=ALICE, device="p2")  # queued behind it
+    assert (await sign_in(client, token=ALICE)).status == 303
+    data = {"csrf": await csrf_of(client, "/"), "back": back}
+    resp = await client.post(f"/jobs/{job}/start", data=data, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/", resp.headers["Location"]
+    data["back"] = f"/jobs/{job}?from=list"  # a path of this server's own is kept
+    resp = await client.post(f"/jobs/{job}/start", data=data, allow_redirects=False)
+    assert resp.headers["Location"] == f"/jobs/{job}?from=list"
+
+
 async def test_forms_without_the_sessions_anti_forgery_token_are_refused(
     start_app: StartApp, env: Env
 ) -> None:

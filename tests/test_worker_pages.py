@@ -30,8 +30,8 @@ HEARTBEAT = {  # what a worker with one NVIDIA GPU says of itself (nodes.worker.
     "slots": 3,
     "busy": None,
     "devices": [
-        {"id": "cpu", "name": "cpu", "slots": 1, "used": 0},
-        {"id": "nvidia:0", "name": "RTX 4070", "slots": 2, "used": 1},
+        {"id": "cpu", "vendor": "cpu", "name": "cpu", "slots": 1, "used": 0},
+        {"id": "nvidia:0", "vendor": "nvidia", "name": "RTX 4070", "slots": 2, "used": 1},
     ],
 }
 

@@ -277,7 +277,7 @@ async def test_the_queue_proxy_answers_a_worker_only_about_its_own_queue(
     foreign = {**saq_job, "queue": "node.gaming-pc"}  # another host's job
     status, text = await ask({"kind": "finish", "job": json.dumps(foreign), "status": "complete"})
     assert status == 403 and "its own queue" in text
-    info = {"stats": {}, "queue_key": "node.gaming-pc", "metadata": {"slots": 99}}
+    info = {"stats": {}, "queue_key": "node.gaming-pc", "metadata": {"slots": 99, "devices": []}}
     body = {"kind": "write_worker_info", "worker_id": "gaming-pc@x", "info": info, "ttl": 5}
     assert (await ask(body))[0] == 403  # no host speaks for another
     assert (await ask({"kind": "count", "count_kind": "queued"}))[0] == 403

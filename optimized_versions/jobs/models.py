@@ -84,6 +84,14 @@ class Job:
     command: list[str] = field(default_factory=list)  # its ffmpeg argv, secrets scrubbed
     node: str | None = None  # the worker host running it (distributed mode); None = here
 
+    @property
+    def item_duration(self) -> float | None:
+        """The item's length in seconds as Jellyfin lists it (RunTimeTicks), when known."""
+        ticks = self.item.get("RunTimeTicks")
+        if isinstance(ticks, bool) or not isinstance(ticks, int | float) or not ticks > 0:
+            return None
+        return float(ticks) / 10_000_000
+
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,

@@ -32,7 +32,7 @@ from ..waits import Hold
 from . import cache, sidecars
 from .models import Job
 from .outcome import Outcome
-from .output import verified_checksum
+from .output import Expected, verified_checksum
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,6 @@ def _why(exc: ffmpeg.FFmpegError, secrets: list[str]) -> str:
 def _item_name(job: Job) -> str | None:
     name = job.item.get("Name")
     return name if isinstance(name, str) else None
-
-
-def _item_duration(job: Job) -> float | None:
-    ticks = job.item.get("RunTimeTicks")
-    return ticks / 10_000_000 if isinstance(ticks, int | float) and ticks > 0 else None
 
 
 def _choice(read: Callable[[str], int | None], source: str, job: Job) -> int | None:
@@ -157,7 +152,7 @@ class Runner:
             ladder = self.hardware.ladder(profile, info, lease.device)
         except PlanError as exc:
             raise TranscodeError(str(exc)) from None
-        duration = info.duration or _item_duration(job)
+        duration = info.duration or job.item_duration
         on_progress, on_plan = reports
 
         seen = 0  # ffmpeg counts a run's frames from its start: each report passes on the new
@@ -212,7 +207,7 @@ class Runner:
                 )
                 # verified (and hashed meanwhile) on this rung: a hardware encoder that
                 # wrote a short or broken file steps down like one that failed
-                checksum = await verified_checksum(partial, plan, duration)
+                checksum = await verified_checksum(partial, Expected.of_plan(plan, duration))
             except (ffmpeg.FFmpegError, TranscodeError) as exc:
                 failed = self._step_down(exc, plan.copy_video, target, feed, secrets)
                 fallbacks.append(f"{target.describe()}: {failed}")

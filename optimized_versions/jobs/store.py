@@ -69,9 +69,14 @@ class JobStore(JobReads):
         self._db.close()
 
     def check_writable(self) -> None:
-        """Raise sqlite3.Error unless the database takes a write lock now (health check)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("ROLLBACK")
+        """Raise sqlite3.Error unless the database takes a write now (health check): a
+        committed write that needs fresh pages as a new job's may (a lock alone needs no
+        room), removed again in the same transaction."""
+        (page,) = self._db.execute("PRAGMA page_size").fetchone()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT INTO health_probe VALUES (zeroblob(?))", (2 * page,))
+            self._db.execute("DELETE FROM health_probe")
 
     # -- creating and reading ----------------------------------------------------------
 

@@ -121,11 +121,15 @@ def _handler(metadata: dict[str, str]) -> str | None:
     return None if name is None or name.endswith("Handler") else name
 
 
-def probe(source: str, timeout: float = 30.0, *, frames: bool = True) -> MediaInfo:
+def probe(
+    source: str, timeout: float = 30.0, *, frames: bool = True, container: str | None = None
+) -> MediaInfo:
     """Read container and stream details of a file path or an http(s) URL; ``frames``:
-    with a look at the first frames (``look``: rotation, HDR, interlacing)."""
+    with a look at the first frames (``look``: rotation, HDR, interlacing); ``container``:
+    read it as that format alone (no guessing from its content)."""
+    options = {"analyzeduration": "20000000"}
     try:
-        with av.open(source, timeout=timeout, options={"analyzeduration": "20000000"}) as box:
+        with av.open(source, format=container, timeout=timeout, options=options) as box:
             stream = next(
                 (s for s in box.streams.video if s.codec_context.width),  # not cover art
                 None,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
+from saq import Job as SaqJob
 from saq import Status
 from saq.queue.http import HttpProxy
 from saq.queue.postgres import PostgresQueue
@@ -30,6 +31,7 @@ from ..jobs.lifecycle import Lifecycle, Requeued
 from ..jobs.models import Job, JobStatus
 from ..jobs.store import JobStore
 from ..waits import Hold, Why
+from . import messages
 from .drains import Drains
 from .fleet import SOFTWARE, Fleet, Node, backend_for, rank
 from .protocol import (
@@ -74,7 +76,7 @@ class Dispatcher:
         self._url = url
         self.heartbeat = heartbeat
         self._uploads = uploads  # outputs coming back from the hosts
-        self._reports = Reports(store, lifecycle, uploads)
+        self._reports = Reports(store, lifecycle, uploads, profiles)
         self._clock = clock
         self.fleet = Fleet(hardware.preference, lost_after=2 * heartbeat)
         self._drains = drains  # an admin's drains, kept across restarts
@@ -174,44 +176,60 @@ class Dispatcher:
     # -- the queue proxy (web.workers mounts it behind worker tokens) -------------------
 
     async def proxy(self, name: str, body: str) -> str | None:
-        request = json.loads(body)
-        kind = request.get("kind")
+        """A worker's SAQ request, checked (``messages``) and kept to its own queue."""
         node = self.fleet.heard(name, self._clock())
-        queue = await self.queue(name)
+        try:
+            return await self._answer(node, body)
+        except messages.Malformed as exc:  # its problem: no new job for it, and one line
+            if self.fleet.unhealthy(name, exc.message):
+                log.warning("worker host %s is unhealthy: %s", name, exc.message)
+            raise
+
+    async def _answer(self, node: Node, body: str) -> str | None:
+        name, message = node.name, messages.parse(body)
+        kind, queue = message.kind, await self.queue(name)
         if kind in OWN_JOB:
-            sent = json.loads(request.get("job") or "{}")
-            if sent.get("queue") != queue.name:
-                raise Refused(f"{name} may speak only of jobs in its own queue")
-            job_id = str(sent.get("kwargs", {}).get("job", {}).get("id", ""))
-            if job_id in node.running:
-                await self._reports.mirror(node, kind, job_id, request)
-            if kind == "retry":  # given back (the worker stops): we place it again
-                saq_job = queue.deserialize(request["job"])
-                assert saq_job is not None
-                await queue.finish(saq_job, Status.ABORTED, error="given back")
+            if not await self._own_job(node, queue, message):
                 return None
         elif kind == "jobs":  # one by one: each read is limited to this node's queue
-            found = [await queue.job(str(key)) for key in request["job_keys"]]
+            found = [await queue.job(key) for key in message.fields["job_keys"]]
             return json.dumps([j.to_dict() if j else None for j in found])
         elif kind in ("sweep", "schedule"):
             return "[]"  # the server sweeps (it holds the lock), and schedules nothing
         elif kind == "write_worker_info":
-            if not str(request.get("worker_id", "")).startswith(f"{name}@"):
+            if not message.fields["worker_id"].startswith(f"{name}@"):
                 raise Refused(f"{name} may write only its own worker info")
-            self.fleet.heard(name, self._clock(), request["info"].get("metadata") or {})
+            self.fleet.heard(name, self._clock(), message.fields["info"]["metadata"])
             self._lifecycle.nudge()  # a node with free slots may take waiting jobs now
         elif kind == "dequeue":
-            body = json.dumps({**request, "poll_interval": DEQUEUE_POLL})
+            body = json.dumps({**message.fields, "poll_interval": DEQUEUE_POLL})
             return await self._dequeue(node, queue, body)
         elif kind != "job":
             raise Refused(f"a worker may not ask {kind!r}")
-        return await HttpProxy(queue).process(body)
+        try:
+            return await HttpProxy(queue).process(body)
+        except (TypeError, ValueError) as exc:  # SAQ could not read the job it sent
+            raise messages.Malformed(f"SAQ cannot read the request: {str(exc)[:200]}") from None
+
+    async def _own_job(self, node: Node, queue: PostgresQueue, message: messages.Message) -> bool:
+        """What a worker tells of a job in its queue, mirrored into the store; False when
+        SAQ is not to be told (a job given back is ended here)."""
+        assert message.job is not None
+        if message.job["queue"] != queue.name:
+            raise Refused(f"{node.name} may speak only of jobs in its own queue")
+        if message.job_id in node.running:
+            await self._reports.mirror(node, message)
+        if message.kind == "retry":  # given back (the worker stops): we place it again
+            saq_job = _deserialize(queue, message.fields["job"])
+            await queue.finish(saq_job, Status.ABORTED, error="given back")
+            return False
+        return True
 
     async def _dequeue(self, node: Node, queue: PostgresQueue, body: str) -> str | None:
         """A dispatch the store no longer gives this host (the job ended, or went elsewhere
         while the host was lost) is ended in SAQ instead of handed out."""
         answer = await HttpProxy(queue).process(body)
-        saq_job = queue.deserialize(answer) if answer else None
+        saq_job = _deserialize(queue, answer) if answer else None
         if saq_job is None:
             return answer
         if self._reports.current(node.name, saq_job.key) is not None:
@@ -298,3 +316,15 @@ class Dispatcher:
                 await queue.abort(saq_job, why)
         except Exception as exc:
             log.error("job %s: could not abort it on %s: %s", key, node, exc)
+
+
+def _deserialize(queue: PostgresQueue, text: str) -> SaqJob:
+    """A SAQ job from its JSON (checked against ``messages.SAQ_JOB`` when a worker sent
+    it); what SAQ itself cannot read is the sender's problem."""
+    try:
+        job = queue.deserialize(text)
+    except (TypeError, ValueError) as exc:
+        raise messages.Malformed(f"SAQ cannot read the job: {str(exc)[:200]}") from None
+    if job is None:
+        raise messages.Malformed("the request names no job")
+    return job

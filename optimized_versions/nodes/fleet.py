@@ -3,17 +3,35 @@ goes among them.
 
 A worker's SAQ ``worker_info`` (sent every heartbeat through the queue proxy) carries its
 description as metadata: version, devices with slots, the best working backend per codec,
-and whether its load gate is open. A node unheard of for two heartbeats is lost.
+and whether its load gate is open (checked by ``nodes/messages.py`` before it comes here).
+A node unheard of for two heartbeats is lost; one that sent a malformed message is
+unhealthy, and takes no new job until an admin resumes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalog.profiles import HardwarePolicy, Profile
 
 SOFTWARE = "software"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device of a worker host, as its heartbeat tells it."""
+
+    id: str
+    vendor: str
+    name: str
+    slots: int
+    used: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.slots - self.used)
 
 
 @dataclass(slots=True)
@@ -24,10 +42,11 @@ class Node:
     best: dict[str, str] = field(default_factory=dict)  # codec -> best working backend there
     slots: int = 0  # jobs it runs at once, all devices together
     busy: str | None = None  # its own load gate says no, and why
-    devices: list[dict[str, Any]] = field(default_factory=list)  # as its probe found them
+    devices: list[DeviceInfo] = field(default_factory=list)  # as its probe found them
     running: set[str] = field(default_factory=set)  # our job ids placed on it
     on_cpu: set[str] = field(default_factory=set)  # those sent for its CPU (software)
     draining: bool = False  # an admin asked it to take no new job
+    unhealthy: str | None = None  # the first malformed message it sent, until resumed
 
     @property
     def free(self) -> int:
@@ -36,9 +55,7 @@ class Node:
     def free_for(self, backend: str) -> int:
         """Free slots of the devices a job for ``backend`` runs on there: the CPU for
         software, its GPUs otherwise (from its heartbeat's devices, counted by us)."""
-        cpu = sum(int(d.get("slots", 0)) for d in self.devices if d.get("vendor") == "cpu")
-        if not any("vendor" in d for d in self.devices):
-            return self.free  # an older worker's heartbeat: all slots together
+        cpu = sum(d.slots for d in self.devices if d.vendor == "cpu")
         on_cpu = len(self.running & self.on_cpu)
         if backend == SOFTWARE:
             return cpu - on_cpu
@@ -50,13 +67,14 @@ class Node:
             "online": now - self.seen <= lost_after,
             "lastHeartbeat": self.seen,
             "version": self.version,
-            "devices": self.devices,
+            "devices": [dataclasses.asdict(d) for d in self.devices],
             "best": self.best,
             "slots": self.slots,
             "used": len(self.running),
             "jobs": sorted(self.running),
             "busy": self.busy,
             "draining": self.draining,
+            "unhealthy": self.unhealthy,
         }
 
 
@@ -87,18 +105,27 @@ class Fleet:
         self.drained: set[str] = set()  # names an admin drained (kept across restarts)
 
     def heard(self, name: str, now: float, info: dict[str, Any] | None = None) -> Node:
-        """A call from ``name``; with its worker_info metadata, its description too."""
+        """A call from ``name``; with its worker_info metadata (checked against
+        ``messages.INFO``), its description too."""
         node = self.nodes.get(name)
         if node is None:
             node = self.nodes[name] = Node(name, draining=name in self.drained)
         node.seen = now
         if info is not None:
-            node.version = str(info.get("version", ""))
-            node.best = {str(k): str(v) for k, v in dict(info.get("best", {})).items()}
-            node.slots = int(info.get("slots", 0))
+            node.version = info.get("version", "")
+            node.best = dict(info.get("best", {}))
+            node.slots = info["slots"]
             node.busy = info.get("busy") or None
-            node.devices = list(info.get("devices", []))
+            node.devices = [DeviceInfo(**{"name": "", **d}) for d in info["devices"]]
         return node
+
+    def unhealthy(self, name: str, why: str) -> bool:
+        """``name`` sent something malformed: it takes no new job until an admin resumes
+        it. True the first time (the one to log)."""
+        node = self.nodes[name]
+        first = node.unhealthy is None
+        node.unhealthy = node.unhealthy or why
+        return first
 
     def drain(self, name: str, draining: bool) -> bool:
         """Drain or resume ``name``; False when no such node is known."""
@@ -107,6 +134,8 @@ class Fleet:
             return False
         if node is not None:
             node.draining = draining
+            if not draining:  # an admin looked at it: what it sends is believed again
+                node.unhealthy = None
         if draining:
             self.drained.add(name)
         else:
@@ -126,7 +155,7 @@ class Fleet:
         free slot when this host has none (``local_rank`` None); most free slots first."""
         best: tuple[int, int, Node] | None = None
         for node in self.nodes.values():
-            if node.draining or node.busy or not self.online(node, now):
+            if node.draining or node.unhealthy or node.busy or not self.online(node, now):
                 continue
             backend = backend_for(node.best, profile)
             there = rank(node.best, profile, self.preference)
@@ -149,6 +178,8 @@ class Fleet:
                 why = "is lost"
             elif node.draining:
                 why = "is draining"
+            elif node.unhealthy:
+                why = "is unhealthy (it sent a malformed message)"
             elif node.busy:  # (its reason moves with each reading: the page shows it)
                 why = "is busy"
             elif node.free <= 0:

@@ -1,29 +1,43 @@
-"""What a worker host tells of a job it runs (progress, its end, its output), checked and
-turned into lifecycle changes. Figures from another machine are data: a non-number or a
-non-finite one is read as 0; a malformed finish report fails the job by name."""
+"""What a worker host tells of a job it runs (progress, its end, its output), turned into
+lifecycle changes. The messages were checked at the boundary (``messages``); a finish
+report that is no Outcome fails the job by name, and so does an output that is not the
+media the report and the profile say (the same verification as a local output)."""
 
 from __future__ import annotations
 
-import json
-import math
+import asyncio
+import logging
 from typing import Any
 
 from saq import Status
 
+from ..catalog.profiles import Profile
+from ..errors import TranscodeError
 from ..jobs.lifecycle import Completed, End, Failed, Lifecycle, Requeued
 from ..jobs.models import Job, JobStatus
 from ..jobs.outcome import MalformedReport, Outcome
+from ..jobs.output import Expected, verify
 from ..jobs.store import JobStore
 from .fleet import Node
+from .messages import Message, Progress
 from .protocol import dispatch_key
 from .uploads import Uploads
 
+log = logging.getLogger(__name__)
+
 
 class Reports:
-    def __init__(self, store: JobStore, lifecycle: Lifecycle, uploads: Uploads) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        lifecycle: Lifecycle,
+        uploads: Uploads,
+        profiles: dict[str, Profile],
+    ) -> None:
         self._store = store
         self._lifecycle = lifecycle
         self._uploads = uploads
+        self._profiles = profiles
 
     def current(self, node: str, key: str) -> Job | None:
         """The job whose current dispatch ``key`` is, while it is ``node``'s; else None
@@ -33,31 +47,22 @@ class Reports:
             return None
         return job if dispatch_key(job) == key else None
 
-    async def mirror(self, node: Node, kind: str, key: str, request: dict[str, Any]) -> None:
-        """A worker's ``update``, ``finish`` or ``retry`` of its job ``key`` (a job id)."""
+    async def mirror(self, node: Node, message: Message) -> None:
+        """A worker's ``update``, ``finish`` or ``retry`` of its job."""
+        key, kind, request = message.job_id, message.kind, message.fields
+        assert message.job is not None
         job = self._store.get(key)
-        sent = json.loads(request["job"])
         if job is None or job.status is not JobStatus.OPTIMIZING or job.node != node.name:
             node.running.discard(key)
             return  # cancelled or requeued meanwhile: the worker learns by its abort check
-        if sent.get("key") != dispatch_key(job):
+        if message.job["key"] != dispatch_key(job):
             return  # an earlier dispatch of the job to this host
         if kind == "update":
-            meta = sent.get("meta") or {}
-            percent, frames = _number(meta.get("percent")), _number(meta.get("frames"))
-            speed, size, plan = (
-                _number(meta.get("speed")),
-                _number(meta.get("size")),
-                meta.get("plan"),
-            )
-            self._lifecycle.progress(
-                job,
-                min(percent, 100.0),
-                speed or None,
-                int(size),
-                int(frames),
-                plan if isinstance(plan, str) else None,
-            )
+            if "meta" in request:  # SAQ's own updates (its job now active) carry none
+                sent = Progress.of(request["meta"])
+                self._lifecycle.progress(
+                    job, sent.percent, sent.speed, sent.size, sent.frames, sent.plan
+                )
             return
         end: End
         try:  # still the host's while its output is hashed: no sweep requeues it meanwhile
@@ -75,17 +80,19 @@ class Reports:
         result = request.get("result")
         result = result if isinstance(result, dict) else {}
         if request.get("status") == Status.COMPLETE and "checksum" in result:
-            return await self._completed(job, result)
+            return await self._completed(node, job, result)
         if "requeue" in result or request.get("status") == Status.ABORTED:
             why = result.get("requeue") or f"{node.name} stopped it"
             return Requeued(f"back in the queue: {why}")
         error = result.get("error")
         return Failed(error if isinstance(error, str) and error else f"failed on {node.name}")
 
-    async def _completed(self, job: Job, result: dict[str, Any]) -> End:
+    async def _completed(self, node: Node, job: Job, result: dict[str, Any]) -> End:
         """The worker's output arrived, verified on upload against the digest the worker
-        sent; it becomes the job's output once the lifecycle has accepted the completion
-        (and only when that digest is the checksum it reports too)."""
+        sent; it becomes the job's output once the lifecycle has accepted the completion,
+        only when that digest is the checksum it reports too and the file is the media the
+        profile and the report say (read back as a local output is; the item's length as
+        Jellyfin lists it stands for the source's)."""
         try:
             outcome = Outcome.from_report(result)
         except MalformedReport as exc:
@@ -96,11 +103,10 @@ class Reports:
             return Failed(f"the worker's output {why}")
         path = self._uploads.received(job)
         assert path is not None
+        expected = Expected.of_report(self._profiles[job.profile], outcome, job.item_duration)
+        try:
+            await asyncio.to_thread(verify, path, expected)
+        except TranscodeError as exc:
+            log.warning("job %s: the output from %s is refused: %s", job.id, node.name, exc)
+            return Failed(f"the output from worker host {node.name} is refused: {exc}")
         return Completed(outcome, produced=path)
-
-
-def _number(value: object) -> float:
-    """A figure from a worker's report: finite and not negative, else 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return 0.0
-    return max(0.0, float(value))

@@ -3,6 +3,8 @@ anti-forgery token, each doing what the matching API endpoint does, then back to
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from ...keys import HARDWARE, LIFECYCLE
@@ -14,10 +16,15 @@ from .sessions import check_csrf
 routes = web.RouteTableDef()
 
 
+# a path on this server: printable ASCII (browsers drop tabs and newlines from a Location,
+# so "/\t/evil.example" would be "//evil.example"), no backslash, never "//" at the start
+_HERE = re.compile(r"/(?![/\\])[!-\[\]-~]*")
+
+
 def go_back(request: web.Request, form: dict[str, str]) -> web.HTTPSeeOther:
     """Back where the form was (a path on this server only: never an open redirect)."""
     target = form.get("back", "")
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if not _HERE.fullmatch(target):
         target = "/"
     return web.HTTPSeeOther(f"{base(request)}{target}")
 

@@ -37,14 +37,7 @@ def nodes_context(request: web.Request, principal: Principal) -> dict[str, Any]:
             if job is not None and may_see(principal, job):
                 jobs.append({"id": job.id, "title": views.job_view(job, now)["title"]})
         devices = [
-            {
-                "id": str(d.get("id", "?")),
-                "name": str(d.get("name", "")),
-                "used": int(d.get("used", 0)),
-                "free": max(0, int(d.get("slots", 0)) - int(d.get("used", 0))),
-            }
-            for d in node.devices
-            if isinstance(d, dict)
+            {"id": d.id, "name": d.name, "used": d.used, "free": d.free} for d in node.devices
         ]
         nodes.append(
             {
@@ -60,6 +53,7 @@ def nodes_context(request: web.Request, principal: Principal) -> dict[str, Any]:
                 "jobs": jobs,
                 "busy": node.busy,
                 "draining": node.draining,
+                "unhealthy": node.unhealthy,
             }
         )
     return {"workers": {"nodes": nodes}, "tokens": _tokens(request, principal)}

@@ -17,11 +17,13 @@ from aiohttp import web
 from ...hardware.ladder import Hardware
 from ...hardware.listing import FFmpegUnusable, ffmpeg_listing
 from ...hardware.matrix import CheckKind
+from ...jobs.store import JobStore
 from ...keys import CONFIG, HARDWARE, STORE
 
 routes = web.RouteTableDef()
 FFMPEG_TTL = 30.0  # seconds a good `ffmpeg -version` answer is reused: /health needs no token
 FFMPEG_TIMEOUT = 5.0
+STORE_TTL = 5.0  # seconds a write the job store took is believed (/health needs no token)
 
 
 @dataclass(slots=True)
@@ -56,23 +58,34 @@ class FfmpegCheck:
         return None
 
 
+@dataclass(slots=True)
+class StoreCheck:
+    """The last write the job store took: at most one test write per STORE_TTL, however
+    often /health is asked; a refused one is tried again at the next ask."""
+
+    ok_until: float = 0.0
+
+    def run(self, store: JobStore | None) -> str | None:
+        if store is None:
+            return "the job store is not open"
+        if self.ok_until > time.monotonic():
+            return None
+        try:
+            store.check_writable()
+        except sqlite3.Error as exc:
+            return f"the job store does not take writes: {exc}"
+        self.ok_until = time.monotonic() + STORE_TTL
+        return None
+
+
 _FFMPEG = web.AppKey("health_ffmpeg", FfmpegCheck)
+_STORE = web.AppKey("health_store", StoreCheck)
 
 
 def setup(app: web.Application) -> None:
     app[_FFMPEG] = FfmpegCheck()
+    app[_STORE] = StoreCheck()
     app.add_routes(routes)
-
-
-def _store_problem(request: web.Request) -> str | None:
-    store = request.app.get(STORE)
-    if store is None:
-        return "the job store is not open"
-    try:
-        store.check_writable()
-    except sqlite3.Error as exc:
-        return f"the job store does not take writes: {exc}"
-    return None
 
 
 def _cache_problems(request: web.Request) -> tuple[list[str], int | None]:
@@ -125,7 +138,7 @@ def hardware_encoding(hardware: Hardware) -> dict[str, Any]:
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     problems: list[str] = []
-    if store := _store_problem(request):
+    if store := request.app[_STORE].run(request.app.get(STORE)):
         problems.append(store)
     cache, free = _cache_problems(request)
     problems += cache

@@ -112,8 +112,7 @@ class NodeCollector(Collector):
             online.add_metric(label, int(fleet.online(node, now)))
             draining.add_metric(label, int(node.draining))
             slots.add_metric(label, node.slots)
-            devices = [d for d in node.devices if isinstance(d, dict)]
-            busy = sum(int(d.get("used", 0)) for d in devices) if devices else len(node.running)
+            busy = sum(d.used for d in node.devices) if node.devices else len(node.running)
             used.add_metric(label, busy)
             running.add_metric(label, len(node.running))
             age.add_metric(label, max(0.0, now - node.seen))
