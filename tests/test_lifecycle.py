@@ -4,6 +4,7 @@ finish that cannot be applied never strands a job (through the real app)."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from optimized_versions.jobs.models import JobStatus
 from optimized_versions.jobs.outcome import MalformedReport, Outcome
 from optimized_versions.jobs.store import JobStore
 from optimized_versions.keys import LIFECYCLE, MONITOR, STORE
+from optimized_versions.media.tracks import Track
 
 PACKAGE = Path(__file__).resolve().parent.parent / "optimized_versions"
 # the store's writes: a status change, a wait reason, start-job, progress, dismiss...
@@ -117,6 +119,9 @@ _GOOD = {"size": 1, "checksum": "a" * 64, "backend": "x", "encoder": "x", "decod
          "device": "cpu"}  # fmt: skip
 
 
+_TRACK = {"type": "audio", "index": 1, "codec": "aac", "action": "copy", "reason": "r"}
+
+
 @pytest.mark.parametrize(
     "report",
     [
@@ -128,6 +133,10 @@ _GOOD = {"size": 1, "checksum": "a" * 64, "backend": "x", "encoder": "x", "decod
         {**_GOOD, "fallbacks": 3},
         {**_GOOD, "tracks": ["x"]},
         {**_GOOD, "extra": 1},
+        {**_GOOD, "tracks": [{**_TRACK, "language": {"nested": "object"}}]},
+        {**_GOOD, "tracks": [{**_TRACK, "type": "video"}]},
+        {**_GOOD, "plan": "x" * 100_000},
+        {**_GOOD, "command": ["x"] * 10_000},
     ],
 )
 def test_a_malformed_worker_report_is_refused_by_name(report: object) -> None:
@@ -139,3 +148,10 @@ def test_a_worker_report_round_trips() -> None:
     assert Outcome.from_report(_GOOD).size == 1
     outcome = Outcome(10, "a" * 64, "nvenc", "h264_nvenc", "cuda", ["x: y"], "nvidia:0", plan="p")
     assert Outcome.from_report(outcome.report()) == outcome
+    tracks = [  # every field a track can show, as the runner reports them
+        Track("audio", 1, "ac3", "convert", "r", "aac", "eng", "5.1", default=True).to_api(),
+        Track("subtitle", 3, "subrip", "copy", "r", "mov_text", external=True).to_api(),
+        Track("subtitle", 4, "hdmv_pgs_subtitle", "burn", "r", forced=True).to_api(),
+    ]
+    with_tracks = dataclasses.replace(outcome, tracks=tracks)
+    assert Outcome.from_report(with_tracks.report()) == with_tracks

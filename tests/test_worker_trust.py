@@ -100,7 +100,9 @@ class HandWorker:
 @pytest.fixture
 async def remote(start_app: StartApp, queue_url: str) -> Client:
     """A server whose jobs run on worker hosts only (none here: it waits for one)."""
-    return await start_app(queue_url=queue_url, worker_heartbeat=2.0, local_jobs=False)
+    return await start_app(
+        queue_url=queue_url, worker_heartbeat=2.0, local_jobs=False, metrics="open"
+    )
 
 
 async def _handed(
@@ -146,6 +148,8 @@ async def test_a_heartbeat_with_a_non_number_device_field_is_that_nodes_problem(
     hardware = await (await client.get("/hardware", headers=auth(ADMIN))).json()
     [node] = hardware["nodes"]
     assert node["devices"] == [CPU] and "devices[0].used" in node["unhealthy"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'ovs_node_unhealthy{node="laptop"} 1.0' in metrics
     # an admin looked at it: resumed, what it sends is believed again
     resp = await client.post("/admin/nodes/laptop/resume",
                              data={"csrf": await csrf_of(client, "/"), "back": "/"},
@@ -212,6 +216,7 @@ async def test_a_progress_report_that_is_no_figure_is_refused(
         '{"kind": "dequeue", "timeout": "soon"}',
         '{"kind": "dequeue", "timeout": 1, "connection": "x"}',
         '{"kind": "jobs", "job_keys": "abc"}',
+        '{"kind": "dequeue", "timeout": 86400}',
         '{"kind": "job", "job_key": "a\\u0000b"}',
         '{"kind": "job", "job_key": "\\ud800"}',
         '{"kind": "finish", "status": "complete", "job": "{\\"queue\\": 1}"}',

@@ -5,13 +5,12 @@ another machine)."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import Job
+import jsonschema
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+from .models import Job
 
 
 class MalformedReport(ValueError):
@@ -56,27 +55,51 @@ class Outcome:
 
     @classmethod
     def from_report(cls, report: object) -> Outcome:
-        """A worker host's report, every field checked for its type."""
-        if not isinstance(report, dict):
-            raise MalformedReport("not an object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        if missing := {"size", "checksum", "backend", "encoder", "decoder", "device"} - set(report):
-            raise MalformedReport(f"missing {sorted(missing)}")
-        if unknown := set(report) - names:
-            raise MalformedReport(f"unknown {sorted(unknown)}")
-        size = report["size"]
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise MalformedReport("size is not a byte count")
-        if not isinstance(report["checksum"], str) or not _SHA256.fullmatch(report["checksum"]):
-            raise MalformedReport("checksum is not a SHA-256")
-        for name in ("backend", "encoder", "decoder", "device", "plan"):
-            if not isinstance(report.get(name, ""), str):
-                raise MalformedReport(f"{name} is not a string")
-        for name in ("fallbacks", "command"):
-            value = report.get(name, [])
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise MalformedReport(f"{name} is not a list of strings")
-        tracks = report.get("tracks", [])
-        if not isinstance(tracks, list) or not all(isinstance(t, dict) for t in tracks):
-            raise MalformedReport("tracks is not a list of objects")
-        return cls(**{**report, "fallbacks": list(report.get("fallbacks", []))})
+        """A worker host's report, held against REPORT (types, bounds, known fields)."""
+        error = jsonschema.exceptions.best_match(_REPORT.iter_errors(report))
+        if error is not None:
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+            raise MalformedReport(f"{where.lstrip('.') or 'the report'}: {error.message[:200]}")
+        assert isinstance(report, dict)
+        return cls(**{"fallbacks": [], **report})
+
+
+_TEXT = {"type": "string", "maxLength": 8_000}
+_WORD = {"type": "string", "maxLength": 200}
+_WORDS = {"type": "array", "maxItems": 512, "items": _TEXT}
+TRACK = {  # media/tracks.py Track.to_api, as the job page and /job-status show it
+    "type": "object",
+    "required": ["type", "index", "codec", "action", "reason"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"enum": ["audio", "subtitle"]},
+        "index": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+        "codec": _WORD,
+        "action": {"enum": ["copy", "convert", "burn", "drop"]},
+        "reason": _TEXT,
+        "outputCodec": _WORD,
+        "language": _WORD,
+        "title": _TEXT,
+        "default": {"type": "boolean"},
+        "forced": {"type": "boolean"},
+        "external": {"type": "boolean"},
+    },
+}
+REPORT = {
+    "type": "object",
+    "required": ["size", "checksum", "backend", "encoder", "decoder", "device"],
+    "additionalProperties": False,
+    "properties": {
+        "size": {"type": "integer", "minimum": 0, "maximum": 2**53},
+        "checksum": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "backend": _WORD,
+        "encoder": _WORD,
+        "decoder": _WORD,
+        "device": _WORD,
+        "fallbacks": _WORDS,
+        "tracks": {"type": "array", "maxItems": 256, "items": TRACK},
+        "plan": _TEXT,
+        "command": _WORDS,
+    },
+}
+_REPORT = jsonschema.Draft202012Validator(REPORT)

@@ -117,7 +117,9 @@ _KINDS = {  # what SAQ 0.26's HttpQueue sends for each kind the proxy answers
     "jobs": _object(
         {"job_keys": {"type": "array", "maxItems": 100, "items": _NAME}}, ("job_keys",)
     ),
-    "dequeue": _object({"timeout": _SECONDS, "poll_interval": _SECONDS}),
+    "dequeue": _object(  # a wait on the server: a heartbeat or so, never hours
+        {"timeout": {"type": "number", "minimum": 0, "maximum": 60}, "poll_interval": _SECONDS}
+    ),
     "write_worker_info": _object(
         {
             "worker_id": _NAME,

@@ -102,6 +102,7 @@ class NodeCollector(Collector):
 
         online = family("online", "1 while the worker host heartbeats, 0 once it is lost")
         draining = family("draining", "1 while an admin drains the worker host")
+        unhealthy = family("unhealthy", "1 once the worker host sent a malformed message")
         slots = family("slots", "jobs the worker host runs at once (its heartbeat)")
         used = family("slots_used", "slots in use (the worker host's heartbeat)")
         running = family("jobs_running", "jobs this server placed on the worker host")
@@ -111,12 +112,13 @@ class NodeCollector(Collector):
             label = [node.name]
             online.add_metric(label, int(fleet.online(node, now)))
             draining.add_metric(label, int(node.draining))
+            unhealthy.add_metric(label, int(node.unhealthy is not None))
             slots.add_metric(label, node.slots)
             busy = sum(d.used for d in node.devices) if node.devices else len(node.running)
             used.add_metric(label, busy)
             running.add_metric(label, len(node.running))
             age.add_metric(label, max(0.0, now - node.seen))
-        yield from (online, draining, slots, used, running, age)
+        yield from (online, draining, unhealthy, slots, used, running, age)
 
 
 def _allowed(request: web.Request) -> None:
