@@ -156,6 +156,10 @@ async def test_a_heartbeat_with_a_non_number_device_field_is_that_nodes_problem(
                              allow_redirects=False)  # fmt: skip
     assert resp.status == 303
     assert client.app[DISPATCHER].fleet.nodes["laptop"].unhealthy is None
+    # what a well-formed message says is shown as text, never as markup
+    assert (await worker.heartbeat({**INFO, "busy": "<img src=x onerror=alert(1)>"}))[0] == 200
+    page = await (await client.get("/")).text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img src=x" not in page
 
 
 async def test_a_heartbeat_with_a_device_that_is_no_object_stops_no_job(
