@@ -21,7 +21,7 @@ from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 from test_workers import Client
 from web_helpers import csrf_of, sign_in
 
-from optimized_versions.keys import DISPATCHER, WORKER_TOKENS
+from optimized_versions.keys import DISPATCHER, STORE, UPLOADS, WORKER_TOKENS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -293,6 +293,13 @@ async def test_a_real_output_completes_and_one_of_another_length_does_not(
         assert (await worker.finish(saq_job, film, tracks=[AUDIO_KEPT]))[0] == 200
         done = await wait_status(client, good, "completed", timeout=30)
         assert done["checksum"] == hashlib.sha256(film).hexdigest()
+        download = await client.get(f"/download/{good}", headers=auth())
+        assert download.status == 200 and await download.read() == film
+        # a worker that writes the shared cache swaps the output for a link: not served
+        output = Path(done["outputPath"])
+        output.unlink()
+        output.symlink_to(media.h264)
+        assert (await client.get(f"/download/{good}", headers=auth())).status == 404
 
         longer, saq_job = await _handed(client, env, worker, "phone-2", RunTimeTicks=200_000_000)
         await worker.upload(longer, film)
@@ -306,3 +313,48 @@ async def test_a_real_output_completes_and_one_of_another_length_does_not(
         assert (await worker.finish(saq_job, film, tracks=[AUDIO_KEPT, second]))[0] == 200
         failed = await wait_status(client, two, "failed", timeout=30)
         assert "1 of 2 audio tracks" in failed["error"]
+
+
+async def test_an_output_written_in_place_as_a_link_is_no_output(
+    remote: Client, env: Env, media: Any
+) -> None:
+    """With shared storage a worker writes its output into the server's cache itself. A
+    link there (to a file of the server's own, whose checksum it knows) would have been
+    served to the phone as the job's output: only a plain file is taken."""
+    client, worker = remote, HandWorker(remote)
+    film = Path(media.h264)  # stands for any file on the server outside the cache
+    async with worker.alive():
+        job_id, saq_job = await _handed(client, env, worker)
+        job = client.app[STORE].get(job_id)
+        assert job is not None
+        client.app[UPLOADS].verified(job).symlink_to(film)
+        assert (await worker.finish(saq_job, film.read_bytes(), tracks=[AUDIO_KEPT]))[0] == 200
+        failed = await wait_status(client, job_id, "failed", timeout=30)
+    assert "no output arrived" in failed["error"] or "never arrived" in failed["error"]
+    assert film.exists() and not list(env.config.cache_dir.glob(f"{job_id}*"))
+
+
+async def test_a_link_left_as_the_partial_upload_is_never_written_through(
+    remote: Client, env: Env, tmp_path: Path
+) -> None:
+    """A worker that can write the shared cache could leave ``<output>.upload`` as a link
+    to a file of the server's own (its job store, say): the upload's bytes were appended
+    there. The partial file is opened without following a link, and only a plain file is
+    hashed (else the error would tell the size and SHA-256 of what the link points at)."""
+    client, worker = remote, HandWorker(remote)
+    victim = tmp_path / "jobs.sqlite3"  # stands for a file of the server's own
+    victim.write_bytes(b"precious")
+    async with worker.alive():
+        job_id, _ = await _handed(client, env, worker)
+        job = client.app[STORE].get(job_id)
+        assert job is not None
+        client.app[UPLOADS].partial(job).symlink_to(victim)
+        url = f"/worker/jobs/{job_id}/output"
+        offset = (await client.head(url, headers=worker.bearer)).headers["Upload-Offset"]
+        digest = base64.b64encode(hashlib.sha256(b"precious junk").digest()).decode()
+        headers = {**worker.bearer, "Upload-Offset": offset, "Upload-Complete": "?1",
+                   "Repr-Digest": f"sha-256=:{digest}:"}  # fmt: skip
+        resp = await client.patch(url, data=b" junk", headers=headers)
+        text = await resp.text()
+    assert victim.read_bytes() == b"precious"
+    assert hashlib.sha256(b"precious").hexdigest() not in text, text

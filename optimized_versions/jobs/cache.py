@@ -68,6 +68,12 @@ def running_names(output: str | Path) -> set[str]:
     return {path.name for path in paths}
 
 
+def plain(path: Path) -> bool:
+    """A plain file, not a link: a worker host that writes the shared cache could leave a
+    link to a file of the server's own, which must never be served or read as an output."""
+    return path.is_file() and not path.is_symlink()
+
+
 def is_ours(path: Path) -> bool:
     """Whether ``path`` in the cache folder is a name a job's file or folder has."""
     if path.suffix == SIDECARS:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,16 @@ DURATION_TOLERANCE = 0.02  # the output's duration may differ from the source's 
 HASH_CHUNK = 1024 * 1024
 
 
+def no_follow(path: str, flags: int) -> int:
+    """An ``opener`` that never follows a link: what a worker with the shared cache may
+    leave in it is never read or written through."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+
+
 def sha256_file(path: Path) -> str:
     """Blocking: run it in a thread (a job's output here, a worker's upload in nodes/)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb", opener=no_follow) as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

@@ -24,6 +24,7 @@ import binascii
 import hashlib
 import os
 import shutil
+import stat
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from typing import BinaryIO
 from ..errors import BadRequest, InsufficientStorage, ServiceError
 from ..jobs import cache
 from ..jobs.models import Job
-from ..jobs.output import sha256_file
+from ..jobs.output import no_follow, sha256_file
 
 WRITE_BLOCK = 1024 * 1024  # bytes gathered before one write (off the event loop)
 SPACE_EVERY = 64 * 1024 * 1024  # bytes between free-space checks of a body of unknown length
@@ -116,16 +117,14 @@ class Uploads:
     def offset(self, job: Job) -> int:
         """Bytes received so far (the whole size once verified)."""
         for path in (self.verified(job), self.partial(job)):
-            try:
-                return path.stat().st_size
-            except FileNotFoundError:
-                continue
+            if (size := _size(path)) is not None:
+                return size
         return 0
 
     def received(self, job: Job) -> Path | None:
         """The verified output, or None while it is not (all) here."""
         path = self.verified(job)
-        return path if path.is_file() else None
+        return path if _size(path) is not None else None
 
     def discard(self, job: Job) -> None:
         """Forget the upload: a cancelled or failed job, or a worker that starts again."""
@@ -166,7 +165,7 @@ class Uploads:
         path = self.partial(job)
         pieces: list[bytes] = []  # written as they came (one thread hop per WRITE_BLOCK)
         pending = unchecked = 0
-        with path.open("ab") as sink:
+        with open(path, "ab", opener=no_follow) as sink:
             running = self._running.get(job.id)
             if running is None or running.length != sink.tell():  # a prefix it never saw
                 running = _Running() if sink.tell() == 0 else None
@@ -203,7 +202,7 @@ class Uploads:
         """Hash what arrived (in a thread); when it is the worker's file, make it the
         verified output; otherwise remove it (422): the worker starts again from 0."""
         path = self.partial(job)
-        size = path.stat().st_size if path.exists() else 0
+        size = _size(path) or 0
         running = self._running.pop(job.id, None)
         if running is not None and running.length == size:
             sha256 = running.digest.hexdigest()
@@ -237,6 +236,20 @@ class Uploads:
 
 
 _EMPTY = hashlib.sha256().hexdigest()
+
+
+def _size(path: Path) -> int | None:
+    """The size of the plain file at ``path``, None when there is none. Anything else there
+    (a link a worker with the shared cache left, to a file of the server's own) is removed:
+    never read, never written through, never served as an output."""
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(found.st_mode):
+        return found.st_size
+    path.unlink()
+    return None
 
 
 async def _to_the_end(work: asyncio.Future[None]) -> None:

@@ -26,6 +26,7 @@ from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
 from ...errors import NotFound, RangeNotSatisfiable, Unauthorized
+from ...jobs import cache
 from ...jobs.models import DOWNLOADABLE, Job, JobStatus
 from ...keys import CONFIG, LIFECYCLE, STORE, TELEMETRY
 from ..http.guards import owned_job
@@ -44,7 +45,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         return _bare_head(request)
     job = owned_job(request, await authenticate(request))
     path = Path(job.output_path)
-    if job.status not in DOWNLOADABLE or not path.is_file():
+    if job.status not in DOWNLOADABLE or not cache.plain(path):
         raise NotFound(f"job {job.id} has no file to download (it is {job.status})")
     drop: tuple[str, ...] = ()
     if hdrs.IF_RANGE in request.headers:  # decided here: aiohttp compares dates only
@@ -81,7 +82,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 def _bare_head(request: web.Request) -> web.Response:
     """HEAD without a token: the size of a finished file and nothing else."""
     job = request.app[STORE].get(request.match_info["id"])
-    if job is None or job.status not in DOWNLOADABLE or not Path(job.output_path).is_file():
+    if job is None or job.status not in DOWNLOADABLE or not cache.plain(Path(job.output_path)):
         raise Unauthorized(NO_TOKEN)
     return web.Response(headers={"Content-Length": str(job.size), "Accept-Ranges": "bytes"})
 
