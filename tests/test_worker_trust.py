@@ -221,6 +221,8 @@ async def test_a_progress_report_that_is_no_figure_is_refused(
         '{"kind": "dequeue", "timeout": 1, "connection": "x"}',
         '{"kind": "jobs", "job_keys": "abc"}',
         '{"kind": "dequeue", "timeout": 86400}',
+        '{"kind": "update", "status": "complete", "job": "{}"}',
+        '{"kind": "finish", "status": "queued", "job": "{}"}',
         '{"kind": "job", "job_key": "a\\u0000b"}',
         '{"kind": "job", "job_key": "\\ud800"}',
         '{"kind": "finish", "status": "complete", "job": "{\\"queue\\": 1}"}',

@@ -99,7 +99,7 @@ _KINDS = {  # what SAQ 0.26's HttpQueue sends for each kind the proxy answers
     "update": _object(
         {
             "job": _JOB,
-            "status": _STATUS,
+            "status": {"enum": [None, "active"]},  # its end is a finish, never an update
             "progress": {"type": "number", "minimum": 0, "maximum": 1},
             "meta": PROGRESS,
             "expire_at": {"type": ["number", "null"]},
@@ -107,7 +107,12 @@ _KINDS = {  # what SAQ 0.26's HttpQueue sends for each kind the proxy answers
         ("job",),
     ),
     "finish": _object(
-        {"job": _JOB, "status": _STATUS, "result": {"type": ["object", "null"]}, "error": _TEXT},
+        {
+            "job": _JOB,
+            "status": {"enum": ["complete", "failed", "aborted"]},
+            "result": {"type": ["object", "null"]},
+            "error": _TEXT,
+        },
         ("job", "status"),
     ),
     "retry": _object({"job": _JOB, "error": _TEXT}, ("job",)),
