@@ -1,5 +1,10 @@
 """Probing media with PyAV (it bundles FFmpeg's libraries: no system ffprobe needed).
 
+What a source may open, here and in ffmpeg (``plan.source_input``): over http (the relay)
+http and what HLS needs of it (tcp, and crypto for AES-128 segments), nothing else (no file:,
+data:, udp or rtp); a file, files alone. HLS is read: every URI of a playlist names the relay
+(``jellyfin/playlist.py``).
+
 These functions block: call them through ``asyncio.to_thread``.
 """
 
@@ -13,6 +18,11 @@ import av.error
 from av.stream import Disposition
 
 from .look import Look, look
+
+
+def protocols(source: str) -> str:
+    """The protocols a source may open (``protocol_whitelist``)."""
+    return "http,tcp,crypto" if source.startswith(("http://", "https://")) else "file"
 
 
 class ProbeError(Exception):
@@ -125,7 +135,11 @@ def probe(source: str, timeout: float = 30.0, *, frames: bool = True) -> MediaIn
     """Read container and stream details of a file path or an http(s) URL; ``frames``:
     with a look at the first frames (``look``: rotation, HDR, interlacing)."""
     try:
-        with av.open(source, timeout=timeout, options={"analyzeduration": "20000000"}) as box:
+        options = {
+            "analyzeduration": "20000000",
+            "protocol_whitelist": protocols(source),
+        }
+        with av.open(source, timeout=timeout, options=options) as box:
             stream = next(
                 (s for s in box.streams.video if s.codec_context.width),  # not cover art
                 None,
