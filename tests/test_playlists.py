@@ -162,6 +162,32 @@ async def test_a_metadata_address_in_a_playlist_is_refused_before_any_request(
     assert {hit.split("?")[0] for hit in allowed.hits} == {"/main.m3u8"}
 
 
+DASH = """<?xml version="1.0" encoding="utf-8"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT3S"
+     profiles="urn:mpeg:dash:profile:isoff-on-demand:2011" minBufferTime="PT1S">
+ <Period><AdaptationSet mimeType="video/mp4">
+  <Representation id="v" bandwidth="100000" width="160" height="120" codecs="avc1.64000b">
+   <BaseURL>{url}</BaseURL>
+  </Representation>
+ </AdaptationSet></Period>
+</MPD>
+"""
+
+
+async def test_ffmpeg_reads_the_source_as_the_prober_did(
+    start_app: StartApp, aiohttp_server: Any, rendition: Rendition
+) -> None:
+    """A DASH manifest named .txt: the prober (no DASH demuxer) reads it as text art, the
+    ffmpeg binary would read it as DASH and fetch its BaseURL itself; ffmpeg gets the
+    prober's demuxer, so it never does."""
+    allowed = await serve(aiohttp_server, rendition.folder, "127.0.0.1")
+    secret = await serve(aiohttp_server, rendition.folder, "127.0.0.2")
+    allowed.texts = {"film.txt": DASH.format(url=f"{secret.base}/film.mp4")}
+    client = await start_app(jellyfin_url=None, tokens=STANDALONE, source_allow="127.0.0.1")
+    await run_job(client, f"{allowed.base}/film.txt", "failed", "completed")
+    assert secret.hits == [], f"the forbidden host was asked {len(secret.hits)} times"
+
+
 async def test_with_jellyfin_a_playlist_names_jellyfin_alone(
     env: Env, start_app: StartApp, aiohttp_server: Any, rendition: Rendition, tmp_path: Path
 ) -> None:

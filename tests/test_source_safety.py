@@ -37,6 +37,7 @@ async def test_ffmpeg_never_sees_the_token(env: Env, start_app: StartApp) -> Non
         assert ALICE not in line and "api_key" not in line
         assert "-i http://127.0.0.1:" in line and "/_source/" in line
         assert "-protocol_whitelist http,tcp,crypto" in line and "-reconnect 1" in line
+        assert " -f matroska " in line, "read with the demuxer the probe read it with"
     await client.delete(f"/cancel-job/{job_id}", headers=auth())
 
 

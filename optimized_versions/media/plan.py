@@ -200,11 +200,15 @@ _RECONNECT = ["-reconnect", "1", "-reconnect_on_network_error", "1",
               "-reconnect_delay_max", "4", "-reconnect_max_retries", "5"]  # fmt: skip
 
 
-def source_input(source: str) -> list[str]:
+def source_input(source: str, demuxer: str | None = None) -> list[str]:
     """Input arguments for a job's source: an http URL (the relay) or a file path, and
-    no other protocol (no redirects to file:, no concat or subfile tricks: ``probe``)."""
+    no other protocol (no redirects to file:, no concat or subfile tricks: ``probe``);
+    ``demuxer``: the one the probe read it with (MediaInfo.format), so that what the probe
+    read as one thing ffmpeg cannot read as another (a DASH manifest that fetches what it
+    names, a demuxer the probe's libraries lack)."""
     network = source.startswith(("http://", "https://"))
-    return ["-protocol_whitelist", protocols(source), *(_RECONNECT if network else []),
+    forced = ["-f", demuxer.split(",")[0]] if demuxer else []
+    return ["-protocol_whitelist", protocols(source), *forced, *(_RECONNECT if network else []),
             "-analyzeduration", "200M", "-probesize", "1G", "-i", source]  # fmt: skip
 
 
