@@ -8,6 +8,7 @@ a host the rules refuse and counts every request it gets.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,18 @@ async def test_ffmpeg_reads_the_source_as_the_prober_did(
     client = await start_app(jellyfin_url=None, tokens=STANDALONE, source_allow="127.0.0.1")
     await run_job(client, f"{allowed.base}/film.txt", "failed", "completed")
     assert secret.hits == [], f"the forbidden host was asked {len(secret.hits)} times"
+
+
+def test_the_probe_reads_with_no_demuxer_that_fetches_what_it_names(
+    rendition: Rendition, tmp_path: Path
+) -> None:
+    """An ffconcat list (as DASH or IMF would, in a PyAV built with them) names files to
+    open: the probe refuses the format itself, whatever the list names."""
+    shutil.copy(rendition.folder / "plain0.ts", tmp_path)
+    listed = tmp_path / "list.ffconcat"
+    listed.write_text("ffconcat version 1.0\nfile plain0.ts\n")
+    with pytest.raises(probe.ProbeError):
+        probe.probe(str(listed), frames=False)
 
 
 async def test_with_jellyfin_a_playlist_names_jellyfin_alone(
