@@ -22,8 +22,9 @@ from optimized_versions.hardware.nvml import GpuReading, NvmlUnavailable
 from optimized_versions.media.ffmpeg import default_ffmpeg
 from optimized_versions.web.http.serving import server_options
 
-# the fake GPU host, issue 12's sources, a throwaway PostgreSQL (cluster, queue_url)
-pytest_plugins = ["gpu_host", "media_cases", "postgres"]
+# the fake GPU host, HLS renditions, issue 12's sources, a throwaway PostgreSQL (cluster,
+# queue_url)
+pytest_plugins = ["gpu_host", "hls_media", "media_cases", "postgres"]
 
 ALICE, BOB, ADMIN = "alice-token-0123456789", "bob-token-0123456789", "admin-token-0123456789"
 PASSWORDS = {ALICE: "alice-password", BOB: "bob-password", ADMIN: "root-password"}

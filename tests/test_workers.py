@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import ADMIN, ALICE, Env, StartApp, auth, post_job, wait_status
 from gpu_host import FakeHost
+from hls_media import Rendition, jellyfin_hls
 from saq import Status
 from saq.queue.http import HttpQueue
 from served import COMMAND, free_port
@@ -32,6 +33,7 @@ from test_tracks import GERMAN, _stream, cues
 from optimized_versions.app import build_hardware
 from optimized_versions.jobs.models import JobStatus
 from optimized_versions.keys import DISPATCHER, STORE, UPLOADS, WORKER_TOKENS
+from optimized_versions.media import probe
 from optimized_versions.nodes.worker import WorkerHost
 
 pytestmark = pytest.mark.timeout(240)
@@ -396,3 +398,33 @@ async def test_a_dispatch_the_store_no_longer_gives_a_host_is_not_handed_out(
     ended = await queue.job(stale)
     assert ended is not None and ended.status == Status.ABORTED
     assert (await _status(client, job))["status"] == "queued"
+
+
+async def test_a_worker_host_reads_an_hls_source_through_both_relays(
+    cluster_app: tuple[Client, Workers], env: Env, tmp_path: Path, rendition: Rendition
+) -> None:
+    """The worker host's ffmpeg reads its relay, which reads the server's source route,
+    which reads Jellyfin: each relay rewrites the playlists it passes (the server's tokens
+    inside the worker's), each checks its own rules, and all of the stream arrives."""
+    client, _ = cluster_app
+    jellyfin_hls(env, rendition, tmp_path / "hls")
+    config = replace(
+        env.config, cache_dir=tmp_path / "w1" / "cache", data_dir=tmp_path / "w1" / "data",
+        cpu_slots=1, worker_heartbeat=2.0,
+    )  # fmt: skip
+    hardware, profiles = build_hardware(config)
+    token = client.app[WORKER_TOKENS].create("w1")
+    host = WorkerHost(config, hardware, profiles, str(client.make_url("/")), token)
+    running = asyncio.create_task(host.run())  # this tree's worker code, in this process
+    try:
+        await _online(client, {"w1"})
+        done = await wait_status(client, await post_job(client, env, "hls"), "completed")
+        assert done["node"] == "w1"
+        info = probe.probe(done["outputPath"], frames=False)
+        assert info.duration is not None and info.duration > 2.5, "all three segments"
+        fetched = " ".join(env.jellyfin.stream_requests)
+        assert all(f"/Videos/hls-{n}/seg{n}.ts" in fetched for n in range(3)), fetched
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

@@ -186,9 +186,8 @@ class Runner:
                 )
             except PlanError as exc:
                 raise TranscodeError(str(exc)) from None
-            argv = build_argv(
-                self.ffmpeg_path, plan, profile, target, source_input(feed.url), str(partial)
-            )
+            inputs = source_input(feed.url, info.format)  # read as the probe read it
+            argv = build_argv(self.ffmpeg_path, plan, profile, target, inputs, str(partial))
             on_plan("; ".join(plan.why))
             log.info(
                 "job %s: %s on %s (%s s)",

@@ -15,7 +15,7 @@ from ..catalog.profiles import Profile
 from .audio import audio_filter
 from .bitrate import rate_values, target_bit_rate
 from .filters import SOFTWARE_TONEMAP, device_tonemaps, hw_decodable, video_chain
-from .probe import AudioInfo, MediaInfo, SubtitleInfo, VideoInfo
+from .probe import AudioInfo, MediaInfo, SubtitleInfo, VideoInfo, protocols
 from .tracks import Tracks, choose, map_args, output_args, pick_audio
 from .tracks import input_args as sidecar_args
 from .why import audio_copied, audio_reason, video_blockers, video_reason
@@ -200,12 +200,15 @@ _RECONNECT = ["-reconnect", "1", "-reconnect_on_network_error", "1",
               "-reconnect_delay_max", "4", "-reconnect_max_retries", "5"]  # fmt: skip
 
 
-def source_input(source: str) -> list[str]:
+def source_input(source: str, demuxer: str | None = None) -> list[str]:
     """Input arguments for a job's source: an http URL (the relay) or a file path, and
-    no other protocol (no redirects to file:, no concat or subfile tricks)."""
+    no other protocol (no redirects to file:, no concat or subfile tricks: ``probe``);
+    ``demuxer``: the one the probe read it with (MediaInfo.format), so that what the probe
+    read as one thing ffmpeg cannot read as another (a DASH manifest that fetches what it
+    names, a demuxer the probe's libraries lack)."""
     network = source.startswith(("http://", "https://"))
-    protocols = ["-protocol_whitelist", "http,tcp" if network else "file"]
-    return [*protocols, *(_RECONNECT if network else []),
+    forced = ["-f", demuxer.split(",")[0]] if demuxer else []
+    return ["-protocol_whitelist", protocols(source), *forced, *(_RECONNECT if network else []),
             "-analyzeduration", "200M", "-probesize", "1G", "-i", source]  # fmt: skip
 
 

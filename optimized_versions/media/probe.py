@@ -1,18 +1,41 @@
 """Probing media with PyAV (it bundles FFmpeg's libraries: no system ffprobe needed).
 
+What a source may open, here and in ffmpeg (``plan.source_input``): over http (the relay)
+http and what HLS needs of it (tcp, and crypto for AES-128 segments), nothing else (no file:,
+data:, udp or rtp); a file, files alone. The probe reads no source with a demuxer that
+fetches what its text names (DASH, IMF, ffconcat, SDP and RTP, RTSP, SAP); ffmpeg then
+reads with the demuxer the probe found. HLS is read: every URI of a playlist names the relay
+(``jellyfin/playlist.py``).
+
 These functions block: call them through ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 import av.error
+from av.format import ContainerFormat
 from av.stream import Disposition
 
 from .look import Look, look
+
+_NAMING = frozenset({"concat", "dash", "imf", "rtp", "rtsp", "sap", "sdp"})
+
+
+def protocols(source: str) -> str:
+    """The protocols a source may open (``protocol_whitelist``)."""
+    return "http,tcp,crypto" if source.startswith(("http://", "https://")) else "file"
+
+
+@functools.cache
+def _demuxers() -> str:
+    """PyAV's demuxers but those that fetch what they name (``format_whitelist``)."""
+    found = (name for name in av.formats_available if ContainerFormat(name).is_input)
+    return ",".join(sorted(name for name in found if not _NAMING & set(name.split(","))))
 
 
 class ProbeError(Exception):
@@ -127,7 +150,11 @@ def probe(
     """Read container and stream details of a file path or an http(s) URL; ``frames``:
     with a look at the first frames (``look``: rotation, HDR, interlacing); ``container``:
     read it as that format alone (no guessing from its content)."""
-    options = {"analyzeduration": "20000000"}
+    options = {
+        "analyzeduration": "20000000",
+        "protocol_whitelist": protocols(source),
+        "format_whitelist": _demuxers(),
+    }
     try:
         with av.open(source, format=container, timeout=timeout, options=options) as box:
             stream = next(

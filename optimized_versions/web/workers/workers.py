@@ -178,12 +178,14 @@ async def queue(request: web.Request) -> web.Response:
 @routes.get("/worker/jobs/{id}/source/{tail:.*}")
 async def source(request: web.Request) -> web.StreamResponse:
     """The job's source, fetched under this server's source rules (Range passed through):
-    a worker needs neither Jellyfin's address nor a user's token."""
+    a worker needs neither Jellyfin's address nor a user's token. The tail is the source's
+    name or a token the relay put in one of this job's playlists (bound to the job): a
+    worker reads its job's source and nothing else of Jellyfin (404)."""
     job = worker_job(request)
     url = request.app[STORE].source_url(job.id)
     if url is None:
         raise NotFound(f"job {job.id} has no source any more")
-    relayed = Relayed(f"/{source_name(url)}", url)
+    relayed = Relayed(f"/{source_name(url)}", url, f"job {job.id}")
     return await request.app[RELAY].forward(relayed, request, request.match_info["tail"])
 
 
