@@ -120,6 +120,12 @@ class Config(ServingSettings):
         " signs everyone out).",
         exclusiveMinimum=0,
     )
+    sessions_per_user: int = ACCESS.key(
+        10,
+        "Dashboard sign-ins kept per user; one more signs out that user's least recently used"
+        " (never another user's).",
+        minimum=1,
+    )
     metrics: str = ACCESS.key(
         "off",
         "With `open`, `GET /metrics` needs no token (a trusted network only); with `off` it"

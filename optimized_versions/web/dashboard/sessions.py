@@ -22,7 +22,8 @@ from .session_store import MemoryStorage
 
 
 async def csrf_token(request: web.Request) -> str:
-    """The session's anti-forgery token (made on first use); every form carries it."""
+    """The session's anti-forgery token (made at sign-in); every form but sign-in's carries
+    it (that one's is login_token.py's, as a visitor has no session)."""
     session = await get_session(request)
     token = session.get("csrf")
     if not isinstance(token, str):
@@ -62,9 +63,13 @@ async def signed_in(request: web.Request) -> Principal | None:
         raise
 
 
-async def start_session(request: web.Request, storage: MemoryStorage, token: str) -> None:
+async def start_session(
+    request: web.Request, storage: MemoryStorage, token: str, principal: Principal
+) -> None:
+    """Signed in: a new session (the only way one is made), with its own form token."""
     session = await get_session(request)
     storage.rotate(session)
     session.clear()
     session["token"] = token
+    session["user"] = principal.user_id
     session["csrf"] = secrets.token_urlsafe(24)
