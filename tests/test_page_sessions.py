@@ -103,3 +103,10 @@ async def _browser_sign_in(browser: ClientSession, url: URL, token: str) -> None
     data = {"csrf": _csrf(await form.text()), "token": token}
     signed = await browser.post(url.with_path("/login"), data=data, allow_redirects=False)
     assert signed.status == 303
+
+
+async def test_a_token_that_is_not_ascii_is_refused_not_an_error(start_app: StartApp) -> None:
+    client = await start_app()
+    assert (await sign_in(client, token=ALICE)).status == 303
+    resp = await client.post("/logout", data={"csrf": "é" * 32}, allow_redirects=False)
+    assert resp.status == 403

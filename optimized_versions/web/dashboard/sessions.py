@@ -43,7 +43,7 @@ async def check_csrf(request: web.Request) -> dict[str, str]:
     sent = form.get("csrf")
     if not isinstance(expected, str) or not isinstance(sent, str):
         raise CsrfRejected("the form is missing its anti-forgery token: reload the page")
-    if not hmac.compare_digest(expected, sent):
+    if not hmac.compare_digest(expected.encode(), sent.encode()):
         raise CsrfRejected("the form's anti-forgery token does not match: reload the page")
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
