@@ -128,6 +128,7 @@ def create_app(
     )
     app[SESSIONS] = sessions
     app[LOGIN_TOKENS] = LoginTokens(config.base_path or "/")
+    app[live.LIVE_STREAMS] = live.LiveStreams(config.live_streams)
     app[TELEMETRY] = Telemetry(nodes=config.queue_url is not None)
     app[CONFIG] = config
     app[CLOCK] = clock

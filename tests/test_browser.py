@@ -185,3 +185,29 @@ async def test_worker_hosts_follow_live_and_drain_on_a_narrow_phone(
         shown = await page.locator("#worker-token").text_content()
         assert shown is not None and client.app[WORKER_TOKENS].check(shown.strip()) == "laptop"
         await context.close()
+
+
+async def test_a_tab_over_the_live_stream_cap_polls_instead(
+    env: Env, start_app: StartApp, browser: Browser
+) -> None:
+    """LIVE_STREAMS=1: the session's second tab is refused a stream (429) and follows the jobs
+    by polling /live.json, asking for a stream once, not over and over."""
+    client = await start_app(live_streams=1)
+    base = str(client.make_url("")).rstrip("/")
+    context = await browser.new_context(viewport=DESKTOP)
+    first = await context.new_page()
+    async with first.expect_response(lambda r: r.url.endswith("/live")) as opened:
+        await _sign_in(first, base, ADMIN)
+    assert (await opened.value).status == 200
+    second = await context.new_page()  # the same session
+    asked: list[str] = []
+    second.on("request", lambda r: asked.append(r.url.removeprefix(base)))
+    async with second.expect_response(lambda r: r.url.endswith("/live")) as refused:
+        await second.goto(f"{base}/")
+    assert (await refused.value).status == 429
+    await second.evaluate("window.notReloaded = true")
+    job = await _post(client, env, "h264", "Elephants Dream", 2006)
+    await expect(second.locator(f'[data-job="{job}"]').first).to_be_visible(timeout=10_000)
+    assert await second.evaluate("window.notReloaded") is True, "the page was not reloaded"
+    assert asked.count("/live") == 1 and "/live.json" in asked, asked
+    await context.close()

@@ -9,8 +9,7 @@ import time
 
 from aiohttp import ClientSession, CookieJar, DummyCookieJar, TCPConnector
 from conftest import ALICE, BOB, StartApp
-from web_helpers import CSRF, sign_in
-from yarl import URL
+from web_helpers import CSRF, browser_sign_in, sign_in
 
 from optimized_versions.web.dashboard.session_store import MAX_SESSIONS, SESSIONS
 
@@ -87,22 +86,15 @@ async def test_signing_in_again_and_again_drops_only_that_users_oldest_session(
     bob = ClientSession(cookie_jar=CookieJar(unsafe=True))
     alices = [ClientSession(cookie_jar=CookieJar(unsafe=True)) for _ in range(5)]
     try:
-        await _browser_sign_in(bob, url, BOB)
+        await browser_sign_in(bob, url, BOB)
         for alice in alices:  # one after another, each a new browser
-            await _browser_sign_in(alice, url, ALICE)
+            await browser_sign_in(alice, url, ALICE)
         pages = [(await s.get(url, allow_redirects=False)).status for s in [bob, *alices]]
         assert pages == [200, 303, 303, 200, 200, 200], "bob's stays, alice's last 3 stay"
         assert len(client.app[SESSIONS]) == 4
     finally:
         for s in [bob, *alices]:
             await s.close()
-
-
-async def _browser_sign_in(browser: ClientSession, url: URL, token: str) -> None:
-    form = await browser.get(url.with_path("/login"))
-    data = {"csrf": _csrf(await form.text()), "token": token}
-    signed = await browser.post(url.with_path("/login"), data=data, allow_redirects=False)
-    assert signed.status == 303
 
 
 async def test_a_token_that_is_not_ascii_is_refused_not_an_error(start_app: StartApp) -> None:

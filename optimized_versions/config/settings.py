@@ -126,6 +126,12 @@ class Config(ServingSettings):
         " (never another user's).",
         minimum=1,
     )
+    live_streams: int = ACCESS.key(
+        4,
+        "Live-update streams (`GET /live`) one dashboard session holds open at once; one more"
+        " is answered 429 and that page polls `GET /live.json` instead.",
+        minimum=1,
+    )
     metrics: str = ACCESS.key(
         "off",
         "With `open`, `GET /metrics` needs no token (a trusted network only); with `off` it"

@@ -88,6 +88,10 @@ class MemoryStorage(AbstractStorage):
         session._identity = None
         session._new = True
 
+    def forget(self, key: str | None) -> None:
+        if key is not None:
+            self._data.pop(key, None)
+
     def alive(self, key: str | None) -> bool:
         entry = self._data.get(key) if key else None
         return entry is not None and entry[1] > self._clock()

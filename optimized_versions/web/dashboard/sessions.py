@@ -18,7 +18,7 @@ from aiohttp_session import get_session
 from ...errors import ServiceError
 from ...jobs.models import Principal
 from ..http.auth import AUTHENTICATOR
-from .session_store import MemoryStorage
+from .session_store import SESSIONS, MemoryStorage
 
 
 async def csrf_token(request: web.Request) -> str:
@@ -57,7 +57,8 @@ async def signed_in(request: web.Request) -> Principal | None:
     try:
         return await request.app[AUTHENTICATOR].authenticate(token)
     except ServiceError as exc:
-        if exc.status == 401:  # revoked or expired: the session ends with it
+        if exc.status == 401:  # revoked or expired: the session ends with it (here too,
+            request.app[SESSIONS].forget(session.identity)  # where nothing saves it: /live)
             session.invalidate()
             return None
         raise
