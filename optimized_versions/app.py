@@ -67,6 +67,7 @@ from .web.api.listcache import LISTS, ListCache
 from .web.dashboard import actions, live, login, node_actions, pages
 from .web.dashboard.login_token import LOGIN_TOKENS, LoginTokens
 from .web.dashboard.session_store import SESSIONS, MemoryStorage
+from .web.http.headers import security_headers
 from .web.http.middleware import errors_middleware
 from .web.http.proxies import forwarded_middleware, parse_networks
 from .web.http.ratelimit import LIMITER, FailureLimiter
@@ -161,6 +162,7 @@ def create_app(
     app[HISTORY] = LoadHistory(app[PLACER].describe, HISTORY_INTERVAL, time.time)
     app.cleanup_ctx.extend([janitor_ctx, history_ctx])
     app.on_shutdown.append(refuse_new_work)
+    app.on_response_prepare.append(security_headers)
     app.add_routes(api.routes)
     app.add_routes(downloads.routes)
     health.setup(app)
