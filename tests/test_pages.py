@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import ADMIN, ALICE, BOB, Env, StartApp, post_job, wait_status
-from web_helpers import csrf_of, sign_in
+from web_helpers import CSRF, csrf_of, sign_in
 
 from optimized_versions.app import create_app
 from optimized_versions.catalog.backends import load_backends
@@ -278,8 +278,16 @@ async def test_base_path_serves_everything_under_the_sub_path(
     client: TestClient[web.Request, web.Application] = await aiohttp_client(TestServer(root))  # type: ignore[operator]
     resp = await client.get("/ovs/", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/ovs/login"
-    page = await (await client.get("/ovs/login")).text()
+    form = await client.get("/ovs/login")
+    assert "Path=/ovs" in form.headers["Set-Cookie"]  # the sign-in form's cookie
+    page = await form.text()
     assert 'action="/ovs/login"' in page and 'href="/ovs/static/app.css"' in page
+    match = CSRF.search(page)
+    assert match is not None
+    signed = await client.post(
+        "/ovs/login", data={"csrf": match.group(1), "token": ALICE}, allow_redirects=False
+    )
+    assert signed.status == 303 and signed.headers["Location"] == "/ovs/"
     assert (await client.get("/ovs/static/app.css")).status == 200
     assert (await client.get("/ovs/health")).status in (200, 503)
     outside = await client.get("/login")
