@@ -10,6 +10,7 @@ import time
 from aiohttp import ClientSession, CookieJar, DummyCookieJar, TCPConnector
 from conftest import ALICE, BOB, StartApp
 from web_helpers import CSRF, browser_sign_in, sign_in
+from yarl import URL
 
 from optimized_versions.web.dashboard.session_store import MAX_SESSIONS, SESSIONS
 
@@ -72,6 +73,11 @@ async def test_the_sign_in_form_carries_a_signed_cookie_not_a_session(
     assert LOGIN_COOKIE not in client.session.cookie_jar.filter_cookies(client.make_url("/"))
 
 
+async def _status(browser: ClientSession, url: URL) -> int:
+    async with browser.get(url, allow_redirects=False) as resp:
+        return resp.status
+
+
 def _csrf(page: str) -> str:
     match = CSRF.search(page)
     assert match is not None, page
@@ -89,7 +95,7 @@ async def test_signing_in_again_and_again_drops_only_that_users_oldest_session(
         await browser_sign_in(bob, url, BOB)
         for alice in alices:  # one after another, each a new browser
             await browser_sign_in(alice, url, ALICE)
-        pages = [(await s.get(url, allow_redirects=False)).status for s in [bob, *alices]]
+        pages = [await _status(s, url) for s in [bob, *alices]]
         assert pages == [200, 303, 303, 200, 200, 200], "bob's stays, alice's last 3 stay"
         assert len(client.app[SESSIONS]) == 4
     finally:

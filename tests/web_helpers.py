@@ -33,5 +33,5 @@ async def browser_sign_in(browser: ClientSession, url: URL, token: str) -> None:
     match = CSRF.search(await form.text())
     assert match is not None, "no anti-forgery token on /login"
     data = {"csrf": match.group(1), "token": token}
-    signed = await browser.post(url.with_path("/login"), data=data, allow_redirects=False)
-    assert signed.status == 303
+    async with browser.post(url.with_path("/login"), data=data, allow_redirects=False) as r:
+        assert r.status == 303
