@@ -65,7 +65,9 @@ from .web.api import api, downloads
 from .web.api.api import DOCUMENT, VALIDATOR
 from .web.api.listcache import LISTS, ListCache
 from .web.dashboard import actions, live, login, node_actions, pages
+from .web.dashboard.login_token import LOGIN_TOKENS, LoginTokens
 from .web.dashboard.session_store import SESSIONS, MemoryStorage
+from .web.http.headers import security_headers
 from .web.http.middleware import errors_middleware
 from .web.http.proxies import forwarded_middleware, parse_networks
 from .web.http.ratelimit import LIMITER, FailureLimiter
@@ -114,7 +116,9 @@ def create_app(
     """Build the server from a validated configuration; tests use this same factory
     (with fake device and load readers where the real ones would need a GPU)."""
     hardware, profiles = build_hardware(config, host)
-    sessions = MemoryStorage(config.session_ttl, path=config.base_path or "/")
+    sessions = MemoryStorage(
+        config.session_ttl, config.sessions_per_user, path=config.base_path or "/"
+    )
     app = web.Application(
         client_max_size=config.max_body_size,
         middlewares=[
@@ -124,6 +128,8 @@ def create_app(
         ],
     )
     app[SESSIONS] = sessions
+    app[LOGIN_TOKENS] = LoginTokens(config.base_path or "/")
+    app[live.LIVE_STREAMS] = live.LiveStreams(config.live_streams)
     app[TELEMETRY] = Telemetry(nodes=config.queue_url is not None)
     app[CONFIG] = config
     app[CLOCK] = clock
@@ -156,6 +162,7 @@ def create_app(
     app[HISTORY] = LoadHistory(app[PLACER].describe, HISTORY_INTERVAL, time.time)
     app.cleanup_ctx.extend([janitor_ctx, history_ctx])
     app.on_shutdown.append(refuse_new_work)
+    app.on_response_prepare.append(security_headers)
     app.add_routes(api.routes)
     app.add_routes(downloads.routes)
     health.setup(app)

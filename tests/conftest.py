@@ -160,6 +160,7 @@ class FakeJellyfin:
     items: dict[str, Path]
     mode: str = "ok"  # "ok", "error" to answer 500 everywhere, "slow" for a hung /Users/Me
     me_calls: int = 0
+    revoked: set[str] = field(default_factory=set)  # tokens /Users/Me refuses from now on
     trickle: set[str] = field(default_factory=set)  # items sent slowly, 32 KiB per 50 ms
     hang: set[str] = field(default_factory=set)  # items that stop after their first 256 KiB
     cut: set[str] = field(default_factory=set)  # items whose connection drops half-way
@@ -194,7 +195,8 @@ class FakeJellyfin:
             return web.Response(status=500)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix('MediaBrowser Token="').removesuffix('"')
-        if not auth.startswith("MediaBrowser Token=") or token not in USERS:
+        revoked = token not in USERS or token in self.revoked
+        if not auth.startswith("MediaBrowser Token=") or revoked:
             return web.Response(status=401)
         return web.json_response(USERS[token])
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -52,7 +53,7 @@ async def _moving(page: Page, job_id: str) -> None:
     """Wait, without reloading, until the job's card shows progress above 0 %."""
     await page.wait_for_function(
         """id => { const b = document.querySelector(`article.job[data-job="${id}"] .bar`);
-                   return b && parseFloat(b.getAttribute("aria-valuenow")) > 0; }""",
+                   return b && b.value > 0; }""",
         arg=job_id,
         timeout=30_000,
     )
@@ -185,3 +186,88 @@ async def test_worker_hosts_follow_live_and_drain_on_a_narrow_phone(
         shown = await page.locator("#worker-token").text_content()
         assert shown is not None and client.app[WORKER_TOKENS].check(shown.strip()) == "laptop"
         await context.close()
+
+
+async def test_a_tab_over_the_live_stream_cap_polls_instead(
+    env: Env, start_app: StartApp, browser: Browser
+) -> None:
+    """LIVE_STREAMS=1: the session's second tab is refused a stream (429) and follows the jobs
+    by polling /live.json, asking for a stream once, not over and over."""
+    client = await start_app(live_streams=1)
+    base = str(client.make_url("")).rstrip("/")
+    context = await browser.new_context(viewport=DESKTOP)
+    first = await context.new_page()
+    async with first.expect_response(lambda r: r.url.endswith("/live")) as opened:
+        await _sign_in(first, base, ADMIN)
+    assert (await opened.value).status == 200
+    second = await context.new_page()  # the same session
+    asked: list[str] = []
+    second.on("request", lambda r: asked.append(r.url.removeprefix(base)))
+    async with second.expect_response(lambda r: r.url.endswith("/live")) as refused:
+        await second.goto(f"{base}/")
+    assert (await refused.value).status == 429
+    await second.evaluate("window.notReloaded = true")
+    job = await _post(client, env, "h264", "Elephants Dream", 2006)
+    await expect(second.locator(f'[data-job="{job}"]').first).to_be_visible(timeout=10_000)
+    assert await second.evaluate("window.notReloaded") is True, "the page was not reloaded"
+    assert asked.count("/live") == 1 and "/live.json" in asked, asked
+    await context.close()
+
+
+async def test_the_pages_work_under_their_content_security_policy(
+    env: Env, start_app: StartApp, browser: Browser
+) -> None:
+    """The dashboard and a job's page follow a running job live with nothing refused by their
+    Content-Security-Policy, which is in force: a script put into the page does not run."""
+    env.jellyfin.trickle.add("long")  # about 3 s of gradual progress
+    client = await start_app()
+    base = str(client.make_url("")).rstrip("/")
+    context = await browser.new_context(viewport=DESKTOP)
+    await context.add_init_script(
+        """document.addEventListener("securitypolicyviolation", e =>
+             console.error(`CSP refused ${e.effectiveDirective}: ${e.blockedURI}`));"""
+    )
+    page = await context.new_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "CSP refused" in m.text else None)
+    await _sign_in(page, base, ADMIN)
+    job = await _post(client, env, "long", "Sintel", 2010)
+    await _moving(page, job)  # live updates arrive (the stream is 'self')
+    await page.goto(f"{base}/jobs/{job}")
+    await expect(page.locator("#job .pill")).to_have_text("ready", timeout=30_000)
+    assert refused == [], refused
+    injected = """() => { const s = document.createElement("script");
+                          s.textContent = "window.injected = true"; document.body.append(s);
+                          return window.injected === true; }"""
+    assert await page.evaluate(injected) is False, "an inline script ran"
+    await page.wait_for_timeout(200)  # the console message follows the refusal
+    assert len(refused) == 1 and refused[0].startswith("CSP refused script-src"), refused
+    await context.close()
+
+
+async def test_a_page_on_another_port_cannot_frame_the_dashboard(
+    start_app: StartApp, browser: Browser, aiohttp_server: Any
+) -> None:
+    """SameSite=Strict stops other sites, not another port of this host: the dashboard,
+    "Clear the cache" and all, must not render in that page's frame."""
+    client = await start_app()
+    base = str(client.make_url("")).rstrip("/")
+
+    async def framing(request: web.Request) -> web.Response:
+        return web.Response(text=f'<iframe src="{base}/"></iframe>', content_type="text/html")
+
+    other = web.Application()
+    other.router.add_get("/", framing)
+    evil = await aiohttp_server(other)
+    assert evil.port != client.port
+    context = await browser.new_context(viewport=DESKTOP)
+    page = await context.new_page()
+    await _sign_in(page, base, ADMIN)  # the cookie goes with the frame's request
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    await page.goto(str(evil.make_url("/")), wait_until="load")
+    assert f"{base}/" in asked, "the frame did ask for the dashboard"
+    frame = page.frames[1]
+    assert await frame.locator("#jobs, button").count() == 0, "the dashboard rendered framed"
+    assert f"{base}/static/live.js" not in asked, "the framed dashboard loaded its script"
+    await context.close()

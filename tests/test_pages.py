@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import ADMIN, ALICE, BOB, Env, StartApp, post_job, wait_status
-from web_helpers import csrf_of, sign_in
+from web_helpers import CSRF, csrf_of, sign_in
 
 from optimized_versions.app import create_app
 from optimized_versions.catalog.backends import load_backends
@@ -301,12 +301,23 @@ async def test_base_path_serves_everything_under_the_sub_path(
     client: TestClient[web.Request, web.Application] = await aiohttp_client(TestServer(root))  # type: ignore[operator]
     resp = await client.get("/ovs/", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/ovs/login"
-    page = await (await client.get("/ovs/login")).text()
+    form = await client.get("/ovs/login")
+    assert "Path=/ovs" in form.headers["Set-Cookie"]  # the sign-in form's cookie
+    page = await form.text()
     assert 'action="/ovs/login"' in page and 'href="/ovs/static/app.css"' in page
+    match = CSRF.search(page)
+    assert match is not None
+    signed = await client.post(
+        "/ovs/login", data={"csrf": match.group(1), "token": ALICE}, allow_redirects=False
+    )
+    assert signed.status == 303 and signed.headers["Location"] == "/ovs/"
     assert (await client.get("/ovs/static/app.css")).status == 200
     assert (await client.get("/ovs/health")).status in (200, 503)
     outside = await client.get("/login")
     assert outside.status == 404 and (await outside.json())["statusCode"] == 404
+    for resp in (outside, await client.get("/ovs/login")):  # the root's answers and the app's
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["X-Frame-Options"] == "DENY"
     big = await client.post(
         "/ovs/optimize-version",
         data=io.BytesIO(b"x" * (config.max_body_size + 1)),
@@ -390,3 +401,38 @@ async def test_an_admin_clears_the_cache_from_the_page(start_app: StartApp, env:
     assert not output.exists()
     gone = await client.get(f"/job-status/{job}", headers={"Authorization": ADMIN})
     assert gone.status == 404  # delete-cache drops the finished jobs
+
+
+FRAMING = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; object-src 'none';"
+    " base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+}
+
+
+async def test_every_answer_forbids_framing_sniffing_and_others_scripts(
+    start_app: StartApp, env: Env
+) -> None:
+    """The pages cannot be framed (by another site, or another port of this host), run only
+    the server's own scripts; the API's JSON, the stream and the static files get the same."""
+    client = await start_app()
+    job = await post_job(client, env, "h264", token=ALICE)
+    await wait_status(client, job, "completed")
+    signed_out = [await client.get("/login"), await client.get("/", allow_redirects=False)]
+    assert (await sign_in(client, token=ALICE)).status == 303
+    answers = [
+        *signed_out,
+        await client.get("/"),
+        await client.get(f"/jobs/{job}"),
+        await client.get("/live.json"),
+        await client.get("/static/live.js"),
+        await client.get(f"/job-status/{job}", headers={"Authorization": ALICE}),
+        await client.head(f"/download/{job}", headers={"Authorization": ALICE}),
+        await client.get("/no-such-endpoint"),
+    ]
+    async with client.get("/live") as stream:
+        answers.append(stream)
+    for resp in answers:
+        for name, value in FRAMING.items():
+            assert resp.headers.get(name) == value, (resp.url.path, name)

@@ -58,6 +58,15 @@ async def test_the_session_cookie_is_secure_when_the_proxy_says_https(
     assert "Secure" not in await _session_cookie(client, {"X-Forwarded-Proto": "http"})
 
 
+async def test_the_sign_in_forms_cookie_is_secure_when_the_proxy_says_https(
+    start_app: StartApp,
+) -> None:
+    client = await start_app(trusted_proxies="127.0.0.1")
+    form = await client.get("/login", headers={"X-Forwarded-Proto": "https"})
+    cookie = form.headers["Set-Cookie"]
+    assert cookie.startswith("ovs_login=") and "Secure" in cookie and "HttpOnly" in cookie
+
+
 async def test_an_untrusted_peer_cannot_claim_https(start_app: StartApp) -> None:
     client = await start_app(trusted_proxies="10.0.0.0/8")
     assert "Secure" not in await _session_cookie(client, {"X-Forwarded-Proto": "https"})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from aiohttp import ClientResponse, web
+from aiohttp import ClientResponse, ClientSession, web
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -24,3 +25,13 @@ async def sign_in(client: Client, **fields: str) -> ClientResponse:
     """Post the sign-in form (token=..., or username=... and password=...); the response."""
     data = {"csrf": await csrf_of(client), **fields}
     return await client.post("/login", data=data, allow_redirects=False)
+
+
+async def browser_sign_in(browser: ClientSession, url: URL, token: str) -> None:
+    """Sign in another browser (its own cookie jar) to the server at ``url``."""
+    form = await browser.get(url.with_path("/login"))
+    match = CSRF.search(await form.text())
+    assert match is not None, "no anti-forgery token on /login"
+    data = {"csrf": match.group(1), "token": token}
+    async with browser.post(url.with_path("/login"), data=data, allow_redirects=False) as r:
+        assert r.status == 303

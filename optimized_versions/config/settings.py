@@ -120,6 +120,18 @@ class Config(ServingSettings):
         " signs everyone out).",
         exclusiveMinimum=0,
     )
+    sessions_per_user: int = ACCESS.key(
+        10,
+        "Dashboard sign-ins kept per user; one more signs out that user's least recently used"
+        " (never another user's).",
+        minimum=1,
+    )
+    live_streams: int = ACCESS.key(
+        4,
+        "Live-update streams (`GET /live`) one dashboard session holds open at once; one more"
+        " is answered 429 and that page polls `GET /live.json` instead.",
+        minimum=1,
+    )
     metrics: str = ACCESS.key(
         "off",
         "With `open`, `GET /metrics` needs no token (a trusted network only); with `off` it"

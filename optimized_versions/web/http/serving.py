@@ -11,6 +11,7 @@ from aiohttp import web
 from ...config import Config
 from ...keys import CONFIG, RUNTIME
 from .access_log import access_logger
+from .headers import security_headers
 from .middleware import errors_middleware
 
 
@@ -35,5 +36,6 @@ def mount(app: web.Application, base_path: str) -> web.Application:
         client_max_size=app[CONFIG].max_body_size, middlewares=[errors_middleware]
     )
     root[RUNTIME] = app[RUNTIME]  # the errors middleware answers 503 while stopping
+    root.on_response_prepare.append(security_headers)  # its own 404s (the app's set again)
     root.add_subapp(base_path, app)
     return root

@@ -1,5 +1,6 @@
 // Live updates: Server-Sent Events from /live, or polling /live.json every 2 s where
-// EventSource is missing or keeps failing. The page was complete without this script.
+// EventSource is missing, is refused or keeps failing. The page was complete without this
+// script.
 (function () {
   "use strict";
   var me = document.currentScript;
@@ -45,6 +46,8 @@
   });
   source.onerror = function () {
     failures += 1;
-    if (failures >= 3) { source.close(); poll(); }  // a proxy that buffers or drops SSE
+    // refused (429: this session's streams are all open elsewhere; signed out), which the
+    // browser never retries, or a proxy that buffers or drops SSE: poll instead
+    if (source.readyState === EventSource.CLOSED || failures >= 3) { source.close(); poll(); }
   };
 })();
