@@ -124,7 +124,7 @@ def create_app(
         middlewares=[
             forwarded_middleware(parse_networks(config.trusted_proxies)),
             session_middleware(sessions),
-            errors_middleware,
+            errors_middleware(),
         ],
     )
     app[SESSIONS] = sessions

@@ -9,6 +9,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ...errors import ServiceError, Unauthorized, Unavailable
 from ...jobs.models import Principal
@@ -19,7 +20,6 @@ from .auth import AUTHENTICATOR, TOKEN_SHAPE, extract_token
 from .ratelimit import check_sign_ins, sign_in_failed
 
 log = logging.getLogger(__name__)
-_storage_log = Every(60.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NO_TOKEN = "no access token: send it in Authorization, X-Emby-Token or ?api_key="
@@ -36,30 +36,37 @@ def error_response(
     return web.json_response(body, status=status, headers=headers)
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        if request.app[RUNTIME].shutting_down:
-            raise Unavailable("the server is shutting down")
-        return await handler(request)
-    except ServiceError as exc:
-        response = error_response(exc.status, exc.message, exc.headers)
-        if exc.close:
-            response.force_close()
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Content-Range")}
-        return error_response(exc.status, _http_message(exc, request), headers)
-    except Exception as exc:
-        problem = storage_problem(exc) if isinstance(exc, sqlite3.Error) else None
-        if problem is not None:  # the data folder's fault: say so, once a minute in the log
-            if _storage_log.due():
-                log.error("job store: %s (%s)", problem.message, exc)
-            return error_response(problem.status, problem.message)
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal server error")
+def errors_middleware() -> Middleware:
+    """Every error as JSON; a full or read-only data folder logged once a minute (per app:
+    two servers in one process, as the tests run them, do not share the minute)."""
+    storage_log = Every(60.0)
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.app[RUNTIME].shutting_down:
+                raise Unavailable("the server is shutting down")
+            return await handler(request)
+        except ServiceError as exc:
+            response = error_response(exc.status, exc.message, exc.headers)
+            if exc.close:
+                response.force_close()
+            return response
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Content-Range")}
+            return error_response(exc.status, _http_message(exc, request), headers)
+        except Exception as exc:
+            problem = storage_problem(exc) if isinstance(exc, sqlite3.Error) else None
+            if problem is not None:  # the data folder's fault: say so, once a minute
+                if storage_log.due():
+                    log.error("job store: %s (%s)", problem.message, exc)
+                return error_response(problem.status, problem.message)
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(500, "internal server error")
+
+    return errors
 
 
 def _http_message(exc: web.HTTPException, request: web.Request) -> str:

@@ -33,7 +33,7 @@ def mount(app: web.Application, base_path: str) -> web.Application:
         return app
     # the root reads request bodies too: it gets the same limit and the same JSON errors
     root = web.Application(
-        client_max_size=app[CONFIG].max_body_size, middlewares=[errors_middleware]
+        client_max_size=app[CONFIG].max_body_size, middlewares=[errors_middleware()]
     )
     root[RUNTIME] = app[RUNTIME]  # the errors middleware answers 503 while stopping
     root.on_response_prepare.append(security_headers)  # its own 404s (the app's set again)
