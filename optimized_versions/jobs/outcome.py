@@ -56,12 +56,20 @@ class Outcome:
     @classmethod
     def from_report(cls, report: object) -> Outcome:
         """A worker host's report, held against REPORT (types, bounds, known fields)."""
-        error = jsonschema.exceptions.best_match(_REPORT.iter_errors(report))
-        if error is not None:
-            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
-            raise MalformedReport(f"{where.lstrip('.') or 'the report'}: {error.message[:200]}")
+        if problem := schema_problem(_REPORT, report, "the report"):
+            raise MalformedReport(problem)
         assert isinstance(report, dict)
         return cls(**{"fallbacks": [], **report})
+
+
+def schema_problem(validator: jsonschema.protocols.Validator, data: Any, what: str) -> str | None:
+    """What is wrong with ``data`` (from another machine) by ``validator``'s schema, named
+    by its place (``what.devices[0].used: ...``), or None; the message bounded."""
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is None:
+        return None
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+    return f"{what}{where}: {error.message[:200]}"
 
 
 _TEXT = {"type": "string", "maxLength": 8_000}

@@ -4,24 +4,22 @@ the queue proxy; what workers report flows into the job store.
 The job store (SQLite) stays the one source of truth for a job's state: the phones read it,
 and the embedded default has nothing else. SAQ carries the work to a host and back: a
 job's record there (key = our job id) is its lease on that host, with SAQ's heartbeats,
-sweep, abort and progress. Every update a worker sends passes through ``proxy`` and is
-written to the job store as it passes; SAQ's own retries are off (``retries=1``): a job a
-host gives back or loses returns to our queue and is placed again, perhaps elsewhere.
+sweep, abort and progress. Every update a worker sends passes through the queue proxy
+(``proxy.py``) and is written to the job store as it passes; SAQ's own retries are off
+(``retries=1``): a job a host gives back or loses returns to our queue and is placed
+again, perhaps elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
-from saq import Job as SaqJob
 from saq import Status
-from saq.queue.http import HttpProxy
 from saq.queue.postgres import PostgresQueue
 
 from ..catalog.device import Device
@@ -31,29 +29,21 @@ from ..jobs.lifecycle import Lifecycle, Requeued
 from ..jobs.models import Job, JobStatus
 from ..jobs.store import JobStore
 from ..waits import Hold, Why
-from . import messages
 from .drains import Drains
 from .fleet import SOFTWARE, Fleet, Node, backend_for, rank
 from .protocol import (
     FUNCTION,
     JOB_HEARTBEATS,
-    OWN_JOB,
-    Refused,
     dispatch_key,
     job_payload,
     local_best,
     queue_name,
 )
+from .proxy import QueueProxy
 from .reports import Reports
 from .uploads import Uploads
 
 log = logging.getLogger(__name__)
-
-# An idle worker's dequeue waits on the server. SAQ's default wait LISTENs, which holds a
-# pool connection for the whole wait in each node's own queue object: four idle hosts took
-# the pool's four connections and every other queue call waited for one (bench_workers.py).
-# Polling holds one only for each short look, at one query a second per idle host.
-DEQUEUE_POLL = 1.0
 
 
 class Dispatcher:
@@ -76,9 +66,10 @@ class Dispatcher:
         self._url = url
         self.heartbeat = heartbeat
         self._uploads = uploads  # outputs coming back from the hosts
-        self._reports = Reports(store, lifecycle, uploads, profiles)
         self._clock = clock
         self.fleet = Fleet(hardware.preference, lost_after=2 * heartbeat)
+        reports = Reports(store, lifecycle, uploads, profiles)
+        self._proxy = QueueProxy(self.fleet, self.queue, reports, lifecycle, clock)
         self._drains = drains  # an admin's drains, kept across restarts
         if drains is not None:
             self.fleet.drained = drains.names()
@@ -176,67 +167,8 @@ class Dispatcher:
     # -- the queue proxy (web.workers mounts it behind worker tokens) -------------------
 
     async def proxy(self, name: str, body: str) -> str | None:
-        """A worker's SAQ request, checked (``messages``) and kept to its own queue."""
-        node = self.fleet.heard(name, self._clock())
-        try:
-            return await self._answer(node, body)
-        except messages.Malformed as exc:  # its problem: no new job for it, and one line
-            if self.fleet.unhealthy(name, exc.message):
-                log.warning("worker host %s is unhealthy: %s", name, exc.message)
-            raise
-
-    async def _answer(self, node: Node, body: str) -> str | None:
-        name, message = node.name, messages.parse(body)
-        kind, queue = message.kind, await self.queue(name)
-        if kind in OWN_JOB:
-            if not await self._own_job(node, queue, message):
-                return None
-        elif kind == "jobs":  # one by one: each read is limited to this node's queue
-            found = [await queue.job(key) for key in message.fields["job_keys"]]
-            return json.dumps([j.to_dict() if j else None for j in found])
-        elif kind in ("sweep", "schedule"):
-            return "[]"  # the server sweeps (it holds the lock), and schedules nothing
-        elif kind == "write_worker_info":
-            if not message.fields["worker_id"].startswith(f"{name}@"):
-                raise Refused(f"{name} may write only its own worker info")
-            self.fleet.heard(name, self._clock(), message.fields["info"]["metadata"])
-            self._lifecycle.nudge()  # a node with free slots may take waiting jobs now
-        elif kind == "dequeue":
-            body = json.dumps({**message.fields, "poll_interval": DEQUEUE_POLL})
-            return await self._dequeue(node, queue, body)
-        elif kind != "job":
-            raise Refused(f"a worker may not ask {kind!r}")
-        try:
-            return await HttpProxy(queue).process(body)
-        except (TypeError, ValueError) as exc:  # SAQ could not read the job it sent
-            raise messages.Malformed(f"SAQ cannot read the request: {str(exc)[:200]}") from None
-
-    async def _own_job(self, node: Node, queue: PostgresQueue, message: messages.Message) -> bool:
-        """What a worker tells of a job in its queue, mirrored into the store; False when
-        SAQ is not to be told (a job given back is ended here)."""
-        assert message.job is not None
-        if message.job["queue"] != queue.name:
-            raise Refused(f"{node.name} may speak only of jobs in its own queue")
-        if message.job_id in node.running:
-            await self._reports.mirror(node, message)
-        if message.kind == "retry":  # given back (the worker stops): we place it again
-            saq_job = _deserialize(queue, message.fields["job"])
-            await queue.finish(saq_job, Status.ABORTED, error="given back")
-            return False
-        return True
-
-    async def _dequeue(self, node: Node, queue: PostgresQueue, body: str) -> str | None:
-        """A dispatch the store no longer gives this host (the job ended, or went elsewhere
-        while the host was lost) is ended in SAQ instead of handed out."""
-        answer = await HttpProxy(queue).process(body)
-        saq_job = _deserialize(queue, answer) if answer else None
-        if saq_job is None:
-            return answer
-        if self._reports.current(node.name, saq_job.key) is not None:
-            return answer
-        log.info("dispatch %s is no longer %s's: not handed out", saq_job.key, node.name)
-        await queue.finish(saq_job, Status.ABORTED, error="no longer this host's")
-        return None
+        """A worker's SAQ request (``nodes/proxy.py``)."""
+        return await self._proxy.answer(name, body)
 
     def _requeue(self, job: Job, why: str) -> None:
         self._uploads.discard(job)
@@ -316,15 +248,3 @@ class Dispatcher:
                 await queue.abort(saq_job, why)
         except Exception as exc:
             log.error("job %s: could not abort it on %s: %s", key, node, exc)
-
-
-def _deserialize(queue: PostgresQueue, text: str) -> SaqJob:
-    """A SAQ job from its JSON (checked against ``messages.SAQ_JOB`` when a worker sent
-    it); what SAQ itself cannot read is the sender's problem."""
-    try:
-        job = queue.deserialize(text)
-    except (TypeError, ValueError) as exc:
-        raise messages.Malformed(f"SAQ cannot read the job: {str(exc)[:200]}") from None
-    if job is None:
-        raise messages.Malformed("the request names no job")
-    return job

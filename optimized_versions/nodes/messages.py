@@ -19,6 +19,7 @@ import jsonschema
 from saq import Status
 
 from ..errors import BadRequest
+from ..jobs.outcome import schema_problem
 
 MAX_TEXT = 8_000  # a plan's words, an error message
 MAX_DEVICES = 64
@@ -215,7 +216,5 @@ def _not_a_number(name: str) -> None:
 
 
 def _check(validator: jsonschema.protocols.Validator, data: Any, what: str) -> None:
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is not None:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
-        raise Malformed(f"{what}{where}: {error.message[:200]}")
+    if problem := schema_problem(validator, data, what):
+        raise Malformed(problem)
