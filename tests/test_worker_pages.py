@@ -97,10 +97,12 @@ async def test_a_worker_host_on_the_page_drained_resumed_then_lost(
 
         async def listed() -> str:
             card = node_card(await page(client), "w1")
-            return card if 'data-online="yes"' in card else ""
+            # online with its first heartbeat (a dequeue may come before it, naming no best)
+            return card if 'data-online="yes"' in card and "h264: " in card else ""
 
         card = await wait_for(listed, 60)
         assert ">online<" in card and "h264: software" in card and "Drain" in card
+        assert "unhealthy" not in card, "the real worker's heartbeat is well-formed"
         assert "0 used / 1 free" in card  # its cpu device: CPU_SLOTS=1 on the worker
         env.jellyfin.trickle.add("long")  # about 3 s of gradual progress
         first = await post_job(client, env, "long")
