@@ -56,6 +56,7 @@ from .resources import (
     jellyfin_ctx,
     lists_ctx,
     load_ctx,
+    publish_ctx,
     refuse_new_work,
     relay_ctx,
     scheduler_ctx,
@@ -158,7 +159,7 @@ def create_app(
         downmix=config.downmix,
     )
     app.cleanup_ctx.extend([store_ctx, jellyfin_ctx, relay_ctx, hardware_ctx])
-    app.cleanup_ctx.extend([dispatch_ctx, scheduler_ctx, load_ctx, lists_ctx])
+    app.cleanup_ctx.extend([dispatch_ctx, scheduler_ctx, publish_ctx, load_ctx, lists_ctx])
     app[HISTORY] = LoadHistory(app[PLACER].describe, HISTORY_INTERVAL, time.time)
     app.cleanup_ctx.extend([janitor_ctx, history_ctx])
     app.on_shutdown.append(refuse_new_work)

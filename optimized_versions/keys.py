@@ -16,6 +16,7 @@ from .config import Config
 from .hardware.ladder import Hardware
 from .hardware.load import LoadMonitor
 from .jellyfin.client import JellyfinClient
+from .jellyfin.library import JellyfinLibrary
 from .jellyfin.relay import SourceRelay
 from .jobs.lifecycle import Lifecycle
 from .jobs.placement import Placer
@@ -29,6 +30,8 @@ from .nodes.tokens import WorkerTokens
 from .nodes.uploads import Uploads
 from .observe.history import LoadHistory
 from .observe.telemetry import Telemetry
+from .publish.engine import RulesEngine
+from .publish.ledger import Ledger
 
 
 @dataclass(slots=True)
@@ -58,3 +61,6 @@ HISTORY = web.AppKey("history", LoadHistory)
 WORKER_TOKENS = web.AppKey("worker_tokens", WorkerTokens)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)  # worker hosts, when QUEUE_URL is set
 UPLOADS = web.AppKey("uploads", Uploads)  # worker hosts' outputs coming in
+LIBRARY = web.AppKey("library", JellyfinLibrary)  # Jellyfin through the API key, when set
+LEDGER = web.AppKey("ledger", Ledger)  # what was published, the holds, the page's rules
+RULES = web.AppKey("rules", RulesEngine)  # PUBLISH on, with JELLYFIN_API_KEY

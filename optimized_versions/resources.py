@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .errors import ConfigError
 from .jellyfin.client import JellyfinClient
+from .jellyfin.library import JellyfinLibrary
 from .jobs.lifecycle import Lifecycle
 from .jobs.local import LocalRuns
 from .jobs.reconcile import reconcile
@@ -32,11 +33,14 @@ from .keys import (
     HISTORY,
     JANITOR,
     JELLYFIN,
+    LEDGER,
+    LIBRARY,
     LIFECYCLE,
     MONITOR,
     PLACER,
     PROFILE_NAMES,
     RELAY,
+    RULES,
     RUNNER,
     RUNTIME,
     SCHEDULER,
@@ -49,6 +53,9 @@ from .keys import (
 from .nodes.dispatch import Dispatcher
 from .nodes.drains import Drains
 from .nodes.tokens import TOKENS_FILE, WorkerTokens
+from .publish.engine import RulesEngine
+from .publish.ledger import Ledger
+from .publish.publisher import Publisher
 from .web.api.listcache import LISTS
 from .web.http.auth import AUTHENTICATOR, JellyfinAuth, StaticAuth, standalone_tokens
 from .web.ops import metrics
@@ -101,6 +108,10 @@ async def jellyfin_ctx(app: web.Application) -> AsyncIterator[None]:
             session, config.jellyfin_url, config.jellyfin_timeout
         )
         app[AUTHENTICATOR] = JellyfinAuth(client, config.auth_cache_ttl, time.monotonic)
+        if config.jellyfin_api_key:
+            app[LIBRARY] = JellyfinLibrary(
+                session, config.jellyfin_url, config.jellyfin_api_key, config.jellyfin_timeout
+            )
         yield
 
 
@@ -169,6 +180,25 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     app[RUNTIME].shutting_down = True
     await scheduler.close()
+
+
+async def publish_ctx(app: web.Application) -> AsyncIterator[None]:
+    """PUBLISH with an API key: the rules run, and their copies go into Jellyfin."""
+    config, library = app[CONFIG], app.get(LIBRARY)
+    app[LEDGER] = ledger = Ledger(config.data_dir / "publish.sqlite3")
+    if config.publish == "off" or library is None:
+        yield
+        ledger.close()
+        return
+    publisher = Publisher(config, library, ledger, app[CLOCK])
+    engine = app[RULES] = RulesEngine(
+        config, library, ledger, publisher, app[STORE], app[LIFECYCLE], app[SERVICE],
+        app[RUNNER].profiles, app[CLOCK],
+    )  # fmt: skip
+    app[STORE].subscribe(engine.changed)
+    async with _background(engine.run(), "rules"):
+        yield
+    ledger.close()
 
 
 async def load_ctx(app: web.Application) -> AsyncIterator[None]:

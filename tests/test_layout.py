@@ -10,7 +10,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "optimized_versions"
 # own version() from anywhere. keys.py
 # (the app state's keys) sits between the layers it names and web/, the one layer that reads
 # them; app, cli and __main__ sit on top and may import anything.
-ORDER = ["catalog", "media", "jellyfin", "hardware", "jobs", "nodes", "observe", "keys", "web"]
+ORDER = [
+    "catalog",
+    "media",
+    "jellyfin",
+    "hardware",
+    "jobs",
+    "nodes",
+    "observe",
+    "publish",
+    "keys",
+    "web",
+]
 BASE = {"config", "errors", "logs", "waits", "version"}
 RANKS = {
     "catalog": 0,
@@ -20,6 +31,7 @@ RANKS = {
     "jobs": 3,
     "nodes": 4,
     "observe": 4,
+    "publish": 4,
     "keys": 5,
     "web": 6,
 }

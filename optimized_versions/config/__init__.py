@@ -3,7 +3,7 @@ the environment (which wins), validated once; the docs and the sample file are m
 the same declaration (``python -m optimized_versions.config --write-docs``)."""
 
 from .loading import SCHEMA, SECRET_KEYS, SETTINGS, find_config_file, load_config
-from .settings import DOWNMIXES, Config, StaticToken
+from .settings import DOWNMIXES, Config, RuleSpec, StaticToken
 
 __all__ = [
     "DOWNMIXES",
@@ -11,6 +11,7 @@ __all__ = [
     "SECRET_KEYS",
     "SETTINGS",
     "Config",
+    "RuleSpec",
     "StaticToken",
     "find_config_file",
     "load_config",

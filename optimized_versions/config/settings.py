@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .publish_settings import PublishSettings, RuleSpec
 from .serving_settings import (
     ACCESS,
     DOWNMIXES,
@@ -19,13 +20,12 @@ from .serving_settings import (
     LOAD,
     LOGGING,
     WORKERS,
-    ServingSettings,
     _blank_unsets,
     _lower,
     _upper,
 )
 
-__all__ = ["DOWNMIXES", "Config", "StaticToken"]
+__all__ = ["DOWNMIXES", "Config", "RuleSpec", "StaticToken"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +36,8 @@ class StaticToken:
 
 
 @dataclass(frozen=True, slots=True)
-class Config(ServingSettings):
-    # (Jellyfin, sources, server and jobs: ServingSettings)
+class Config(PublishSettings):
+    # (Jellyfin, sources, server, jobs: ServingSettings; publishing: PublishSettings)
     ffmpeg_path: str | None = ENCODERS.key(
         None,
         "Another ffmpeg (6.1 or newer), e.g. jellyfin-ffmpeg.",

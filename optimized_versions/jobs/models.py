@@ -21,6 +21,7 @@ class JobStatus(StrEnum):
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.PENDING_DOWNLOADS})
 ACTIVE = WAITING | {JobStatus.OPTIMIZING}
 DOWNLOADABLE = frozenset({JobStatus.COMPLETED, JobStatus.READY_FOR_REMOVAL})
+RULES_DEVICE = "rules"  # the client device of the jobs the rules make (publish/engine.py)
 # What a run leaves on a job, cleared whenever the job goes back to the queue.
 RUN_RESET: dict[str, Any] = {
     "progress": 0.0,

@@ -2,7 +2,9 @@
 
 start-job requests first (in the order asked), then round-robin across users, then across
 a user's client devices, first come first served within a device; a client device whose
-uncollected outputs reach MAX_CACHED_PER_USER waits as ``pending downloads limit``.
+uncollected outputs reach MAX_CACHED_PER_USER waits as ``pending downloads limit``. Jobs the
+rules made (device ``rules``) go behind every request of a person and have no such limit
+(PUBLISH_MAX_BYTES caps them).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from ..config import Config
 from ..waits import Hold, Why
 from .lifecycle import Lifecycle
-from .models import Job, JobStatus
+from .models import RULES_DEVICE, Job, JobStatus
 from .store import JobStore
 
 
@@ -36,6 +38,7 @@ class FairQueue:
             key=lambda j: (
                 j.promoted_at is None,
                 j.promoted_at or 0.0,
+                j.device_id == RULES_DEVICE,
                 self._user_turn.get(j.owner_id, -1),
                 self._device_turn.get(j.device_id, -1),
                 j.created_at,
@@ -49,6 +52,9 @@ class FairQueue:
         room: dict[str, float] = {}
         eligible = []
         for job in waiting:
+            if job.device_id == RULES_DEVICE:
+                eligible.append(job)
+                continue
             if job.device_id not in room:
                 done = self._store.count(JobStatus.COMPLETED, job.device_id)
                 running = self._store.count(JobStatus.OPTIMIZING, job.device_id)

@@ -1,0 +1,340 @@
+"""Publishing one finished copy into Jellyfin as a version of its item, and taking it back.
+
+Publish: find the original (Jellyfin's path, mapped onto this host), check the folder
+(naming.py), copy the output into a dot-file beside the target (Jellyfin ignores those),
+check its SHA-256, link it to its name (never over a file), note it in the ledger, ask
+Jellyfin to look (a refresh of the parent folder), wait until the item lists the new file
+as a source with media streams and still has its id; merge it where names cannot group
+(10.x episodes, PUBLISH=library). Anything else: the file is taken back and the ledger says
+why. Unpublish: unlink a merge, delete the file only if it is still the one we wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import Unavailable
+from ..jellyfin.library import Item, JellyfinLibrary
+from ..jellyfin.sources import parse_path_map
+from . import naming
+from .ledger import Ledger, Published
+
+log = logging.getLogger(__name__)
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """A finished job's output, as the publisher needs it."""
+
+    job_id: str
+    user_id: str  # whose view of Jellyfin to look through (the rule's user)
+    item_id: str
+    profile: str
+    name: str
+    output: Path
+    size: int
+    sha256: str
+
+
+class PublishError(Exception):
+    """Why a copy was not published, in words for the pages."""
+
+
+class Paths:
+    """PATH_MAP both ways: Jellyfin's paths onto this host's mounts, and back."""
+
+    def __init__(self, path_map: str | None) -> None:
+        self._pairs = [(remote, local.resolve()) for remote, local in parse_path_map(path_map)]
+
+    def here(self, jellyfin_path: str) -> Path | None:
+        for remote, local in self._pairs:
+            if jellyfin_path.startswith(remote) or jellyfin_path + "/" == remote:
+                candidate = Path(os.path.normpath(local / jellyfin_path[len(remote) :]))
+                if candidate == local or candidate.is_relative_to(local):
+                    return candidate
+        return None
+
+    def jellyfin(self, path: Path) -> str | None:
+        for remote, local in self._pairs:
+            if path == local or path.is_relative_to(local):
+                rest = path.relative_to(local).as_posix()
+                return remote + rest if rest != "." else remote.rstrip("/")
+        return None
+
+
+class Publisher:
+    def __init__(
+        self,
+        config: Config,
+        library: JellyfinLibrary,
+        ledger: Ledger,
+        clock: Callable[[], float],
+        look_timeout: float = 300.0,
+    ) -> None:
+        self._config = config
+        self._library = library
+        self._ledger = ledger
+        self._clock = clock
+        self._paths = Paths(config.path_map)
+        self._look_timeout = look_timeout
+        self._version: str | None = None
+        self._merging = asyncio.Lock()  # one merge at a time (a scan can overwrite a merge)
+
+    async def version(self) -> str:
+        if self._version is None:
+            self._version = await self._library.version()
+        return self._version
+
+    async def publish(self, copy: Copy) -> Published | None:
+        """Publish ``copy``; the ledger's row afterwards (refused and failed ones too)."""
+        note = self._ledger.note
+        key = (copy.item_id, copy.profile)
+        try:
+            item, original = await self._original(copy)
+            placement = await self._placement(item, original)
+            if placement.target is None:
+                raise PublishError(placement.reason or "refused")
+        except PublishError as exc:
+            note(*key, copy.name, self._clock(), state="refused", reason=str(exc), path=None)
+            log.info("item %s: not published: %s", copy.item_id, exc)
+            return self._ledger.get(*key)
+        target = placement.target
+        try:
+            await asyncio.to_thread(_place, copy.output, target, copy.sha256)
+        except (OSError, PublishError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            note(
+                *key,
+                copy.name,
+                self._clock(),
+                state="failed",
+                path=None,
+                reason=f"could not write {target.name} into {target.parent}: {why}",
+            )
+            return self._ledger.get(*key)
+        note(
+            *key,
+            copy.name,
+            self._clock(),
+            state="writing",
+            path=str(target),
+            size=copy.size,
+            sha256=copy.sha256,
+            method=placement.method,
+            job_id=copy.job_id,
+            reason=None,
+        )
+        try:
+            version_id = await self._make_known(copy, item, target, placement.method)
+        except (PublishError, Unavailable) as exc:
+            await self._take_back(self._ledger.get(*key), item)
+            note(
+                *key,
+                copy.name,
+                self._clock(),
+                state="failed",
+                path=None,
+                size=0,
+                reason=f"taken back: {exc}",
+            )
+            log.warning("item %s: published copy taken back: %s", copy.item_id, exc)
+            return self._ledger.get(*key)
+        note(*key, copy.name, self._clock(), state="published", version_id=version_id)
+        log.info("item %s: published as %s (%s)", copy.item_id, target.name, placement.method)
+        return self._ledger.get(*key)
+
+    async def unpublish(self, row: Published, user_id: str) -> None:
+        """Take a published copy back: unlinked, and deleted if it is still ours as written."""
+        item = await self._library.item(user_id, row.item_id)
+        await self._take_back(row, item)
+        self._ledger.forget(row.item_id, row.profile)
+
+    # --- the steps ---
+    async def check(self, item: Item) -> str | None:
+        """Why ``item``'s copy could not be published as its folder is now; None if it can."""
+        try:
+            placement = await self._placement(item, self._here(item))
+        except PublishError as exc:
+            return str(exc)
+        return placement.reason
+
+    async def _original(self, copy: Copy) -> tuple[Item, Path]:
+        item = await self._library.item(copy.user_id, copy.item_id)
+        if item is None:
+            raise PublishError("Jellyfin no longer has the item")
+        return item, self._here(item)
+
+    def _here(self, item: Item) -> Path:
+        """The item's file on this host."""
+        path = item.get("Path")
+        if not isinstance(path, str):
+            raise PublishError("Jellyfin gave no path for the item")
+        here = self._paths.here(path)
+        if here is None or not here.is_file():
+            raise PublishError(f"{path} is not mounted here (PATH_MAP)")
+        return here
+
+    async def _placement(self, item: Item, original: Path) -> naming.Placement:
+        label = self._config.publish_label
+        if self._config.publish == "library":
+            return await self._library_placement(item, original, label)
+        version = await self.version()
+        listing = await asyncio.to_thread(lambda: list(original.parent.iterdir()))
+        if item.get("Type") == "Episode":
+            return naming.episode(original, label, listing, version)
+        if item.get("Type") != "Movie":
+            return naming.Placement.refused(f"a {item.get('Type')} is neither film nor episode")
+        roots = [p for p in await self._roots() if p is not None]
+        return naming.movie(original, label, listing, roots, version)
+
+    async def _library_placement(self, item: Item, original: Path, label: str) -> naming.Placement:
+        publish_dir = self._config.publish_dir
+        if publish_dir is None or self._paths.jellyfin(publish_dir.resolve()) is None:
+            return naming.Placement.refused("PUBLISH_DIR is unset or not in PATH_MAP")
+        root = next((r for r in await self._roots() if r and original.is_relative_to(r)), None)
+        if root is None:
+            return naming.Placement.refused(f"{original} is in no library Jellyfin names")
+        relative = original.parent.relative_to(root)
+        folder = publish_dir.resolve() / relative
+        if relative == Path("."):  # loose in the root: a folder of its own there
+            folder = folder / original.stem
+        return naming.Placement(folder / f"{folder.name} - {label}.mp4", method="merge")
+
+    async def _roots(self) -> list[Path | None]:
+        libraries = await self._library.libraries()
+        return [self._paths.here(str(p)) for lib in libraries for p in lib.get("Locations") or []]
+
+    async def _make_known(self, copy: Copy, item: Item, target: Path, method: str) -> str:
+        """Tell Jellyfin, wait until it lists the copy as a version; the version's id."""
+        where = self._paths.jellyfin(target)
+        if where is None:
+            raise PublishError(f"{target.parent} is not in PATH_MAP: Jellyfin cannot see it")
+        if method == "name":
+            await self._library.refresh(str(item.get("ParentId") or item.get("SeasonId")))
+            return await self._listed(copy.user_id, copy.item_id, item["Path"], where)
+        async with self._merging:
+            folder = await self._folder_of(target)
+            await self._library.refresh(folder)
+            other = await self._appeared(copy.user_id, folder, where, item.get("Type", ""))
+            await self._library.merge_versions([copy.item_id, other])
+            version_id = await self._listed(copy.user_id, copy.item_id, item["Path"], where)
+            listed = await self._library.items(
+                copy.user_id, parentId=folder, includeItemTypes=str(item.get("Type"))
+            )
+            if any(i.get("Id") == other for i in listed):
+                raise PublishError("Jellyfin still lists the merged copy as an item of its own")
+            return version_id
+
+    async def _listed(self, user_id: str, item_id: str, original: str, where: str) -> str:
+        """Poll the item until ``where`` is one of its sources, probed; its source id."""
+        deadline = self._clock() + self._look_timeout
+        while True:
+            item = await self._library.item(user_id, item_id)
+            if item is None:
+                raise PublishError("the item's id changed: the copy became its main version")
+            if item.get("Path") != original:
+                raise PublishError("the item's main file is no longer the original")
+            for source in item.get("MediaSources") or []:
+                if source.get("Path") == where and source.get("MediaStreams"):
+                    return str(source.get("Id"))
+            if self._clock() > deadline:
+                raise PublishError(f"Jellyfin did not list the copy in {self._look_timeout:g} s")
+            await asyncio.sleep(0.5)
+
+    async def _folder_of(self, target: Path) -> str:
+        """The id of the library whose folder holds ``target`` (refreshed to find it)."""
+        where = self._paths.jellyfin(target) or ""
+        for lib in await self._library.libraries():
+            if any(where.startswith(str(p).rstrip("/") + "/") for p in lib.get("Locations") or []):
+                return str(lib.get("ItemId"))
+        raise PublishError(f"{target.parent} is in no library of Jellyfin's: add it as one")
+
+    async def _appeared(self, user_id: str, folder: str, where: str, kind: str) -> str:
+        deadline = self._clock() + self._look_timeout
+        while self._clock() <= deadline:
+            for found in await self._library.items(user_id, parentId=folder, includeItemTypes=kind):
+                sources = found.get("MediaSources") or [{}]
+                if found.get("Path") == where and sources[0].get("MediaStreams"):
+                    return str(found["Id"])
+            await asyncio.sleep(0.5)
+        raise PublishError(f"Jellyfin did not find the copy in {self._look_timeout:g} s")
+
+    async def _take_back(self, row: Published | None, item: Item | None) -> None:
+        if row is None or row.path is None:
+            return
+        path = Path(row.path)
+        if row.method == "merge" and item is not None:
+            try:
+                await self._library.unlink_versions(str(item.get("Id")))
+            except Unavailable as exc:
+                log.warning("item %s: could not unlink the merged copy: %s", row.item_id, exc)
+        removed = await asyncio.to_thread(_remove_if_ours, path, row.size, row.sha256)
+        if not removed:
+            log.warning("%s changed since it was published: left in place", path)
+        if item is not None:
+            try:
+                await self._library.refresh(str(item.get("ParentId") or item.get("Id")))
+            except Unavailable as exc:
+                log.warning("item %s: Jellyfin was not told: %s", row.item_id, exc)
+
+
+def _place(source: Path, target: Path, sha256: str) -> None:
+    """Copy into ``.<name>.part`` beside ``target``, check the hash, link it to its name."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.part")
+    digest = hashlib.sha256()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    try:
+        with (
+            open(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb") as src,
+            open(os.open(temporary, flags, 0o644), "wb") as dst,
+        ):
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        if digest.hexdigest() != sha256:
+            raise PublishError("the copy's SHA-256 is not the output's")
+        try:
+            os.link(temporary, target)  # never over a file: FileExistsError if one is there
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: rename, having looked first
+            if target.exists():
+                raise FileExistsError(17, "File exists", str(target)) from None
+            os.rename(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _remove_if_ours(path: Path, size: int, sha256: str | None) -> bool:
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size != size:
+            return not path.exists()
+        digest = hashlib.sha256()
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+        if digest.hexdigest() != sha256:
+            return False
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return True
+
+
+def describe(row: Published | None) -> dict[str, Any]:
+    """A ledger row as the pages show it."""
+    if row is None:
+        return {"state": "not published"}
+    return {"state": row.state, "path": row.path, "reason": row.reason, "method": row.method}
