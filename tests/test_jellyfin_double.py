@@ -424,3 +424,32 @@ async def test_auth(tmp_path: Path, version: str, aiohttp_client: MakeClient) ->
     assert (await client.get("/Users", params={"api_key": key})).status == legacy
     assert (await client.get("/Users", headers={"X-Emby-Token": key})).status == legacy
     assert jf.calls[0] == "GET /System/Info/Public"
+
+
+async def test_media_updated_playlists_and_sessions(
+    tmp_path: Path, clips: Clips, aiohttp_client: MakeClient
+) -> None:
+    # LibraryController.PostUpdatedMedia -> LibraryMonitor (debounced, the nearest folder item:
+    # for a movie folder the library), PlaylistsController.GetPlaylistItems, SessionController
+    jf, _, root = films(tmp_path, clips, "10.11.11")
+    jf.media_updated_delay = 0.05
+    alice = jf.add_user("alice", token="tok-alice")
+    jf.add_user("bob", token="tok-bob")
+    (movie,) = movies(jf)
+    new = put(clips.small, root / "Film (2020)" / "Film (2020) - Optimized.mp4")
+    client = await aiohttp_client(jf.app())
+    body = {"Updates": [{"Path": str(new), "UpdateType": "Created"}]}
+    r = await client.post("/Library/Media/Updated", json=body, headers=auth("tok-alice"))
+    assert r.status == 204
+    await jf.settled()
+    assert jf.items[movie.id].local == [new]
+    playlist = jf.add_playlist("Mine", alice, [movie.id])
+    r = await client.get(f"/Playlists/{playlist}/Items", headers=auth("tok-alice"))
+    assert [i["Id"] for i in (await r.json())["Items"]] == [movie.id]
+    assert (await client.get(f"/Playlists/{playlist}/Items", headers=auth("tok-bob"))).status == 403
+    jf.sessions.append({"UserId": alice, "TranscodingInfo": {"VideoCodec": "h264"}})
+    r = await client.get("/Sessions", headers=auth("tok-bob"))
+    assert await r.json() == []
+    r = await client.get("/Sessions", headers=auth("tok-alice"))
+    assert (await r.json())[0]["TranscodingInfo"]["VideoCodec"] == "h264"
+    assert "POST /Library/Media/Updated" in jf.calls
