@@ -53,6 +53,7 @@ class FairQueue:
         eligible = []
         for job in waiting:
             if job.device_id == RULES_DEVICE:
+                room[job.device_id] = float("inf")
                 eligible.append(job)
                 continue
             if job.device_id not in room:

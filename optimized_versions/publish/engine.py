@@ -118,6 +118,7 @@ class RulesEngine:
         what rule jobs finish as they finish."""
         next_full = 0.0
         while True:
+            self._wake.clear()  # before the pass: a job that ends during it wakes the next
             try:
                 if self._full or time.monotonic() >= next_full:
                     self._full = False
@@ -127,7 +128,6 @@ class RulesEngine:
                     await self.publish_finished()
             except Exception:  # one bad pass must not end the rules
                 log.exception("rules: the pass failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), next_full - time.monotonic())
 

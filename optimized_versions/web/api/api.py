@@ -21,7 +21,7 @@ from ...errors import (
     UnsupportedMediaType,
 )
 from ...jobs import cache
-from ...jobs.models import JobStatus
+from ...jobs.models import RULES_DEVICE, JobStatus
 from ...keys import (
     CONFIG,
     DISPATCHER,
@@ -116,6 +116,8 @@ async def optimize_version(request: web.Request) -> web.Response:
     body = await _json_body(request)
     _check_url(body["url"])
     _check_item(body.get("item"), request.app[CONFIG].max_item_size)
+    if body["deviceId"] == RULES_DEVICE:  # the rules' own jobs: no queue place, no cache limit
+        raise BadRequest(f"invalid deviceId: {RULES_DEVICE!r} is the server's own (the rules')")
     token = request_token(request) or ""
     job_id = await request.app[SERVICE].submit(principal, token, body)
     return web.json_response({"id": job_id}, status=201)

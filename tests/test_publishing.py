@@ -1,0 +1,234 @@
+"""Rules make copies ahead of time and publish them into Jellyfin as versions of their items,
+against a Jellyfin stand-in that scans real folders with Jellyfin's naming rules (10.11 and
+12), with real ffmpeg, real files, and the originals hashed before and after."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestClient
+from conftest import ALICE, Env, Media, StartApp
+from jellyfin_double import JellyfinDouble
+
+from optimized_versions.config import RuleSpec
+from optimized_versions.jobs.models import RULES_DEVICE, JobStatus
+from optimized_versions.keys import LEDGER, RULES, STORE
+from optimized_versions.publish.ledger import Published
+
+TINY = """\
+name: tiny
+description: H.264 at 160 pixels wide (narrower than the 320-wide sources)
+container: mp4
+video: {codec: h264, max_width: 160, max_height: 120, max_bitrate: 400000, quality: 30,
+        preset: ultrafast}
+audio: {codec: aac, channels: 2, bitrate: 64000}
+"""
+Client = TestClient[web.Request, web.Application]
+
+
+@dataclass
+class Household:
+    jf: JellyfinDouble
+    url: str
+    key: str
+    media: Path
+    alice: str
+    bob: str
+    films: str
+    shows: str
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(params=["10.11.11", "12.0.0"])
+async def household(
+    request: pytest.FixtureRequest, media: Media, tmp_path: Path, aiohttp_server: Any
+) -> Household:
+    root = tmp_path / "media"
+    for name in ("Film (2020)/Film (2020).mp4", "Mixed/Old (2019).mp4", "Mixed/New (2021).mp4"):
+        (root / "films" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(media.h264, root / "films" / name)
+    for n in range(1, 5):
+        episode = root / "shows" / "Show" / "Season 1" / f"Show S01E0{n}.mp4"
+        episode.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(media.h264, episode)
+    jf = JellyfinDouble(version=request.param)
+    films = jf.add_library("Films", "movies", [root / "films"])
+    shows = jf.add_library("Shows", "tvshows", [root / "shows"])
+    alice = jf.add_user("alice", token="tok-alice")
+    bob = jf.add_user("bob", token="tok-bob")
+    key = jf.add_api_key("ovs")
+    jf.scan()
+    server = await aiohttp_server(jf.app(), access_log=None)
+    return Household(jf, str(server.make_url("")).rstrip("/"), key, root, alice, bob, films, shows)
+
+
+async def start(
+    env: Env, start_app: StartApp, house: Household, tmp_path: Path, **over: Any
+) -> Client:
+    profiles = tmp_path / "user"
+    (profiles / "profiles").mkdir(parents=True, exist_ok=True)
+    (profiles / "profiles" / "tiny.yaml").write_text(TINY)
+    settings: dict[str, Any] = {
+        "jellyfin_url": house.url,
+        "jellyfin_api_key": house.key,
+        "publish": "alongside",
+        "path_map": f"{house.media}={house.media}",
+        "profiles_dir": profiles,
+        "default_profile": "tiny",
+        "rules_interval": 3600.0,
+        "watched_grace": 0.0,
+    }
+    return await start_app(**(settings | over))
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never: {what}")
+
+
+async def published(client: Client, item_id: str, profile: str = "tiny") -> Published:
+    """Evaluate once, then wait until the item's copy is published (or failed/refused)."""
+    ledger = client.app[LEDGER]
+
+    async def done() -> bool:
+        row = ledger.get(item_id, profile)
+        return row is not None and row.state in ("published", "failed", "refused")
+
+    await until(done, f"{item_id} published", 90)
+    row = ledger.get(item_id, profile)
+    assert row is not None
+    return row
+
+
+async def jf_get(house: Household, path: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f'MediaBrowser Token="{token or house.key}"'}
+    async with ClientSession() as session, session.get(house.url + path, headers=headers) as r:
+        assert r.status == 200, (path, r.status)
+        return await r.json()
+
+
+def item_by_path(house: Household, path: Path) -> str:
+    return next(i.id for i in house.jf.items.values() if i.path == path and i.kind != "Video")
+
+
+async def test_a_latest_film_rule_publishes_the_film_beside_its_original(
+    env: Env, start_app: StartApp, household: Household, tmp_path: Path
+) -> None:
+    house = household
+    original = house.media / "films" / "Film (2020)" / "Film (2020).mp4"
+    before = sha(original)
+    film = item_by_path(house, original)
+    rule = RuleSpec(user="alice", kind="latest", count=1, library="Films")
+    # the newest film: make Film (2020) the newest of the library
+    house.jf.items[film].created = time.time() + 10
+    client = await start(env, start_app, house, tmp_path, rules=(rule,))
+    await client.app[RULES].evaluate()
+    row = await published(client, film)
+    assert row.state == "published", row.reason
+    copy = original.with_name("Film (2020) - Optimized.mp4")
+    assert row.path == str(copy) and copy.is_file()
+    assert sha(copy) == row.sha256
+    assert sha(original) == before  # the original's bytes are as they were
+    # the film keeps its id; the copy is its second version, listed with streams
+    item = await jf_get(house, f"/Items/{film}?userId={house.alice}&fields=MediaSources,Path")
+    assert item["Path"] == str(original)
+    paths = [s["Path"] for s in item["MediaSources"]]
+    assert paths == [str(original), str(copy)]
+    assert row.version_id == item["MediaSources"][1]["Id"]
+    movies = await jf_get(
+        house, f"/Items?userId={house.alice}&recursive=true&includeItemTypes=Movie"
+    )
+    assert [m["Name"] for m in movies["Items"]].count("Film (2020)") == 1  # no duplicate
+    # what the current Streamyfin downloads: the chosen version's id to /Items/{id}/Download
+    async with (
+        ClientSession() as session,
+        session.get(
+            f"{house.url}/Items/{row.version_id}/Download",
+            headers={"Authorization": 'MediaBrowser Token="tok-alice"'},
+        ) as resp,
+    ):
+        assert resp.status == 200
+        assert hashlib.sha256(await resp.read()).hexdigest() == row.sha256
+    # the rule job was collected once its copy was in Jellyfin
+    jobs = client.app[STORE].jobs(device_id=RULES_DEVICE)
+    assert [j.status for j in jobs] == [JobStatus.READY_FOR_REMOVAL]
+
+
+async def test_a_film_in_a_mixed_folder_is_refused_with_the_reason_and_not_encoded(
+    env: Env, start_app: StartApp, household: Household, tmp_path: Path
+) -> None:
+    house = household
+    mixed = house.media / "films" / "Mixed"
+    listing = sorted(p.name for p in mixed.iterdir())
+    new = item_by_path(house, mixed / "New (2021).mp4")
+    house.jf.items[new].created = time.time() + 10
+    rule = RuleSpec(user="alice", kind="latest", count=1)
+    client = await start(env, start_app, house, tmp_path, rules=(rule,))
+    await client.app[RULES].evaluate()
+    row = await published(client, new)
+    assert row.state == "refused"
+    assert "is not named after its folder" in str(row.reason)
+    assert sorted(p.name for p in mixed.iterdir()) == listing  # nothing written
+    assert client.app[STORE].jobs(device_id=RULES_DEVICE) == []  # and nothing encoded
+
+
+async def test_next_two_episodes_are_published_as_versions_and_one_goes_once_watched(
+    env: Env, start_app: StartApp, household: Household, tmp_path: Path
+) -> None:
+    house = household
+    season = house.media / "shows" / "Show" / "Season 1"
+    ids = [item_by_path(house, season / f"Show S01E0{n}.mp4") for n in range(1, 5)]
+    originals = {n: sha(season / f"Show S01E0{n}.mp4") for n in range(1, 5)}
+    house.jf.mark_played(house.alice, ids[0])  # alice is in the middle of the series
+    rule = RuleSpec(user="alice", kind="next-up", count=2)
+    client = await start(env, start_app, house, tmp_path, rules=(rule,))
+    engine, ledger = client.app[RULES], client.app[LEDGER]
+    await engine.evaluate()
+    rows = [await published(client, ids[1]), await published(client, ids[2])]
+    assert [r.state for r in rows] == ["published", "published"], [r.reason for r in rows]
+    assert ledger.get(ids[3], "tiny") is None  # exactly those two
+    assert rows[0].method == ("name" if house.jf.new else "merge")
+    episodes = await jf_get(house, f"/Shows/{_series(house)}/Episodes?userId={house.alice}")
+    assert [e["Id"] for e in episodes["Items"]] == ids  # no duplicate episode anywhere
+    for n, row in zip((2, 3), rows, strict=True):
+        item = await jf_get(house, f"/Items/{ids[n - 1]}?userId={house.alice}&fields=MediaSources")
+        assert [s["Path"] for s in item["MediaSources"]] == [
+            str(season / f"Show S01E0{n}.mp4"),
+            row.path,
+        ]
+    # alice watches episode 2: its copy goes (the grace is 0 here), episode 4 comes in
+    house.jf.mark_played(house.alice, ids[1])
+    await engine.evaluate()
+    assert ledger.get(ids[1], "tiny") is None
+    assert not Path(str(rows[0].path)).exists()
+    assert Path(str(rows[1].path)).exists()
+    assert (await published(client, ids[3])).state == "published"
+    assert {n: sha(season / f"Show S01E0{n}.mp4") for n in range(1, 5)} == originals
+
+
+def _series(house: Household) -> str:
+    return next(i.id for i in house.jf.items.values() if i.kind == "Series")
+
+
+async def test_a_phone_cannot_pass_for_the_rules(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    body = {"url": env.url("h264"), "deviceId": RULES_DEVICE, "itemId": "h264"}
+    resp = await client.post("/optimize-version", json=body, headers={"Authorization": ALICE})
+    assert resp.status == 400
+    assert "invalid deviceId: 'rules' is the server's own" in (await resp.json())["message"]
