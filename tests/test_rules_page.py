@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import ADMIN, ALICE, Env, Media, StartApp
 from jellyfin_double import JellyfinDouble
+from playwright.async_api import ViewportSize, async_playwright, expect
 from web_helpers import csrf_of, sign_in
 
 from optimized_versions.config.publish_settings import RuleSpec
@@ -258,3 +259,42 @@ async def test_standalone_the_page_says_the_rules_need_jellyfin(
     assert resp.status == 200 and "JELLYFIN_URL is not set: the server runs standalone" in page
     assert "<form" in page and 'action="/rules"' not in page  # sign-out only
     assert ALICE not in page
+
+
+async def test_on_a_phone_the_page_previews_and_saves_under_its_content_security_policy(
+    start_app: StartApp, household: Household
+) -> None:
+    """In Chromium at 320 px: Preview (the form's second action) and Save are clicks, nothing
+    is refused by the Content-Security-Policy, and the page fits the screen."""
+    client = await start_app(**household.settings())
+    base = str(client.make_url("")).rstrip("/")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"]
+        )
+        context = await browser.new_context(viewport=ViewportSize(width=320, height=640))
+        await context.add_init_script(
+            """document.addEventListener("securitypolicyviolation", e =>
+                 console.error(`CSP refused ${e.effectiveDirective}: ${e.blockedURI}`));"""
+        )
+        page = await context.new_page()
+        refused: list[str] = []
+        page.on("console", lambda m: refused.append(m.text) if "CSP" in m.text else None)
+        await page.goto(f"{base}/login")
+        await page.fill("input[name=token]", TOKENS["alice"])
+        await page.click("button[type=submit]")
+        await page.wait_for_url(f"{base}/")
+        await page.click("nav >> text=Rules")
+        await page.wait_for_url(f"{base}/rules")
+        await page.select_option("select[name=kind]", "latest")
+        await page.fill("input[name=count]", "1")
+        await page.click('button:has-text("Preview")')
+        await expect(page.locator("#preview .summary")).to_contain_text("would optimize this item")
+        assert await page.locator("article.rule").count() == 0
+        wide = await page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 320, f"the page is {wide} px wide on a 320 px screen"
+        await page.click('button:has-text("Save")')
+        await page.wait_for_url(f"{base}/rules")
+        await expect(page.locator("article.rule")).to_contain_text("the 1 newest unwatched films")
+        assert refused == [], refused
+        await browser.close()
