@@ -65,7 +65,7 @@ from .resources import (
 from .web.api import api, downloads
 from .web.api.api import DOCUMENT, VALIDATOR
 from .web.api.listcache import LISTS, ListCache
-from .web.dashboard import actions, live, login, node_actions, pages
+from .web.dashboard import actions, live, login, node_actions, pages, rules_page
 from .web.dashboard.login_token import LOGIN_TOKENS, LoginTokens
 from .web.dashboard.session_store import SESSIONS, MemoryStorage
 from .web.http.headers import security_headers
@@ -168,8 +168,9 @@ def create_app(
     app.add_routes(downloads.routes)
     health.setup(app)
     app.add_routes(metrics.routes)
-    for table in (login.routes, pages.routes, actions.routes, live.routes, node_actions.routes):
-        app.add_routes(table)  # the pages (node_actions: an admin's drain, resume and tokens)
+    pages_routes = (login.routes, pages.routes, actions.routes, live.routes, node_actions.routes)
+    for table in (*pages_routes, rules_page.routes):  # node_actions: drain, worker tokens
+        app.add_routes(table)  # the pages (rules_page: /rules, a user's rules)
     app.add_routes(workers.routes)  # /worker/...: worker hosts, behind worker tokens
     app.add_routes(node_admin.routes)  # an admin's drain and resume through the API
     app.router.add_static("/static", pages.HERE / "static", name="static")

@@ -13,11 +13,12 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from ...jobs.models import ACTIVE, Job, Principal
-from ...keys import CLOCK, CONFIG, HARDWARE, HISTORY, PLACER, STORE, TELEMETRY
+from ...jobs.models import ACTIVE, RULES_DEVICE, Job, Principal
+from ...keys import CLOCK, CONFIG, HARDWARE, HISTORY, LEDGER, PLACER, STORE, TELEMETRY
 from ..http.guards import owner_filter, seen_job
 from . import views
 from .node_views import nodes_context
+from .rules_views import published_line
 from .sessions import csrf_token, signed_in
 
 HERE = Path(__file__).parent
@@ -185,7 +186,16 @@ def job_context(request: web.Request, job: Job) -> dict[str, Any]:
         "command": shlex.join(job.command) if job.command else None,  # scrubbed when stored
         "checksum": job.checksum,
         "tracks": job.tracks,  # each audio and subtitle track's fate and why (media/tracks)
+        "published": _published(request, job),
     }
+
+
+def _published(request: web.Request, job: Job) -> str | None:
+    """A rule job's copy: where it is published in Jellyfin, or why not (the ledger)."""
+    ledger = request.app.get(LEDGER)
+    if job.device_id != RULES_DEVICE or ledger is None:
+        return None
+    return published_line(ledger.get(job.item_id, job.profile), request.app[CONFIG].publish)
 
 
 @routes.get("/jobs/{id}")
