@@ -47,8 +47,9 @@ def _sample_settings() -> dict[str, str]:
 
 def test_sample_config_names_every_key_and_loads() -> None:
     keys = {f.name for f in dataclasses.fields(Config)}
-    assert set(_sample_settings()) | {"tokens"} == keys | {"tokens"}
-    assert "# tokens:" in SAMPLE.read_text()
+    lists = {"tokens", "rules"}  # their examples are lists on the lines below the key
+    assert set(_sample_settings()) | lists == keys | lists
+    assert "# tokens:" in SAMPLE.read_text() and "# rules:" in SAMPLE.read_text()
     config = load_config(SAMPLE, environ={})
     assert config == Config(), "the active lines of the sample are the defaults"
 
@@ -56,6 +57,7 @@ def test_sample_config_names_every_key_and_loads() -> None:
 def test_every_commented_sample_value_is_valid(tmp_path: Path) -> None:
     settings = {k: yaml.safe_load(v) for k, v in _sample_settings().items()}
     settings["tokens"] = [{"token": "a-long-random-admin-token", "name": "admin", "admin": True}]
+    settings["rules"] = [{"user": "alice", "kind": "next-up", "count": 2}]
     path = tmp_path / "all.yaml"
     path.write_text(yaml.safe_dump(settings))
     config = load_config(path, environ={})
