@@ -795,6 +795,8 @@ class JellyfinDouble:
             raise web.HTTPBadRequest(text="userId is required")
         rewatching = request.query.get("enableRewatching", "false").lower() == "true"
         found = self.next_up(user, request.query.get("seriesId"), rewatching)
+        if parent := request.query.get("parentId"):  # TvShowsController: the library's only
+            found = [item for item in found if self._in(item, parent)]
         limit = int(request.query.get("limit", "0")) or None
         return self._list(found[:limit], user, request)
 

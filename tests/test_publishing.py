@@ -196,7 +196,7 @@ async def test_next_two_episodes_are_published_as_versions_and_one_goes_once_wat
     ids = [item_by_path(house, season / f"Show S01E0{n}.mp4") for n in range(1, 5)]
     originals = {n: sha(season / f"Show S01E0{n}.mp4") for n in range(1, 5)}
     house.jf.mark_played(house.alice, ids[0])  # alice is in the middle of the series
-    rule = RuleSpec(user="alice", kind="next-up", count=2)
+    rule = RuleSpec(user="alice", kind="next-up", count=2, library="Shows")
     client = await start(env, start_app, house, tmp_path, rules=(rule,))
     engine, ledger = client.app[RULES], client.app[LEDGER]
     await engine.evaluate()

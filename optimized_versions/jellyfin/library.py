@@ -59,8 +59,9 @@ class JellyfinLibrary:
         params |= {"includeItemTypes": "Movie"} | ({"parentId": parent_id} if parent_id else {})
         return _list(await self._call("GET", "/Items/Latest", params))
 
-    async def next_up(self, user_id: str, limit: int = 100) -> list[Item]:
-        params = {"userId": user_id, "limit": str(limit), "fields": FIELDS}
+    async def next_up(self, user_id: str, parent_id: str | None = None) -> list[Item]:
+        params = {"userId": user_id, "limit": "100", "fields": FIELDS}
+        params |= {"parentId": parent_id} if parent_id else {}
         return _items(await self._call("GET", "/Shows/NextUp", params))
 
     async def episodes(self, user_id: str, series_id: str, start_id: str, limit: int) -> list[Item]:

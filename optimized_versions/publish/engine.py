@@ -30,21 +30,14 @@ from ..jobs.lifecycle import Lifecycle
 from ..jobs.models import ACTIVE, RULES_DEVICE, Job, JobStatus, Principal
 from ..jobs.service import JobService
 from ..jobs.store import JobStore
+from .holds import settle
 from .ledger import Hold, Ledger
 from .publisher import Copy, Publisher
-from .rules import Rule, RuleProblem, estimate, wanted
+from .rules import Rule, RuleProblem, RuleState, bitrate, estimate, job_item, title, wanted
 
 log = logging.getLogger(__name__)
 _KEEP = (*ACTIVE, JobStatus.COMPLETED)
 RETRY_FAILED = 24 * 3600.0  # a publish that failed is tried again a day later
-
-
-@dataclass(slots=True)
-class RuleState:
-    """What a rule's last evaluation found, for the Rules page."""
-
-    items: list[tuple[str, str, int]] = field(default_factory=list)  # id, name, bytes
-    problem: str | None = None
 
 
 @dataclass(slots=True)
@@ -134,18 +127,10 @@ class RulesEngine:
     async def publish_finished(self) -> None:
         """Publish the copies of held items whose rule job has just completed."""
         async with self._pass:
-            holds = self._ledger.holds()
+            holds = {(h.user_id, h.item_id, h.profile): h for h in self._ledger.holds()}
             done = self._store.jobs(device_id=RULES_DEVICE, statuses=[JobStatus.COMPLETED])
             for job in done:
-                hold = next(
-                    (
-                        h
-                        for h in holds
-                        if (h.user_id, h.item_id, h.profile)
-                        == (job.owner_id, job.item_id, job.profile)
-                    ),
-                    None,
-                )
+                hold = holds.get((job.owner_id, job.item_id, job.profile))
                 row = self._ledger.get(job.item_id, job.profile)
                 if hold is not None and (row is None or row.state not in ("published", "failed")):
                     await self._publish(job, hold)
@@ -160,7 +145,10 @@ class RulesEngine:
                 return
             self._names = {str(u.get("Id")): str(u.get("Name")) for u in users.values()}
             wanted_now = await self._hold_wanted(users, now)
-            holds = await self._release(wanted_now, users, now)
+            rules = {rule.key: rule for rule in self.rules()}
+            unread = {key for key, state in self.status.rules.items() if state.problem}
+            grace = self._config.watched_grace * 3600.0
+            holds = await settle(self._ledger, self._library, rules, unread, wanted_now, grace, now)
             await self._make_and_publish(holds, now)
             await self._take_back(holds)
             self.status.last_pass = now
@@ -182,7 +170,7 @@ class RulesEngine:
         except (RuleProblem, Unavailable) as exc:
             return RuleState(problem=str(exc))
         bitrate = self._bitrate(rule.profile)
-        return RuleState([(str(i["Id"]), _name(i), estimate(i, bitrate)) for i in items])
+        return RuleState([(str(i["Id"]), title(i), estimate(i, bitrate)) for i in items])
 
     async def _hold_wanted(self, users: dict[str, Item], now: float) -> set[tuple[str, str]]:
         wanted_now: set[tuple[str, str]] = set()
@@ -197,51 +185,6 @@ class RulesEngine:
                 wanted_now.add((rule.key, item_id))
         self.status.rules = states
         return wanted_now
-
-    async def _release(
-        self, wanted_now: set[tuple[str, str]], users: dict[str, Item], now: float
-    ) -> list[Hold]:
-        """End the holds that should end; the ones left."""
-        rules = {rule.key: rule for rule in self.rules()}
-        grace = self._config.watched_grace * 3600.0
-        kept = []
-        for hold in self._ledger.holds():
-            rule = rules.get(hold.rule)
-            if rule is None or self.status.rules.get(hold.rule, RuleState()).problem:
-                if rule is None:
-                    self._ledger.release(hold)
-                else:
-                    kept.append(hold)  # a rule that cannot be read now keeps what it has
-                continue
-            watched_at = hold.watched_at
-            if watched_at is None and await self._watched(hold):
-                self._ledger.watched(hold, now)
-                watched_at = now
-            if rule.keep_days is not None:
-                ends = now - hold.since >= rule.keep_days * 86400.0
-            elif watched_at is not None:
-                ends = now - watched_at >= grace
-            else:
-                ends = (hold.rule, hold.item_id) not in wanted_now
-            if ends:
-                log.info("rules: %s no longer holds %s", hold.rule, hold.name)
-                self._ledger.release(hold)
-            else:
-                kept.append(hold)
-        return kept
-
-    async def _watched(self, hold: Hold) -> bool:
-        """Whether the rule's user has watched the item (10.x keeps played per version)."""
-        item = await self._library.item(hold.user_id, hold.item_id)
-        if item is None:
-            return False
-        if (item.get("UserData") or {}).get("Played"):
-            return True
-        row = self._ledger.get(hold.item_id, hold.profile)
-        if row is None or row.version_id is None or row.version_id == hold.item_id:
-            return False
-        version = await self._library.item(hold.user_id, row.version_id)
-        return bool(version and (version.get("UserData") or {}).get("Played"))
 
     async def _make_and_publish(self, holds: list[Hold], now: float) -> None:
         by_copy: dict[tuple[str, str], list[Hold]] = defaultdict(list)
@@ -292,15 +235,7 @@ class RulesEngine:
             return
         placement = await self._publisher.check(item)
         if placement is not None:
-            self._ledger.note(
-                hold.item_id,
-                hold.profile,
-                hold.name,
-                now,
-                state="refused",
-                reason=placement,
-                path=None,
-            )
+            self._refuse(hold, placement, now)
             return
         cap = self._config.publish_max_bytes
         need = estimate(item, self._bitrate(hold.profile))
@@ -315,24 +250,22 @@ class RulesEngine:
             "url": f"{self._config.jellyfin_url}/Videos/{hold.item_id}/stream?static=true",
             "deviceId": RULES_DEVICE,
             "itemId": hold.item_id,
-            "item": _summary(item),
+            "item": job_item(item),
             "profile": hold.profile,
         }
         try:
             key = self._config.jellyfin_api_key or ""
             job_id = await self._service.submit(principal, key, body)
         except ServiceError as exc:
-            self._ledger.note(
-                hold.item_id,
-                hold.profile,
-                hold.name,
-                now,
-                state="refused",
-                reason=str(exc),
-                path=None,
-            )
+            self._refuse(hold, str(exc), now)
             return
         log.info("rules: %s asked for %s (job %s)", hold.rule, hold.name, job_id)
+
+    def _refuse(self, hold: Hold, reason: str, now: float) -> None:
+        """Nothing is made for this item; the pages say why (tried again next pass)."""
+        self._ledger.note(
+            hold.item_id, hold.profile, hold.name, now, state="refused", reason=reason, path=None
+        )
 
     async def _take_back(self, holds: list[Hold]) -> None:
         held = {(h.item_id, h.profile) for h in holds}
@@ -359,26 +292,9 @@ class RulesEngine:
         return any(s.get("TranscodingInfo") for s in sessions)
 
     def _bitrate(self, profile: str) -> int:
-        spec = self._profiles[profile]
-        return int(spec.video.max_bitrate + spec.audio.bitrate)
+        return bitrate(self._profiles[profile])
 
     def _making_bytes(self) -> int:
         jobs = self._store.jobs(device_id=RULES_DEVICE, statuses=ACTIVE)
         bitrate = {name: self._bitrate(name) for name in self._profiles}
         return sum(estimate(job.item, bitrate.get(job.profile, 0)) for job in jobs)
-
-
-def _name(item: Item) -> str:
-    if item.get("Type") == "Episode":
-        return f"{item.get('SeriesName', '')} {item.get('Name', '')}".strip()
-    return str(item.get("Name", ""))
-
-
-def _summary(item: Item) -> dict[str, Any]:
-    """What the job keeps of the item (the pages' title, the duration check)."""
-    keys = ("Id", "Name", "Type", "SeriesName", "RunTimeTicks", "ProductionYear")
-    summary = {k: item[k] for k in keys if k in item}
-    sources = item.get("MediaSources") or []
-    if sources and isinstance(sources[0], dict):
-        summary["MediaSources"] = [{"Id": sources[0].get("Id"), "Size": sources[0].get("Size")}]
-    return summary

@@ -12,23 +12,19 @@ why. Unpublish: unlink a merge, delete the file only if it is still the one we w
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..config import Config
 from ..errors import Unavailable
 from ..jellyfin.library import Item, JellyfinLibrary
-from ..jellyfin.sources import parse_path_map
 from . import naming
+from .files import Paths, PublishError, place, remove_if_ours
 from .ledger import Ledger, Published
 
 log = logging.getLogger(__name__)
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,32 +39,6 @@ class Copy:
     output: Path
     size: int
     sha256: str
-
-
-class PublishError(Exception):
-    """Why a copy was not published, in words for the pages."""
-
-
-class Paths:
-    """PATH_MAP both ways: Jellyfin's paths onto this host's mounts, and back."""
-
-    def __init__(self, path_map: str | None) -> None:
-        self._pairs = [(remote, local.resolve()) for remote, local in parse_path_map(path_map)]
-
-    def here(self, jellyfin_path: str) -> Path | None:
-        for remote, local in self._pairs:
-            if jellyfin_path.startswith(remote) or jellyfin_path + "/" == remote:
-                candidate = Path(os.path.normpath(local / jellyfin_path[len(remote) :]))
-                if candidate == local or candidate.is_relative_to(local):
-                    return candidate
-        return None
-
-    def jellyfin(self, path: Path) -> str | None:
-        for remote, local in self._pairs:
-            if path == local or path.is_relative_to(local):
-                rest = path.relative_to(local).as_posix()
-                return remote + rest if rest != "." else remote.rstrip("/")
-        return None
 
 
 class Publisher:
@@ -109,7 +79,7 @@ class Publisher:
             return self._ledger.get(*key)
         target = placement.target
         try:
-            await asyncio.to_thread(_place, copy.output, target, copy.sha256)
+            await asyncio.to_thread(place, copy.output, target, copy.sha256)
         except (OSError, PublishError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             note(
@@ -277,7 +247,7 @@ class Publisher:
                 await self._library.unlink_versions(str(item.get("Id")))
             except Unavailable as exc:
                 log.warning("item %s: could not unlink the merged copy: %s", row.item_id, exc)
-        removed = await asyncio.to_thread(_remove_if_ours, path, row.size, row.sha256)
+        removed = await asyncio.to_thread(remove_if_ours, path, row.size, row.sha256)
         if not removed:
             log.warning("%s changed since it was published: left in place", path)
         if item is not None:
@@ -285,56 +255,3 @@ class Publisher:
                 await self._library.refresh(str(item.get("ParentId") or item.get("Id")))
             except Unavailable as exc:
                 log.warning("item %s: Jellyfin was not told: %s", row.item_id, exc)
-
-
-def _place(source: Path, target: Path, sha256: str) -> None:
-    """Copy into ``.<name>.part`` beside ``target``, check the hash, link it to its name."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.part")
-    digest = hashlib.sha256()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-    try:
-        with (
-            open(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb") as src,
-            open(os.open(temporary, flags, 0o644), "wb") as dst,
-        ):
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
-                dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        if digest.hexdigest() != sha256:
-            raise PublishError("the copy's SHA-256 is not the output's")
-        try:
-            os.link(temporary, target)  # never over a file: FileExistsError if one is there
-        except FileExistsError:
-            raise
-        except OSError:  # a file system without hard links: rename, having looked first
-            if target.exists():
-                raise FileExistsError(17, "File exists", str(target)) from None
-            os.rename(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _remove_if_ours(path: Path, size: int, sha256: str | None) -> bool:
-    try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size != size:
-            return not path.exists()
-        digest = hashlib.sha256()
-        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
-            while chunk := handle.read(CHUNK):
-                digest.update(chunk)
-        if digest.hexdigest() != sha256:
-            return False
-        path.unlink()
-        return True
-    except FileNotFoundError:
-        return True
-
-
-def describe(row: Published | None) -> dict[str, Any]:
-    """A ledger row as the pages show it."""
-    if row is None:
-        return {"state": "not published"}
-    return {"state": row.state, "path": row.path, "reason": row.reason, "method": row.method}

@@ -9,12 +9,23 @@ A library name narrows each to that library.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from ..catalog.profiles import Profile
 from ..config.publish_settings import UNTIL_WATCHED, RuleSpec
 from ..jellyfin.library import Item, JellyfinLibrary
 
 VIDEOS = ("Movie", "Episode")
+_NEWEST = {"latest": ("Movie", "IsUnplayed"), "favourites": ("Movie,Episode", "IsFavorite")}
+
+
+@dataclass(slots=True)
+class RuleState:
+    """What a rule's last evaluation found, for the Rules page."""
+
+    items: list[tuple[str, str, int]] = field(default_factory=list)  # id, name, bytes
+    problem: str | None = None
 
 
 class RuleProblem(Exception):
@@ -67,33 +78,18 @@ async def wanted(library: JellyfinLibrary, rule: Rule, user_id: str) -> list[Ite
     parent = await _library_id(library, rule.library) if rule.library else None
     where = {"parentId": parent} if parent else {}
     if rule.kind == "next-up":
-        found: list[Item] = []
-        for next_one in await library.next_up(user_id):
+        items: list[Item] = []
+        for next_one in await library.next_up(user_id, parent):
             series = next_one.get("SeriesId")
-            if not isinstance(series, str) or (parent and not _under(next_one, parent)):
-                continue
-            episodes = await library.episodes(user_id, series, str(next_one["Id"]), rule.count * 2)
-            found += [e for e in episodes if not _played(e)][: rule.count]
-        items = found
-    elif rule.kind == "latest":
+            if isinstance(series, str):
+                start, limit = str(next_one["Id"]), rule.count * 2
+                episodes = await library.episodes(user_id, series, start, limit)
+                items += [e for e in episodes if not _played(e)][: rule.count]
+    elif rule.kind in _NEWEST:
+        kinds, only = _NEWEST[rule.kind]
+        newest = {"sortBy": "DateCreated", "sortOrder": "Descending", "limit": str(rule.count)}
         items = await library.items(
-            user_id,
-            includeItemTypes="Movie",
-            filters="IsUnplayed",
-            sortBy="DateCreated",
-            sortOrder="Descending",
-            limit=str(rule.count),
-            **where,
-        )
-    elif rule.kind == "favourites":
-        items = await library.items(
-            user_id,
-            includeItemTypes="Movie,Episode",
-            filters="IsFavorite",
-            sortBy="DateCreated",
-            sortOrder="Descending",
-            limit=str(rule.count),
-            **where,
+            user_id, includeItemTypes=kinds, filters=only, **newest, **where
         )
     else:
         items = await _playlist(library, user_id, rule)
@@ -109,10 +105,6 @@ async def wanted(library: JellyfinLibrary, rule: Rule, user_id: str) -> list[Ite
 def _played(item: Item) -> bool:
     data = item.get("UserData")
     return isinstance(data, dict) and data.get("Played") is True
-
-
-def _under(item: Item, parent: str) -> bool:
-    return parent in (item.get("ParentId"), item.get("SeriesId"), item.get("ParentLibraryId"))
 
 
 async def _library_id(library: JellyfinLibrary, name: str) -> str:
@@ -137,3 +129,25 @@ def estimate(item: Item, bitrate: int) -> int:
     size = sources[0].get("Size") if isinstance(sources[0], dict) else None
     guess = int(seconds * bitrate / 8)
     return min(guess, size) if isinstance(size, int) and size > 0 else guess
+
+
+def bitrate(profile: Profile) -> int:
+    """The most bits a second a copy in ``profile`` takes (video and audio)."""
+    return int(profile.video.max_bitrate + profile.audio.bitrate)
+
+
+def title(item: Item) -> str:
+    """The item's name as the pages show it (an episode with its series)."""
+    if item.get("Type") == "Episode":
+        return f"{item.get('SeriesName', '')} {item.get('Name', '')}".strip()
+    return str(item.get("Name", ""))
+
+
+def job_item(item: Item) -> dict[str, Any]:
+    """What the job keeps of the item (the pages' title, the duration check)."""
+    keys = ("Id", "Name", "Type", "SeriesName", "RunTimeTicks", "ProductionYear")
+    summary = {k: item[k] for k in keys if k in item}
+    sources = item.get("MediaSources") or []
+    if sources and isinstance(sources[0], dict):
+        summary["MediaSources"] = [{"Id": sources[0].get("Id"), "Size": sources[0].get("Size")}]
+    return summary

@@ -16,8 +16,8 @@ from ...config.publish_settings import RULE_KINDS
 from ...errors import BadRequest, Forbidden, NotFound, ServiceError
 from ...jobs.models import Principal
 from ...keys import CONFIG, LEDGER, PROFILE_NAMES, RULES
-from ...publish.engine import RulesEngine, RuleState
-from ...publish.rules import Rule
+from ...publish.engine import RulesEngine
+from ...publish.rules import Rule, RuleState
 from ..http.guards import require_admin
 from . import rules_views
 from .pages import base, common, page_user

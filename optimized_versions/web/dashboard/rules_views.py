@@ -10,9 +10,9 @@ from ...config import Config
 from ...config.publish_settings import RULE_KINDS, UNTIL_WATCHED
 from ...errors import BadRequest, Forbidden
 from ...jobs.models import Principal
-from ...publish.engine import RulesEngine, RuleState
+from ...publish.engine import RulesEngine
 from ...publish.ledger import Ledger, Published
-from ...publish.rules import Rule
+from ...publish.rules import Rule, RuleState
 from . import views
 
 MISSING = "Rules need JELLYFIN_API_KEY and PUBLISH=alongside or library"
