@@ -418,6 +418,7 @@ async def post_job(
     item: str,
     token: str = ALICE,
     device: str = "phone-1",
+    name: str | None = None,  # the item's Name (the output's title: part of its key)
     **extra: Any,
 ) -> str:
     body = {
@@ -425,7 +426,7 @@ async def post_job(
         "deviceId": device,
         "itemId": item,
         "fileExtension": "ts",
-        "item": {"Id": item, "Name": f"Film {item}"},
+        "item": {"Id": item, "Name": name or f"Film {item}"},
         **extra,
     }
     resp = await client.post("/optimize-version", json=body, headers=auth(token))

@@ -112,6 +112,7 @@ class Lifecycle:
         job.maker_id, job.wait_reason = maker.id, str(hold)
         self._store.add(job, source_url)
         self._store.note_wait(job, str(hold), hold.label)  # counted as a hold of its kind
+        self.nudge()  # its maker may be held where this one's device has room (queue.py)
 
     def copy(self, job: Job, of: Job) -> None:
         """A new record completed at once with the output ``of`` holds (no run)."""
@@ -189,6 +190,18 @@ class Lifecycle:
         if job.status is JobStatus.QUEUED:
             self._store.transition(job, JobStatus.PENDING_DOWNLOADS)
         self.wait(job, reason)
+
+    def pass_on(self, maker: Job, heir: Job) -> None:
+        """``maker`` is held by its device's downloads limit: ``heir``, a record waiting on
+        its run on a device with room, makes the output instead; the others (``maker``
+        too) wait on it."""
+        self.unhold(maker)
+        self._store.wait_on(heir, None, None)
+        for job in self._store.followers(maker.id):
+            self._store.wait_on(job, heir.id, job.wait_reason)
+        self._store.wait_on(maker, heir.id, str(Hold.of(Why.SAME_COPY)))
+        log.info("job %s: makes the output of held job %s", heir.id, maker.id)
+        self.nudge()
 
     def unhold(self, job: Job) -> None:
         if job.status is JobStatus.PENDING_DOWNLOADS:

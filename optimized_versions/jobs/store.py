@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .models import ACTIVE, Job, JobStatus, StoreObserver
+from .models import ACTIVE, WAITING, Job, JobStatus, StoreObserver
 from .reads import JobReads
 from .rows import (
     ADDED,
@@ -126,8 +126,8 @@ class JobStore(JobReads):
     def transition(self, job: Job, status: JobStatus, **changes: Any) -> Job:
         """Move a job to ``status``, writing ``changes`` with it; logs one line."""
         self._touch(job)
-        # queued -> completed: only a record that waits on another's run of its output
-        shared = status is S.COMPLETED and job.status is S.QUEUED and job.maker_id is not None
+        # waiting -> completed: only a record that waits on another's run of its output
+        shared = status is S.COMPLETED and job.status in WAITING and job.maker_id is not None
         if status not in ALLOWED[job.status] and not shared:
             raise InvalidTransition(f"job {job.id}: {job.status} -> {status} is not allowed")
         if unknown := set(changes) - set(MUTABLE):
