@@ -35,6 +35,8 @@ class Why(Enum):
     NO_HARDWARE = ("no_device", "{reason}")  # the probe's words (hardware.ladder)
     LOCAL_OFF = ("workers", "waits for a worker host (this server runs no jobs itself: LOCAL_JOBS)")
     WORKER_HOSTS = ("workers", "worker hosts: {hosts}")
+    # a record that waits on another's run of the same output (jobs/outputs.py)
+    SAME_COPY = ("same_copy", "the same copy is being made for another request")
 
     @property
     def label(self) -> str:

@@ -174,6 +174,8 @@ class FakeJellyfin:
     subtitles: dict[str, dict[int, str]] = field(default_factory=dict)
     subtitle_requests: list[str] = field(default_factory=list)  # path?query of each
     streams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # item -> MediaStreams
+    hidden: set[str] = field(default_factory=set)  # items no user may see (404 to /Items)
+    item_requests: list[str] = field(default_factory=list)  # path of each /Users/{u}/Items/{i}
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -216,10 +218,15 @@ class FakeJellyfin:
         if token not in USERS or USERS[token]["Id"] != request.match_info["user"]:
             return web.Response(status=401)
         item = request.match_info["item"]
+        self.item_requests.append(request.path)
+        if item in self.hidden:
+            return web.Response(status=404)
         if item in self.streams:
             return web.json_response({"Id": item, "MediaStreams": self.streams[item]})
-        if item not in self.paths:
-            return web.Response(status=404)
+        if item not in self.paths:  # an item as Jellyfin lists it, or none
+            return (
+                web.json_response({"Id": item}) if item in self.items else web.Response(status=404)
+            )
         sources = [
             {"Id": "other", "Path": "/media/elsewhere.mkv"},
             {"Id": f"ms-{item}", "Path": self.paths[item]},
@@ -411,6 +418,7 @@ async def post_job(
     item: str,
     token: str = ALICE,
     device: str = "phone-1",
+    name: str | None = None,  # the item's Name (the output's title: part of its key)
     **extra: Any,
 ) -> str:
     body = {
@@ -418,7 +426,7 @@ async def post_job(
         "deviceId": device,
         "itemId": item,
         "fileExtension": "ts",
-        "item": {"Id": item, "Name": f"Film {item}"},
+        "item": {"Id": item, "Name": name or f"Film {item}"},
         **extra,
     }
     resp = await client.post("/optimize-version", json=body, headers=auth(token))

@@ -195,7 +195,8 @@ async def test_round_robin_across_devices(env: Env, start_app: StartApp) -> None
         await post_job(client, env, item, device="season-binger")
         for item in ("h264", "hevc", "two-audio")
     ]
-    single = await post_job(client, env, "h264", device="one-film")
+    # another title: not the season's h264 output (that one would be shared, never run)
+    single = await post_job(client, env, "h264", device="one-film", name="Single")
     await client.delete(f"/cancel-job/{blocker}", headers=auth())
     jobs = [await wait_status(client, j, "completed") for j in [single, *season]]
     order = [j["itemId"] + "@" + j["deviceId"] for j in sorted(jobs, key=lambda j: j["startedAt"])]

@@ -23,7 +23,7 @@ from optimized_versions.media.tracks import Track
 
 PACKAGE = Path(__file__).resolve().parent.parent / "optimized_versions"
 # the store's writes: a status change, a wait reason, start-job, progress, dismiss...
-WRITES = {"transition", "note_wait", "promote", "save_progress", "dismiss"}
+WRITES = {"transition", "note_wait", "promote", "save_progress", "dismiss", "wait_on"}
 STORE_WRITES = {"add", "delete"}  # generic names: counted on a receiver named *store
 
 

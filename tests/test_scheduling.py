@@ -197,7 +197,9 @@ async def test_one_users_season_does_not_hold_back_anothers_film(
 async def test_two_software_slots_run_three_jobs(env: Env, start_app: StartApp) -> None:
     client = await start_app(cpu_slots=2, max_concurrent_jobs=4, max_cached_per_user=0)
     env.jellyfin.trickle.add("long")
-    jobs = [await post_job(client, env, "long", device=f"d{n}") for n in range(3)]
+    jobs = [  # three outputs (titles differ): one of them would be shared, never run
+        await post_job(client, env, "long", device=f"d{n}", name=f"{n}") for n in range(3)
+    ]
     states = []
     for _ in range(40):
         states = [

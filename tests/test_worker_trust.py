@@ -108,9 +108,11 @@ async def remote(start_app: StartApp, queue_url: str) -> Client:
 async def _handed(
     client: Client, env: Env, worker: HandWorker, device: str = "phone-1", **item: Any
 ) -> tuple[str, Any]:
-    """A phone's job, running on ``worker``: its id and SAQ's job."""
+    """A phone's job, running on ``worker``: its id and SAQ's job (a title of its own per
+    device: one output each, none shared)."""
+    name = f"Film {device}"
     body = {"url": env.url("h264", ALICE), "deviceId": device, "itemId": "h264",
-            "fileExtension": "mp4", "item": {"Id": "h264", "Name": "Film", **item}}  # fmt: skip
+            "fileExtension": "mp4", "item": {"Id": "h264", "Name": name, **item}}  # fmt: skip
     resp = await client.post("/optimize-version", json=body, headers=auth())
     assert resp.status == 201, await resp.text()
     job_id: str = (await resp.json())["id"]

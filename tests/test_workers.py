@@ -217,9 +217,11 @@ async def test_nvenc_jobs_go_to_the_nvidia_host_and_software_jobs_spread(
     try:
         await workers.start("cpu", PROFILES_DIR=str(user))
         await _online(client, {"rtx", "cpu"})
-        nvenc = [await post_job(client, env, "hevc", device=f"tv-{n}") for n in range(2)]
+        nvenc = [
+            await post_job(client, env, "hevc", device=f"tv-{n}", name=f"tv {n}") for n in range(2)
+        ]
         software = [
-            await post_job(client, env, "long", device=f"tab-{n}", profile="cpu-only")
+            await post_job(client, env, "long", device=f"tab-{n}", profile="cpu-only", name=f"{n}")
             for n in range(2)
         ]
         for job in nvenc:

@@ -1,6 +1,7 @@
 """The cache folder's file names: every file a job has there is named here, and only here.
 
-- ``<job id>.mp4``: the output (``job.output_path``).
+- ``<job id>.mp4``: the output (``job.output_path``); records of one output key
+  (``jobs.outputs``) share the file of the job whose run made it.
 - ``<output>.part``: ffmpeg writing it; renamed onto the output once verified.
 - ``<output>.upload``: a worker host's output on its way in, the bytes so far
   (``nodes/uploads.py``); ``<output>.received`` once its SHA-256 matched.

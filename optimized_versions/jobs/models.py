@@ -84,6 +84,11 @@ class Job:
     plan: str | None = None  # what the finished run did per stream (for the job page)
     command: list[str] = field(default_factory=list)  # its ffmpeg argv, secrets scrubbed
     node: str | None = None  # the worker host running it (distributed mode); None = here
+    # what decides the output's bytes (jobs/outputs.py): records of one key share one file
+    output_key: str | None = None
+    # the record whose run makes this one's output (it waits, never dispatched); never
+    # shown: it is another user's job id
+    maker_id: str | None = None
 
     @property
     def item_duration(self) -> float | None:

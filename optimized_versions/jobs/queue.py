@@ -2,9 +2,11 @@
 
 start-job requests first (in the order asked), then round-robin across users, then across
 a user's client devices, first come first served within a device; a client device whose
-uncollected outputs reach MAX_CACHED_PER_USER waits as ``pending downloads limit``. Jobs the
-rules made (device ``rules``) go behind every request of a person and have no such limit
-(PUBLISH_MAX_BYTES caps them).
+uncollected outputs reach MAX_CACHED_PER_USER waits as ``pending downloads limit``, unless
+a record that waits on its run (the same output) is on a device with room: that record
+makes the output instead, and the held one waits on it. Jobs the rules made (device
+``rules``) go behind every request of a person and have no such limit (PUBLISH_MAX_BYTES
+caps them).
 """
 
 from __future__ import annotations
@@ -52,19 +54,34 @@ class FairQueue:
         room: dict[str, float] = {}
         eligible = []
         for job in waiting:
-            if job.device_id == RULES_DEVICE:
-                room[job.device_id] = float("inf")
-                eligible.append(job)
-                continue
-            if job.device_id not in room:
-                done = self._store.count(JobStatus.COMPLETED, job.device_id)
-                running = self._store.count(JobStatus.OPTIMIZING, job.device_id)
-                room[job.device_id] = limit - done - running
-            if room[job.device_id] <= 0:
-                limit = self._config.max_cached_per_user
-                why = Hold.of(Why.DOWNLOADS_LIMIT, device=job.device_id, limit=limit)
+            if self._room(job.device_id, room, limit) <= 0:
+                heir = next(
+                    (
+                        f
+                        for f in self._store.followers(job.id)
+                        if self._room(f.device_id, room, limit) > 0
+                    ),
+                    None,
+                )
+                if heir is not None:  # a record waiting on it, on a device with room
+                    self._lifecycle.pass_on(job, heir)  # makes it (on the next pass)
+                    continue
+                why = Hold.of(
+                    Why.DOWNLOADS_LIMIT,
+                    device=job.device_id,
+                    limit=self._config.max_cached_per_user,
+                )
                 self._lifecycle.hold(job, why)
             else:
                 self._lifecycle.unhold(job)
                 eligible.append(job)
         return eligible, room
+
+    def _room(self, device_id: str, room: dict[str, float], limit: float) -> float:
+        if device_id == RULES_DEVICE:  # the rules' own: PUBLISH_MAX_BYTES limits them
+            room[device_id] = float("inf")
+        elif device_id not in room:
+            done = self._store.count(JobStatus.COMPLETED, device_id)
+            running = self._store.count(JobStatus.OPTIMIZING, device_id)
+            room[device_id] = limit - done - running
+        return room[device_id]

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .models import Job, JobStatus
+from .models import ACTIVE, DOWNLOADABLE, WAITING, Job, JobStatus
 from .rows import COLUMNS, COLUMNS_NO_ITEM, COLUMNS_RAW, FileRecord, filters, row_to_job
 
 PAGE = 500  # rows per query when streaming a long list
@@ -40,8 +40,8 @@ class JobReads:
     def waiting(self) -> list[Job]:
         """Queued and held jobs, oldest first, without their items (which can be large):
         the scheduler reads them on every pass and never needs the item."""
-        sql = (
-            f"SELECT {COLUMNS_NO_ITEM} FROM jobs WHERE status IN (?, ?)"
+        sql = (  # a record that waits on another's run is never dispatched
+            f"SELECT {COLUMNS_NO_ITEM} FROM jobs WHERE status IN (?, ?) AND maker_id IS NULL"
             " ORDER BY created_at ASC, rowid ASC"
         )
         rows = self._db.execute(sql, (str(JobStatus.QUEUED), str(JobStatus.PENDING_DOWNLOADS)))
@@ -104,6 +104,65 @@ class JobReads:
             [owner_id, device_id, item_id, profile, *wanted],
         ).fetchone()
         return row_to_job(row) if row else None
+
+    # -- one output for every record of its key (jobs/outputs.py) ----------------------
+
+    def _by_key(
+        self, key: str, statuses: Iterable[JobStatus], owner_id: str | None, extra: str, order: str
+    ) -> list[Job]:
+        wanted = [str(s) for s in statuses]
+        sql = (
+            f"SELECT {COLUMNS} FROM jobs WHERE output_key = ?"
+            f" AND status IN ({', '.join('?' * len(wanted))}){extra}"
+        )
+        args: list[Any] = [key, *wanted]
+        if owner_id is not None:
+            sql += " AND owner_id = ?"
+            args.append(owner_id)
+        return [row_to_job(r) for r in self._db.execute(f"{sql} ORDER BY {order}", args)]
+
+    def copies(self, key: str, owner_id: str | None = None) -> list[Job]:
+        """Finished records of ``key`` (``owner_id``'s only, when given), newest first."""
+        return self._by_key(key, DOWNLOADABLE, owner_id, "", "created_at DESC, rowid DESC")
+
+    def maker(self, key: str, owner_id: str | None = None) -> Job | None:
+        """The record whose run makes ``key``'s output now (``owner_id``'s, when given)."""
+        found = self._by_key(
+            key, ACTIVE, owner_id, " AND maker_id IS NULL", "created_at ASC, rowid ASC"
+        )
+        return found[0] if found else None
+
+    def others_have(self, key: str, owner_id: str) -> bool:
+        """Whether another user's record makes or holds ``key``'s output."""
+        wanted = [str(s) for s in ACTIVE | DOWNLOADABLE]
+        row = self._db.execute(
+            f"SELECT 1 FROM jobs WHERE output_key = ? AND owner_id != ?"
+            f" AND status IN ({', '.join('?' * len(wanted))}) LIMIT 1",
+            [key, owner_id, *wanted],
+        ).fetchone()
+        return row is not None
+
+    def followers(self, maker_id: str | None = None) -> list[Job]:
+        """Waiting records that wait on ``maker_id``'s run (on any, when None), oldest
+        first."""
+        wanted = [str(s) for s in WAITING]
+        sql = f"SELECT {COLUMNS} FROM jobs WHERE status IN (?, ?) AND "
+        sql += "maker_id IS NOT NULL" if maker_id is None else "maker_id = ?"
+        args = [*wanted] if maker_id is None else [*wanted, maker_id]
+        return [
+            row_to_job(r)
+            for r in self._db.execute(f"{sql} ORDER BY created_at ASC, rowid ASC", args)
+        ]
+
+    def holds_output(self, output_path: str, except_id: str) -> bool:
+        """Whether a record other than ``except_id`` holds (or makes) ``output_path``."""
+        wanted = [str(s) for s in ACTIVE | DOWNLOADABLE]
+        row = self._db.execute(
+            "SELECT 1 FROM jobs WHERE output_path = ? AND id != ?"
+            f" AND status IN ({', '.join('?' * len(wanted))}) LIMIT 1",
+            [output_path, except_id, *wanted],
+        ).fetchone()
+        return row is not None
 
     def count(self, status: JobStatus, device_id: str | None = None) -> int:
         sql, args = "SELECT COUNT(*) FROM jobs WHERE status = ?", [str(status)]

@@ -30,6 +30,6 @@ def reconcile(store: JobStore, lifecycle: Lifecycle, config: Config) -> None:
             keep.add(Path(job.output_path).name)
         else:
             log.warning("job %s: its output is missing or damaged; dropping it", job.id)
-            drop(lifecycle, job)
+            drop(store, lifecycle, job)
     running = store.files([JobStatus.OPTIMIZING])  # a worker host's, kept by the requeue
     cache.remove_strays(config.cache_dir, keep, (job.output_path for job in running))

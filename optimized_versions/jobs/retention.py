@@ -1,6 +1,7 @@
 """The retention rules: outputs go after TIME_TO_KEEP_FILES, collected ones after the grace
 period (REMOVAL_GRACE), failed and cancelled records after TIME_TO_KEEP_FILES too; and
-DELETE /delete-cache, which drops every output at once."""
+DELETE /delete-cache, which drops every output at once. A file several records share
+(one output key) goes with the last record that holds it."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from .store import JobStore
 log = logging.getLogger(__name__)
 
 
-def drop(lifecycle: Lifecycle, job: FileRecord) -> None:
-    """A job gone: its output, then its record."""
-    remove_quietly(Path(job.output_path))
+def drop(store: JobStore, lifecycle: Lifecycle, job: FileRecord) -> None:
+    """A job gone: its output (unless another record holds the same file: records of one
+    output key share it), then its record."""
+    if not store.holds_output(job.output_path, job.id):
+        remove_quietly(Path(job.output_path))
     lifecycle.remove(job.id)
 
 
@@ -53,7 +56,7 @@ class Janitor:
                 and now - job.collected_at >= self._config.removal_grace
             )
             if expired or collected:
-                drop(self._lifecycle, job)
+                drop(self._store, self._lifecycle, job)
                 removed += 1
         return removed
 
@@ -61,7 +64,7 @@ class Janitor:
         """Delete every output (running jobs were stopped first); returns jobs dropped."""
         finished = self._store.files(DOWNLOADABLE)
         for job in finished:
-            drop(self._lifecycle, job)
+            drop(self._store, self._lifecycle, job)
         running = self._store.files([JobStatus.OPTIMIZING])  # started since the caller looked
         cache.remove_strays(self._config.cache_dir, set(), (job.output_path for job in running))
         return len(finished)

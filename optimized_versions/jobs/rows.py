@@ -80,6 +80,8 @@ MUTABLE = (
     "plan",
     "command",
     "node",
+    "output_path",  # a record that waited on another's run takes that run's output
+    "maker_id",
 )
 # columns added after the first release, with their declarations, for older databases
 ADDED = {
@@ -95,7 +97,15 @@ ADDED = {
     "plan": "TEXT",
     "command": "TEXT NOT NULL DEFAULT '[]'",
     "node": "TEXT",
+    "output_key": "TEXT",
+    "maker_id": "TEXT",
 }
+# indexes on added columns: made after the columns are (an older database lacks them)
+ADDED_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_by_output_key ON jobs (output_key, status);
+CREATE INDEX IF NOT EXISTS jobs_by_maker ON jobs (maker_id);
+CREATE INDEX IF NOT EXISTS jobs_by_output_path ON jobs (output_path);
+"""
 JSON_FIELDS = ("item", "fallbacks", "tracks", "command")
 FIELDS = (
     "id",
@@ -109,7 +119,7 @@ FIELDS = (
     "profile",
     "status",
     "created_at",
-    "output_path",
+    "output_key",
     *MUTABLE,
 )
 COLUMNS = ", ".join(FIELDS)

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .models import ACTIVE, Job, JobStatus, StoreObserver
+from .models import ACTIVE, WAITING, Job, JobStatus, StoreObserver
 from .reads import JobReads
 from .rows import (
     ADDED,
+    ADDED_INDEXES,
     COLUMNS,
     FIELDS,
     MUTABLE,
@@ -64,6 +65,7 @@ class JobStore(JobReads):
         for name, declaration in ADDED.items():
             if name not in present:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
+        self._db.executescript(ADDED_INDEXES)
 
     def close(self) -> None:
         self._db.close()
@@ -93,7 +95,9 @@ class JobStore(JobReads):
         for listener in self._feed:
             listener(job_id, device_id, self.version)
 
-    def add(self, job: Job, source_url: str) -> None:
+    def add(self, job: Job, source_url: str | None) -> None:
+        """A new record: waiting (with its source), or already completed (a copy of an
+        output another record has: no source kept)."""
         self._touch(job)
         values = [column(name, getattr(job, name)) for name in FIELDS]
         with self._db:
@@ -101,7 +105,11 @@ class JobStore(JobReads):
             self._db.execute(
                 f"INSERT INTO jobs ({COLUMNS}) VALUES ({', '.join('?' * len(FIELDS))})", values
             )
-            self._db.execute("INSERT INTO job_sources VALUES (?, ?)", (job.id, source_url))
+            if job.status in ACTIVE:
+                assert source_url is not None, "a job that may run needs its source"
+                self._db.execute("INSERT INTO job_sources VALUES (?, ?)", (job.id, source_url))
+            elif job.status is JobStatus.COMPLETED:
+                self._bump("completed_jobs")
             self._bump("total_transcodes")
             self._db.execute("INSERT OR IGNORE INTO devices VALUES (?)", (job.device_id,))
         log.info(
@@ -118,7 +126,9 @@ class JobStore(JobReads):
     def transition(self, job: Job, status: JobStatus, **changes: Any) -> Job:
         """Move a job to ``status``, writing ``changes`` with it; logs one line."""
         self._touch(job)
-        if status not in ALLOWED[job.status]:
+        # waiting -> completed: only a record that waits on another's run of its output
+        shared = status is S.COMPLETED and job.status in WAITING and job.maker_id is not None
+        if status not in ALLOWED[job.status] and not shared:
             raise InvalidTransition(f"job {job.id}: {job.status} -> {status} is not allowed")
         if unknown := set(changes) - set(MUTABLE):
             raise AttributeError(f"job fields {sorted(unknown)} cannot be changed")
@@ -137,7 +147,7 @@ class JobStore(JobReads):
             ended = status not in ACTIVE
             if ended:
                 self._db.execute("DELETE FROM job_sources WHERE job_id = ?", (job.id,))
-            if status is JobStatus.COMPLETED and previous is JobStatus.OPTIMIZING:
+            if status is JobStatus.COMPLETED and previous in ACTIVE:
                 self._bump("completed_jobs")
         if ended:  # the credential must not linger in the write-ahead log either
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -172,6 +182,17 @@ class JobStore(JobReads):
                 (job.collected_at, job.id, str(JobStatus.FAILED)),
             )
             log.info("job %s: failed job dismissed", job.id)
+
+    def wait_on(self, job: Job, maker_id: str | None, wait_reason: str | None) -> None:
+        """A waiting record waits on another run (``maker_id``), or on none: then it is a
+        job the scheduler runs. Not a status change."""
+        self._touch(job)
+        self._db.execute(
+            "UPDATE jobs SET maker_id = ?, wait_reason = ? WHERE id = ?",
+            (maker_id, wait_reason, job.id),
+        )
+        job.maker_id, job.wait_reason = maker_id, wait_reason
+        log.info("job %s: waits on %s", job.id, maker_id or "its own run")
 
     def promote(self, job: Job) -> None:
         """start-job: the job goes first in the queue (any back-off is forgiven)."""
