@@ -19,6 +19,7 @@ from optimized_versions.config import Config
 from optimized_versions.hardware.devices import Host
 from optimized_versions.hardware.load import HostReading
 from optimized_versions.hardware.nvml import GpuReading, NvmlUnavailable
+from optimized_versions.media import ffmpeg
 from optimized_versions.media.ffmpeg import default_ffmpeg
 from optimized_versions.web.http.serving import server_options
 
@@ -461,3 +462,18 @@ async def wait_status(
             raise AssertionError(f"job {job_id} ended {status}, not {wanted}: {job}")
         await asyncio.sleep(0.05)
     raise AssertionError(f"job {job_id} never reached {wanted} in {timeout:g} s: {job}")
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The argv of every ffmpeg run that writes a job's output (not the probe's tests)."""
+    seen: list[list[str]] = []
+    real = ffmpeg.run
+
+    async def counting(argv: list[str], *args: Any, **kwargs: Any) -> Any:
+        if argv and argv[-1].endswith(".mp4.part"):
+            seen.append(argv)
+        return await real(argv, *args, **kwargs)
+
+    monkeypatch.setattr(ffmpeg, "run", counting)
+    return seen

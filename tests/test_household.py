@@ -8,31 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import ADMIN, ALICE, BOB, USERS, Env, StartApp, auth, post_job, wait_status
 
 from optimized_versions.jobs.models import RULES_DEVICE, JobStatus, Principal
 from optimized_versions.jobs.store import JobStore
 from optimized_versions.keys import JANITOR, SERVICE, STORE
-from optimized_versions.media import ffmpeg
 from optimized_versions.waits import Hold, Why
 
 SAME_COPY = str(Hold.of(Why.SAME_COPY))
-
-
-@pytest.fixture
-def runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The argv of every ffmpeg run that writes a job's output (not the probe's tests)."""
-    seen: list[list[str]] = []
-    real = ffmpeg.run
-
-    async def counting(argv: list[str], *args: Any, **kwargs: Any) -> Any:
-        if argv and argv[-1].endswith(".mp4.part"):
-            seen.append(argv)
-        return await real(argv, *args, **kwargs)
-
-    monkeypatch.setattr(ffmpeg, "run", counting)
-    return seen
 
 
 async def _status(client: Any, job_id: str, token: str = ADMIN) -> dict[str, Any]:

@@ -232,3 +232,34 @@ async def test_a_phone_cannot_pass_for_the_rules(env: Env, start_app: StartApp) 
     resp = await client.post("/optimize-version", json=body, headers={"Authorization": ALICE})
     assert resp.status == 400
     assert "invalid deviceId: 'rules' is the server's own" in (await resp.json())["message"]
+
+
+async def test_two_users_rules_for_one_film_make_one_encode_and_one_published_copy(
+    env: Env,
+    start_app: StartApp,
+    household: Household,
+    tmp_path: Path,
+    runs: list[list[str]],
+) -> None:
+    house = household
+    original = house.media / "films" / "Film (2020)" / "Film (2020).mp4"
+    film = item_by_path(house, original)
+    house.jf.items[film].created = time.time() + 10
+    rules = tuple(RuleSpec(user=name, kind="latest", count=1) for name in ("alice", "bob"))
+    client = await start(env, start_app, house, tmp_path, rules=rules)
+    await client.app[RULES].evaluate()
+    assert (await published(client, film)).state == "published"
+    jobs = client.app[STORE].jobs(device_id=RULES_DEVICE)
+    assert {j.owner_id for j in jobs} == {house.alice, house.bob}  # a record each
+    assert len({j.output_path for j in jobs}) == 1
+    assert len(runs) == 1  # one encode
+    assert {j.status for j in jobs} == {JobStatus.READY_FOR_REMOVAL}  # both collected
+    folder = sorted(p.name for p in original.parent.iterdir())
+    assert folder == ["Film (2020) - Optimized.mp4", "Film (2020).mp4"]  # one copy
+    # bob's rule goes: alice's still holds the copy
+    client.app[LEDGER].release(
+        next(h for h in client.app[LEDGER].holds() if h.user_id == house.bob)
+    )
+    await client.app[RULES].evaluate()
+    assert client.app[LEDGER].get(film, "tiny") is not None
+    assert (original.parent / "Film (2020) - Optimized.mp4").is_file()

@@ -221,8 +221,12 @@ class RulesEngine:
             job.checksum,
         )
         row = await self._publisher.publish(copy)
-        if row is not None and row.state == "published":
-            self._lifecycle.collect(job)  # the copy lives in Jellyfin now; retention frees it
+        if row is None or row.state != "published":
+            return
+        done = self._store.jobs(device_id=RULES_DEVICE, statuses=[JobStatus.COMPLETED])
+        for same in done:  # every rule's record of it: the copy lives in Jellyfin now
+            if (same.item_id, same.profile) == (job.item_id, job.profile):
+                self._lifecycle.collect(same)  # retention frees the cache's file
 
     async def _submit(self, hold: Hold, now: float) -> None:
         if self.status.waiting is not None:
