@@ -263,3 +263,54 @@ async def test_two_users_rules_for_one_film_make_one_encode_and_one_published_co
     await client.app[RULES].evaluate()
     assert client.app[LEDGER].get(film, "tiny") is not None
     assert (original.parent / "Film (2020) - Optimized.mp4").is_file()
+
+
+async def test_publish_library_puts_the_copy_in_its_own_folder_and_merges_it(
+    env: Env, start_app: StartApp, household: Household, tmp_path: Path
+) -> None:
+    house = household
+    original = house.media / "films" / "Film (2020)" / "Film (2020).mp4"
+    film = item_by_path(house, original)
+    house.jf.items[film].created = time.time() + 10
+    shelf = house.media / "optimized"
+    shelf.mkdir()
+    house.jf.add_library("Optimized", "movies", [shelf])
+    before = sorted(p.name for p in original.parent.iterdir())
+    rule = RuleSpec(user="alice", kind="latest", count=1, library="Films")
+    client = await start(
+        env, start_app, house, tmp_path, rules=(rule,), publish="library", publish_dir=shelf
+    )
+    await client.app[RULES].evaluate()
+    row = await published(client, film)
+    assert row.state == "published", row.reason
+    copy = shelf / "Film (2020)" / "Film (2020) - Optimized.mp4"
+    assert (row.path, row.method) == (str(copy), "merge")
+    assert sorted(p.name for p in original.parent.iterdir()) == before  # nothing beside it
+    item = await jf_get(house, f"/Items/{film}?userId={house.alice}&fields=MediaSources,Path")
+    assert item["Path"] == str(original)  # the original stays primary, its id unchanged
+    assert sorted(s["Path"] for s in item["MediaSources"]) == sorted([str(original), str(copy)])
+    movies = await jf_get(
+        house, f"/Items?userId={house.alice}&recursive=true&includeItemTypes=Movie"
+    )
+    assert [m["Id"] for m in movies["Items"] if m["Name"] == "Film (2020)"] == [film]
+
+
+async def test_a_file_of_the_copys_name_that_is_not_ours_is_never_overwritten(
+    env: Env, start_app: StartApp, household: Household, tmp_path: Path
+) -> None:
+    house = household
+    original = house.media / "films" / "Film (2020)" / "Film (2020).mp4"
+    theirs = original.with_name("Film (2020) - Optimized.mp4")
+    theirs.write_bytes(b"the user's own file")
+    house.jf.scan()
+    film = item_by_path(house, original)
+    house.jf.items[film].created = time.time() + 10
+    rule = RuleSpec(user="alice", kind="latest", count=1, library="Films")
+    client = await start(env, start_app, house, tmp_path, rules=(rule,))
+    await client.app[RULES].evaluate()
+    row = await published(client, film)
+    assert row.state == "failed"
+    assert "could not write Film (2020) - Optimized.mp4" in str(row.reason)
+    assert "File exists" in str(row.reason)
+    assert theirs.read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in original.parent.iterdir()) == [theirs.name, original.name]

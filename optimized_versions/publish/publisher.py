@@ -197,11 +197,13 @@ class Publisher:
             other = await self._appeared(copy.user_id, folder, where, item.get("Type", ""))
             await self._library.merge_versions([copy.item_id, other])
             version_id = await self._listed(copy.user_id, copy.item_id, item["Path"], where)
+            # where the original is listed (its season, its folder) the copy must not be too
+            beside = str(item.get("ParentId") or folder)
             listed = await self._library.items(
-                copy.user_id, parentId=folder, includeItemTypes=str(item.get("Type"))
+                copy.user_id, parentId=beside, includeItemTypes=str(item.get("Type"))
             )
             if any(i.get("Id") == other for i in listed):
-                raise PublishError("Jellyfin still lists the merged copy as an item of its own")
+                raise PublishError("Jellyfin lists the merged copy beside the original")
             return version_id
 
     async def _listed(self, user_id: str, item_id: str, original: str, where: str) -> str:
