@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,52 @@ async def test_a_file_of_the_copys_name_that_is_not_ours_is_never_overwritten(
     assert "File exists" in str(row.reason)
     assert theirs.read_bytes() == b"the user's own file"
     assert sorted(p.name for p in original.parent.iterdir()) == [theirs.name, original.name]
+
+
+@pytest.fixture
+def small_mount(household: Household) -> Iterator[Path]:
+    """The film's folder on a file system of its own, just big enough for the original (a
+    real tmpfs: a full or read-only media folder as a NAS has them). Needs mount(8) as root,
+    as the test machines have it."""
+    folder = household.media / "films" / "Film (2020)"
+    original = folder / "Film (2020).mp4"
+    data = original.read_bytes()
+    original.unlink()
+    size = (len(data) // 4096 + 2) * 4096
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        original.write_bytes(data)
+        household.jf.scan()
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("trouble", ["full", "read-only"])
+async def test_a_full_or_read_only_media_folder_fails_the_publish_and_loses_nothing(
+    env: Env,
+    start_app: StartApp,
+    household: Household,
+    small_mount: Path,
+    tmp_path: Path,
+    trouble: str,
+) -> None:
+    house = household
+    original = small_mount / "Film (2020).mp4"
+    before = sha(original)
+    if trouble == "read-only":
+        subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)
+    film = item_by_path(house, original)
+    house.jf.items[film].created = time.time() + 10
+    rule = RuleSpec(user="alice", kind="latest", count=1, library="Films")
+    client = await start(env, start_app, house, tmp_path, rules=(rule,))
+    await client.app[RULES].evaluate()
+    row = await published(client, film)
+    words = "No space left on device" if trouble == "full" else "Read-only file system"
+    assert row.state == "failed" and words in str(row.reason), row.reason
+    assert "could not write Film (2020) - Optimized.mp4 into" in str(row.reason)
+    assert [p.name for p in small_mount.iterdir()] == [original.name]  # no part left behind
+    assert sha(original) == before
+    (job,) = client.app[STORE].jobs(device_id=RULES_DEVICE)
+    assert job.status is JobStatus.COMPLETED  # the copy is kept in the cache, not lost
+    assert sha(Path(job.output_path)) == job.checksum
