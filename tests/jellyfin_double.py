@@ -700,6 +700,14 @@ class JellyfinDouble:
 
     async def _h_items(self, request: web.Request) -> web.Response:
         user = self._user(request)
+        if _csv(request.query.get("includeItemTypes")) == ["Playlist"]:
+            # PlaylistsFolder: a user's own playlists (Playlist.IsVisible: owner or shared)
+            mine = [
+                {"Id": key, "Name": name, "Type": "Playlist", "MediaType": "Video"}
+                for key, (name, owner, _) in self.playlists.items()
+                if user is None or owner == user.id
+            ]
+            return web.json_response({"Items": mine, "TotalRecordCount": len(mine)})
         return self._list(self.query(user, dict(request.query)), user, request)
 
     async def _h_latest(self, request: web.Request) -> web.Response:

@@ -364,3 +364,52 @@ async def test_a_full_or_read_only_media_folder_fails_the_publish_and_loses_noth
     (job,) = client.app[STORE].jobs(device_id=RULES_DEVICE)
     assert job.status is JobStatus.COMPLETED  # the copy is kept in the cache, not lost
     assert sha(Path(job.output_path)) == job.checksum
+
+
+async def test_rules_wait_while_jellyfin_transcodes_and_at_the_storage_cap(
+    env: Env, start_app: StartApp, household: Household, tmp_path: Path
+) -> None:
+    house = household
+    film = item_by_path(house, house.media / "films" / "Film (2020)" / "Film (2020).mp4")
+    house.jf.items[film].created = time.time() + 10
+    rule = RuleSpec(user="alice", kind="latest", count=1, library="Films")
+    client = await start(env, start_app, house, tmp_path, rules=(rule,), publish_max_bytes=1000)
+    engine, store = client.app[RULES], client.app[STORE]
+    house.jf.sessions.append(
+        {"Id": "s1", "UserName": "bob", "TranscodingInfo": {"IsVideoDirect": False}}
+    )
+    await engine.evaluate()
+    assert engine.status.waiting == "Jellyfin is transcoding for a viewer (RULES_WHILE_TRANSCODING)"
+    assert store.jobs(device_id=RULES_DEVICE) == []
+    house.jf.sessions.clear()  # the viewer stopped: now the cap (1000 bytes) is what stops it
+    await engine.evaluate()
+    assert str(engine.status.waiting).startswith("PUBLISH_MAX_BYTES: ")
+    assert "would pass the cap of 1000" in str(engine.status.waiting)
+    assert store.jobs(device_id=RULES_DEVICE) == []
+
+
+async def test_favourites_and_playlist_rules_hold_their_items_and_keep_days_lets_go(
+    env: Env, start_app: StartApp, household: Household, tmp_path: Path
+) -> None:
+    house = household
+    season = house.media / "shows" / "Show" / "Season 1"
+    film = item_by_path(house, house.media / "films" / "Film (2020)" / "Film (2020).mp4")
+    third = item_by_path(house, season / "Show S01E03.mp4")
+    house.jf.set_favourite(house.bob, film)
+    house.jf.add_playlist("Trip", house.bob, [third])
+    rules = (
+        RuleSpec(user="bob", kind="favourites", count=5, keep=2),
+        RuleSpec(user="bob", kind="playlist", playlist="Trip", count=5),
+        RuleSpec(user="bob", kind="playlist", playlist="Nope"),
+    )
+    env.now = time.time()
+    client = await start(env, start_app, house, tmp_path, rules=rules)
+    engine, ledger = client.app[RULES], client.app[LEDGER]
+    await engine.evaluate()
+    assert {(h.rule, h.item_id) for h in ledger.holds()} == {("file:0", film), ("file:1", third)}
+    assert engine.status.rules["file:2"].problem == "the user has no playlist named 'Nope'"
+    assert (await published(client, film)).state == "published"
+    assert (await published(client, third)).state == "published"
+    env.now += 2 * 86400 + 1  # two days on: the favourite's copy goes, the playlist's stays
+    await engine.evaluate()
+    assert ledger.get(film, "tiny") is None and ledger.get(third, "tiny") is not None
