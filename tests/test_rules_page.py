@@ -101,7 +101,7 @@ async def test_a_user_previews_a_rule_with_its_items_and_size_then_saves_it(
     box = preview[preview.index('id="preview"') :]
     names = re.findall(r'<span class="name">([^<]+)</span>', box)
     assert len(set(names)) == 2 and set(names) < set(FILMS), box[:2000]
-    size = re.search(r"would optimize these 2 items, ~(\d+\.\d) (kB|MB)", box)
+    size = re.search(r"would optimize these 2 items, ~(\d+\.\d) (KiB|MiB)", box)
     assert size is not None and float(size.group(1)) > 0, box[:2000]
     assert "the 2 newest unwatched films" in box and "not published yet" in box
     assert saved(client) == [] and rule_cards(preview) == {}  # a preview saves nothing

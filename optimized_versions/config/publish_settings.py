@@ -20,6 +20,31 @@ RULE_KINDS = ("next-up", "latest", "favourites", "playlist")
 UNTIL_WATCHED = "until-watched"
 
 
+# one rule, as the YAML file and the Rules page's form give it
+RULE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["user", "kind"],
+    "properties": {
+        "user": {"type": "string", "minLength": 1, "maxLength": 128},
+        "kind": {"enum": list(RULE_KINDS)},
+        "count": {"type": "integer", "minimum": 1, "maximum": 100},
+        "library": {"type": "string", "minLength": 1, "maxLength": 256},
+        "playlist": {"type": "string", "minLength": 1, "maxLength": 256},
+        "profile": {"type": "string", "minLength": 1, "maxLength": 64},
+        "keep": {
+            "description": "until-watched or a number of days from 1 to 3650",
+            "oneOf": [
+                {"const": UNTIL_WATCHED},
+                {"type": "integer", "minimum": 1, "maximum": 3650},
+            ],
+        },
+    },
+    "if": {"properties": {"kind": {"const": "playlist"}}},
+    "then": {"required": ["playlist"]},
+}
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
     """One rule as the YAML file writes it (the Rules page keeps its own in the data folder)."""
@@ -106,25 +131,5 @@ class PublishSettings(ServingSettings):
         example="\n  - {user: alice, kind: next-up, count: 2}"
         "\n  - {user: alice, kind: latest, count: 3, library: Films, keep: 14}",
         env=False,
-        items={
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["user", "kind"],
-            "properties": {
-                "user": {"type": "string", "minLength": 1, "maxLength": 128},
-                "kind": {"enum": list(RULE_KINDS)},
-                "count": {"type": "integer", "minimum": 1, "maximum": 100},
-                "library": {"type": "string", "minLength": 1, "maxLength": 256},
-                "playlist": {"type": "string", "minLength": 1, "maxLength": 256},
-                "profile": {"type": "string", "minLength": 1, "maxLength": 64},
-                "keep": {
-                    "oneOf": [
-                        {"const": UNTIL_WATCHED},
-                        {"type": "integer", "minimum": 1, "maximum": 3650},
-                    ]
-                },
-            },
-            "if": {"properties": {"kind": {"const": "playlist"}}},
-            "then": {"required": ["playlist"]},
-        },
+        items=RULE_SCHEMA,
     )

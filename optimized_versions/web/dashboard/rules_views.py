@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
+
 from ...config import Config
-from ...config.publish_settings import RULE_KINDS, UNTIL_WATCHED
+from ...config.publish_settings import RULE_KINDS, RULE_SCHEMA, UNTIL_WATCHED
 from ...errors import BadRequest, Forbidden
 from ...jobs.models import Principal
 from ...publish.engine import RulesEngine
@@ -16,9 +18,6 @@ from ...publish.rules import Rule, RuleState
 from . import views
 
 MISSING = "Rules need JELLYFIN_API_KEY and PUBLISH=alongside or library"
-COUNT = (1, 100)
-DAYS = (1, 3650)
-LONGEST = {"user": 128, "library": 256, "playlist": 256}
 
 
 def missing(config: Config) -> list[str]:
@@ -31,16 +30,6 @@ def missing(config: Config) -> list[str]:
     if config.publish == "off":
         lines.append("PUBLISH is off")
     return lines
-
-
-def approx_bytes(size: int) -> str:
-    """An estimate as people read one: "~9.3 GB" (decimal units)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"~{value:.0f} {unit}" if unit == "B" else f"~{value:.1f} {unit}"
-        value /= 1000
-    return f"~{value:.1f} TB"
 
 
 def published_line(row: Published | None, publish: str) -> str:
@@ -72,7 +61,7 @@ def evaluation(
         {
             "id": item_id,
             "name": name,
-            "size": approx_bytes(size),
+            "size": "~" + views.human_bytes(size),
             "published": published_line(ledger.get(item_id, profile) if ledger else None, publish),
         }
         for item_id, name, size in state.items
@@ -84,7 +73,9 @@ def evaluation(
         "evaluated": True,
         "problem": state.problem,
         "items": items,
-        "summary": f"{summary}, {approx_bytes(total)}" if count else "nothing to optimize now",
+        "summary": f"{summary}, ~{views.human_bytes(total)}"
+        if count
+        else "nothing to optimize now",
     }
 
 
@@ -117,50 +108,50 @@ def engine_status(engine: RulesEngine) -> dict[str, Any]:
     return {"last_pass": views.iso_at(status.last_pass), "waiting": status.waiting}
 
 
-def _number(form: dict[str, str], field: str, low: int, high: int, what: str) -> int:
-    text = form.get(field, "").strip()
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
-        raise BadRequest(f"{field}: {what} from {low} to {high}, not {text!r}")
-    return int(text)
+_RULE = jsonschema.Draft202012Validator(RULE_SCHEMA)
 
 
 def read_rule(
     form: dict[str, str], principal: Principal, profiles: frozenset[str], default_profile: str
 ) -> Rule:
-    """The posted form as a Rule (key "new"); 400 naming the field that is wrong, 403 for
-    a rule for another user by anyone but an admin."""
-    for field, longest in LONGEST.items():
-        if len(form.get(field, "")) > longest:
-            raise BadRequest(f"{field}: at most {longest} characters")
+    """The posted form as a Rule (key "new"), held against the schema the YAML file's rules
+    are: 400 naming the field that is wrong; 403 for another user's rule but an admin's."""
     user = form.get("user", "").strip() or principal.name
+    spec: dict[str, Any] = {"user": user, "kind": form.get("kind", "")}
+    for field in ("count", "keep", "library", "playlist", "profile"):
+        text = form.get(field, "").strip()
+        if text:
+            spec[field] = int(text) if text.isascii() and text.isdigit() else text
+    spec.setdefault("count", 1)
+    if error := jsonschema.exceptions.best_match(_RULE.iter_errors(spec)):
+        where = error.absolute_path
+        field = str(where[0]) if where else "playlist"  # the one field required by a kind
+        raise BadRequest(f"{field}: {_explain(error)}")
     if not principal.is_admin and not mine(principal, user):
         raise Forbidden("only an administrator can add a rule for another user")
-    kind = form.get("kind", "")
-    if kind not in RULE_KINDS:
-        raise BadRequest(f"kind: one of {', '.join(RULE_KINDS)}, not {kind!r}")
-    count = _number(form, "count", *COUNT, "a whole number")
-    profile = form.get("profile", "").strip() or default_profile
+    profile = spec.get("profile", default_profile)
     if profile not in profiles:
         raise BadRequest(f"profile: one of {', '.join(sorted(profiles))}, not {profile!r}")
-    keep_text = form.get("keep", "").strip() or UNTIL_WATCHED
-    keep: str | int = UNTIL_WATCHED
-    if keep_text != UNTIL_WATCHED:
-        keep = _number({"keep": keep_text}, "keep", *DAYS, f"{UNTIL_WATCHED} or days")
-    playlist = form.get("playlist", "").strip() or None
-    if kind == "playlist" and playlist is None:
-        raise BadRequest("playlist: a playlist rule needs the playlist's name")
-    library = form.get("library", "").strip() or None
+    kind = spec["kind"]
     return Rule(
         "new",
         user,
         kind,
-        count,
+        spec["count"],
         profile,
-        library,
-        playlist if kind == "playlist" else None,
-        keep,
+        spec.get("library"),
+        spec.get("playlist") if kind == "playlist" else None,
+        spec.get("keep", UNTIL_WATCHED),
         principal.name,
     )
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    if error.validator == "oneOf" and isinstance(error.schema, dict):
+        return str(error.schema.get("description", error.message))
+    if error.validator == "maxLength":
+        return f"at most {error.validator_value} characters"
+    return error.message
 
 
 def form_values(form: dict[str, str], principal: Principal, default_profile: str) -> dict[str, str]:
