@@ -413,3 +413,30 @@ async def test_favourites_and_playlist_rules_hold_their_items_and_keep_days_lets
     env.now += 2 * 86400 + 1  # two days on: the favourite's copy goes, the playlist's stays
     await engine.evaluate()
     assert ledger.get(film, "tiny") is None and ledger.get(third, "tiny") is not None
+
+
+async def test_a_publish_cut_short_by_a_restart_is_taken_back_and_done_again(
+    env: Env, start_app: StartApp, household: Household, tmp_path: Path
+) -> None:
+    house = household
+    original = house.media / "films" / "Film (2020)" / "Film (2020).mp4"
+    film = item_by_path(house, original)
+    house.jf.items[film].created = time.time() + 10
+    rule = RuleSpec(user="alice", kind="latest", count=1, library="Films")
+    client = await start(env, start_app, house, tmp_path, rules=(rule,))
+    await client.app[RULES].evaluate()
+    done = await published(client, film)
+    # as a crash leaves it: the file linked, the row still "writing"
+    client.app[LEDGER].note(film, "tiny", done.name, time.time(), state="writing")
+    await client.close()
+    client = await start(env, start_app, house, tmp_path, rules=(rule,))
+    await until(lambda: _state(client, film, "published"), "published again after the restart", 60)
+    again = client.app[LEDGER].get(film, "tiny")
+    assert again is not None and again.path == done.path and again.sha256 == done.sha256
+    item = await jf_get(house, f"/Items/{film}?userId={house.alice}&fields=MediaSources,Path")
+    assert [s["Path"] for s in item["MediaSources"]] == [str(original), done.path]
+
+
+async def _state(client: Client, item_id: str, state: str) -> bool:
+    row = client.app[LEDGER].get(item_id, "tiny")
+    return row is not None and row.state == state

@@ -132,8 +132,8 @@ class RulesEngine:
             for job in done:
                 hold = holds.get((job.owner_id, job.item_id, job.profile))
                 row = self._ledger.get(job.item_id, job.profile)
-                if hold is not None and (row is None or row.state not in ("published", "failed")):
-                    await self._publish(job, hold)
+                if hold is not None and (row is None or row.state == "writing"):
+                    await self._publish(job, hold)  # refused and failed: at the next pass
 
     async def evaluate(self) -> None:
         async with self._pass:

@@ -68,6 +68,9 @@ class Publisher:
         """Publish ``copy``; the ledger's row afterwards (refused and failed ones too)."""
         note = self._ledger.note
         key = (copy.item_id, copy.profile)
+        stale = self._ledger.get(*key)
+        if stale is not None and stale.state == "writing":  # an earlier run stopped half-way
+            await self._take_back(stale, await self._library.item(copy.user_id, copy.item_id))
         try:
             item, original = await self._original(copy)
             placement = await self._placement(item, original)
@@ -78,19 +81,7 @@ class Publisher:
             log.info("item %s: not published: %s", copy.item_id, exc)
             return self._ledger.get(*key)
         target = placement.target
-        try:
-            await asyncio.to_thread(place, copy.output, target, copy.sha256)
-        except (OSError, PublishError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            note(
-                *key,
-                copy.name,
-                self._clock(),
-                state="failed",
-                path=None,
-                reason=f"could not write {target.name} into {target.parent}: {why}",
-            )
-            return self._ledger.get(*key)
+        # noted before the file exists: a crash from here on leaves a row that names it
         note(
             *key,
             copy.name,
@@ -103,6 +94,20 @@ class Publisher:
             job_id=copy.job_id,
             reason=None,
         )
+        try:
+            await asyncio.to_thread(place, copy.output, target, copy.sha256)
+        except (OSError, PublishError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            note(
+                *key,
+                copy.name,
+                self._clock(),
+                state="failed",
+                path=None,
+                size=0,
+                reason=f"could not write {target.name} into {target.parent}: {why}",
+            )
+            return self._ledger.get(*key)
         try:
             version_id = await self._make_known(copy, item, target, placement.method)
         except (PublishError, Unavailable) as exc:
