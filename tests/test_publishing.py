@@ -246,8 +246,11 @@ async def test_two_users_rules_for_one_film_make_one_encode_and_one_published_co
     original = house.media / "films" / "Film (2020)" / "Film (2020).mp4"
     film = item_by_path(house, original)
     house.jf.items[film].created = time.time() + 10
-    rules = tuple(RuleSpec(user=name, kind="latest", count=1) for name in ("alice", "bob"))
-    client = await start(env, start_app, house, tmp_path, rules=rules)
+    alices = RuleSpec(user="alice", kind="latest", count=1)
+    client = await start(env, start_app, house, tmp_path, rules=(alices,))
+    bobs = client.app[LEDGER].add_rule(
+        "bob", user="bob", kind="latest", count=1, profile="tiny", keep="until-watched"
+    )
     await client.app[RULES].evaluate()
     assert (await published(client, film)).state == "published"
     jobs = client.app[STORE].jobs(device_id=RULES_DEVICE)
@@ -257,11 +260,10 @@ async def test_two_users_rules_for_one_film_make_one_encode_and_one_published_co
     assert {j.status for j in jobs} == {JobStatus.READY_FOR_REMOVAL}  # both collected
     folder = sorted(p.name for p in original.parent.iterdir())
     assert folder == ["Film (2020) - Optimized.mp4", "Film (2020).mp4"]  # one copy
-    # bob's rule goes: alice's still holds the copy
-    client.app[LEDGER].release(
-        next(h for h in client.app[LEDGER].holds() if h.user_id == house.bob)
-    )
+    # bob deletes his rule: alice's still holds the copy
+    client.app[LEDGER].delete_rule(bobs)
     await client.app[RULES].evaluate()
+    assert {h.user_id for h in client.app[LEDGER].holds()} == {house.alice}
     assert client.app[LEDGER].get(film, "tiny") is not None
     assert (original.parent / "Film (2020) - Optimized.mp4").is_file()
 
@@ -440,3 +442,43 @@ async def test_a_publish_cut_short_by_a_restart_is_taken_back_and_done_again(
 async def _state(client: Client, item_id: str, state: str) -> bool:
     row = client.app[LEDGER].get(item_id, "tiny")
     return row is not None and row.state == state
+
+
+async def test_taking_back_one_merged_copy_keeps_the_other_profiles_merged(
+    env: Env, start_app: StartApp, household: Household, tmp_path: Path
+) -> None:
+    house = household
+    original = house.media / "films" / "Film (2020)" / "Film (2020).mp4"
+    film = item_by_path(house, original)
+    house.jf.items[film].created = time.time() + 10
+    shelf = house.media / "optimized"
+    shelf.mkdir()
+    house.jf.add_library("Optimized", "movies", [shelf])
+    (tmp_path / "user" / "profiles").mkdir(parents=True)
+    (tmp_path / "user" / "profiles" / "tiny2.yaml").write_text(
+        TINY.replace("name: tiny", "name: tiny2").replace("max_width: 160", "max_width: 128")
+    )
+    rule = RuleSpec(user="alice", kind="latest", count=1, library="Films")
+    client = await start(
+        env, start_app, house, tmp_path, rules=(rule,), publish="library", publish_dir=shelf
+    )
+    other = client.app[LEDGER].add_rule(
+        "alice",
+        user="alice",
+        kind="latest",
+        count=1,
+        library="Films",
+        profile="tiny2",
+        keep="until-watched",
+    )
+    await client.app[RULES].evaluate()
+    rows = [await published(client, film, "tiny"), await published(client, film, "tiny2")]
+    assert [r.state for r in rows] == ["published", "published"], [r.reason for r in rows]
+    ledger = client.app[LEDGER]
+    ledger.delete_rule(other)
+    await client.app[RULES].evaluate()
+    assert ledger.get(film, "tiny2") is None and not Path(str(rows[1].path)).exists()
+    item = await jf_get(house, f"/Items/{film}?userId={house.alice}&fields=MediaSources,Path")
+    assert sorted(s["Path"] for s in item["MediaSources"]) == sorted(
+        [str(original), str(rows[0].path)]
+    )

@@ -237,7 +237,7 @@ class RulesEngine:
         item = await self._library.item(hold.user_id, hold.item_id)
         if item is None:
             return
-        placement = await self._publisher.check(item)
+        placement = await self._publisher.check(item, hold.profile)
         if placement is not None:
             self._refuse(hold, placement, now)
             return

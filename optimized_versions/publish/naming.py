@@ -65,6 +65,16 @@ class Placement:
         return cls(None, reason=reason)
 
 
+def label(label: str, profile: str, default_profile: str) -> str:
+    """The version's name for a copy in ``profile``: PUBLISH_LABEL for the default profile,
+    with the profile's name after it for another (``Optimized h264-720``: a resolution
+    token such as ``720p`` would sort the copy before the original)."""
+    if profile == default_profile:
+        return label
+    plain = re.sub(r"[^A-Za-z0-9 -]+", "-", RESOLUTION.sub(lambda m: m.group(0)[:-1], profile))
+    return f"{label} {plain}"
+
+
 def major(version: str) -> int:
     head = version.split(".", 1)[0]
     return int(head) if head.isdigit() else 0

@@ -73,7 +73,7 @@ class Publisher:
             await self._take_back(stale, await self._library.item(copy.user_id, copy.item_id))
         try:
             item, original = await self._original(copy)
-            placement = await self._placement(item, original)
+            placement = await self._placement(item, original, copy.profile)
             if placement.target is None:
                 raise PublishError(placement.reason or "refused")
         except PublishError as exc:
@@ -132,12 +132,21 @@ class Publisher:
         item = await self._library.item(user_id, row.item_id)
         await self._take_back(row, item)
         self._ledger.forget(row.item_id, row.profile)
+        # unlinking undid every merge of the item: our copies in other profiles are merged again
+        kept = [
+            r.version_id
+            for r in self._ledger.all()
+            if r.item_id == row.item_id and r.method == "merge" and r.state == "published"
+        ]
+        if row.method == "merge" and item is not None and kept:
+            async with self._merging:
+                await self._library.merge_versions([row.item_id, *filter(None, kept)])
 
     # --- the steps ---
-    async def check(self, item: Item) -> str | None:
+    async def check(self, item: Item, profile: str) -> str | None:
         """Why ``item``'s copy could not be published as its folder is now; None if it can."""
         try:
-            placement = await self._placement(item, self._here(item))
+            placement = await self._placement(item, self._here(item), profile)
         except PublishError as exc:
             return str(exc)
         return placement.reason
@@ -158,8 +167,9 @@ class Publisher:
             raise PublishError(f"{path} is not mounted here (PATH_MAP)")
         return here
 
-    async def _placement(self, item: Item, original: Path) -> naming.Placement:
-        label = self._config.publish_label
+    async def _placement(self, item: Item, original: Path, profile: str) -> naming.Placement:
+        config = self._config
+        label = naming.label(config.publish_label, profile, config.default_profile)
         if self._config.publish == "library":
             return await self._library_placement(item, original, label)
         version = await self.version()
@@ -179,7 +189,10 @@ class Publisher:
         if root is None:
             return naming.Placement.refused(f"{original} is in no library Jellyfin names")
         relative = original.parent.relative_to(root)
-        folder = publish_dir.resolve() / relative
+        shelf = publish_dir.resolve()  # another profile's copies on a shelf of their own:
+        if label != self._config.publish_label:  # two in one folder would group there
+            shelf = shelf / label
+        folder = shelf / relative
         if relative == Path("."):  # loose in the root: a folder of its own there
             folder = folder / original.stem
         return naming.Placement(folder / f"{folder.name} - {label}.mp4", method="merge")
