@@ -72,6 +72,7 @@ from .web.http.headers import security_headers
 from .web.http.middleware import errors_middleware
 from .web.http.proxies import forwarded_middleware, parse_networks
 from .web.http.ratelimit import LIMITER, FailureLimiter
+from .web.jellyfin import webhook
 from .web.ops import health, metrics
 from .web.workers import node_admin, workers
 
@@ -173,6 +174,7 @@ def create_app(
         app.add_routes(table)  # the pages (rules_page: /rules, a user's rules)
     app.add_routes(workers.routes)  # /worker/...: worker hosts, behind worker tokens
     app.add_routes(node_admin.routes)  # an admin's drain and resume through the API
+    app.add_routes(webhook.routes)  # Jellyfin's webhook plugin: evaluate the rules now
     app.router.add_static("/static", pages.HERE / "static", name="static")
     pages.setup_templates(app)
     return app

@@ -37,7 +37,7 @@ RANKS = {
 }
 # inside web/: the audiences (phones, the pages, worker hosts, monitors) stand on http/, the
 # plumbing they share, and never on each other
-WEB_RANKS = {"http": 0, "api": 1, "dashboard": 1, "workers": 1, "ops": 1}
+WEB_RANKS = {"http": 0, "api": 1, "dashboard": 1, "workers": 1, "ops": 1, "jellyfin": 1}
 
 
 def _targets(path: Path) -> set[tuple[str, ...]]:

@@ -482,3 +482,43 @@ async def test_taking_back_one_merged_copy_keeps_the_other_profiles_merged(
     assert sorted(s["Path"] for s in item["MediaSources"]) == sorted(
         [str(original), str(rows[0].path)]
     )
+
+
+async def test_jellyfins_webhook_has_the_rules_evaluated_at_once(
+    env: Env, start_app: StartApp, household: Household, tmp_path: Path, media: Media
+) -> None:
+    house = household
+    rule = RuleSpec(user="alice", kind="latest", count=1, library="Films")
+    client = await start(env, start_app, house, tmp_path, rules=(rule,))
+    ledger = client.app[LEDGER]
+    for _ in range(2):  # the start's own pass is done too (it may have queued behind ours)
+        await client.app[RULES].evaluate()
+    fresh = house.media / "films" / "Fresh (2024)" / "Fresh (2024).mp4"
+    fresh.parent.mkdir()
+    shutil.copy(media.h264, fresh)
+    house.jf.scan()
+    new = item_by_path(house, fresh)
+    house.jf.items[new].created = time.time() + 100
+    event = {"NotificationType": "ItemAdded", "ItemId": new}
+
+    async def held() -> bool:
+        return any(h.item_id == new for h in ledger.holds())
+
+    assert not await held()
+    for headers, status in (
+        ({}, 401),
+        ({"Authorization": 'MediaBrowser Token="not-the-key-0123456789"'}, 401),
+        ({"Authorization": f'MediaBrowser Token="{house.key}"'}, 202),
+    ):
+        resp = await client.post("/jellyfin/webhook", json=event, headers=headers)
+        assert resp.status == status, await resp.text()
+
+    # the next pass comes now, not in RULES_INTERVAL (an hour here)
+    await until(held, "the webhook's pass held the new film", 20)
+
+
+async def test_the_webhook_is_off_without_the_rules(env: Env, start_app: StartApp) -> None:
+    client = await start_app()
+    resp = await client.post("/jellyfin/webhook", json={})
+    assert resp.status == 404
+    assert "the webhook needs JELLYFIN_API_KEY and PUBLISH" in (await resp.json())["message"]
