@@ -1,7 +1,7 @@
 """The one owner of a job's life: every change of a job's status or of its run fields is
 made here (submit, start now, hold, start, progress, finish, cancel, collect, dismiss,
-remove; a record that shares another's output: follow, copy, settle), and nowhere else
-(``tests/test_lifecycle.py`` proves it from the source).
+remove) or in ``jobs/shared.py`` (``self.shared``: records sharing one output followed,
+copied, handed over, settled), and nowhere else (``tests/test_lifecycle.py`` proves it).
 
 Executors (``jobs.local`` here, ``nodes.dispatch`` for worker hosts) run jobs and report
 to it: ``started``, ``progress``, ``finished`` with an ``End``. The scheduler only orders
@@ -9,12 +9,6 @@ and places. A finish that cannot be applied (a full data folder, a malformed rep
 never strands a job: what it produced becomes the job's only once the store has accepted
 the change, and a job left ``optimizing`` that no executor holds is queued again by
 ``recover`` (at start-up and on the scheduler's sweeps).
-
-Records of one output key (``jobs.outputs``) share one file: a record that waits on
-another's run (its *maker*) is settled when the maker ends (``_settle``): completed with
-its output, failed with its error, or, when the maker was cancelled or removed (or its
-file is gone), the oldest waiting record becomes the maker and runs. ``recover`` settles
-every waiting record, so none hangs on a maker a restart left behind.
 """
 
 from __future__ import annotations
@@ -28,10 +22,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import BadRequest
-from ..waits import Hold, Why
-from . import cache
-from .models import ACTIVE, DOWNLOADABLE, RUN_RESET, WAITING, Job, JobStatus
+from ..waits import Hold
+from .models import ACTIVE, RUN_RESET, WAITING, Job, JobStatus
 from .outcome import Outcome
+from .shared import SharedOutputs
 from .store import InvalidTransition, JobStore
 
 log = logging.getLogger(__name__)
@@ -86,6 +80,7 @@ class Lifecycle:
         self._executors: list[Executor] = []
         self._listeners: list[Callable[[], None]] = []
         self.stranded = False  # a finish failed to apply: recover at the next pass
+        self.shared = SharedOutputs(store, clock, self.nudge)  # follow, copy, pass_on, settle
 
     def attach(self, executor: Executor) -> None:
         self._executors.append(executor)
@@ -103,23 +98,6 @@ class Lifecycle:
 
     def submit(self, job: Job, source_url: str) -> None:
         self._store.add(job, source_url)
-        self.nudge()
-
-    def follow(self, job: Job, maker: Job, source_url: str) -> None:
-        """A new record that waits on ``maker``'s run of the same output (never run itself
-        unless it takes over)."""
-        hold = Hold.of(Why.SAME_COPY)
-        job.maker_id, job.wait_reason = maker.id, str(hold)
-        self._store.add(job, source_url)
-        self._store.note_wait(job, str(hold), hold.label)  # counted as a hold of its kind
-        self.nudge()  # its maker may be held where this one's device has room (queue.py)
-
-    def copy(self, job: Job, of: Job) -> None:
-        """A new record completed at once with the output ``of`` holds (no run)."""
-        for name, value in _shared(of, self._clock()).items():
-            setattr(job, name, value)
-        job.status = JobStatus.COMPLETED
-        self._store.add(job, None)
         self.nudge()
 
     def reuse(self, job: Job) -> None:
@@ -154,7 +132,7 @@ class Lifecycle:
             self.collect(job)
         elif job.status is JobStatus.FAILED:
             self._store.dismiss(job)
-        self._settle(job.id)  # a maker cancelled: another record takes its place
+        self.shared.settle(job.id)  # a maker cancelled: another record takes its place
         self.nudge()
 
     async def cancel_all(self) -> None:
@@ -173,7 +151,7 @@ class Lifecycle:
     def remove(self, job_id: str) -> None:
         """Retention: the record goes (its file went first)."""
         self._store.delete(job_id)
-        self._settle(job_id)
+        self.shared.settle(job_id)
         self.nudge()
 
     # -- the scheduler's ---------------------------------------------------------------
@@ -191,18 +169,6 @@ class Lifecycle:
             self._store.transition(job, JobStatus.PENDING_DOWNLOADS)
         self.wait(job, reason)
 
-    def pass_on(self, maker: Job, heir: Job) -> None:
-        """``maker`` is held by its device's downloads limit: ``heir``, a record waiting on
-        its run on a device with room, makes the output instead; the others (``maker``
-        too) wait on it."""
-        self.unhold(maker)
-        self._store.wait_on(heir, None, None)
-        for job in self._store.followers(maker.id):
-            self._store.wait_on(job, heir.id, job.wait_reason)
-        self._store.wait_on(maker, heir.id, str(Hold.of(Why.SAME_COPY)))
-        log.info("job %s: makes the output of held job %s", heir.id, maker.id)
-        self.nudge()
-
     def unhold(self, job: Job) -> None:
         if job.status is JobStatus.PENDING_DOWNLOADS:
             self._store.transition(job, JobStatus.QUEUED)
@@ -210,7 +176,7 @@ class Lifecycle:
     def refuse(self, job: Job, error: str) -> None:
         """A waiting job no device here will ever run."""
         self._store.transition(job, JobStatus.FAILED, finished_at=self._clock(), error=error)
-        self._settle(job.id)
+        self.shared.settle(job.id)
 
     # -- the executors' ---------------------------------------------------------------
 
@@ -256,7 +222,7 @@ class Lifecycle:
             self._finish(job, end)
         except InvalidTransition:  # cancelled or requeued meanwhile: nothing is the job's
             self._discard(job, end)
-            self._settle_quietly(job.id)
+            self.stranded |= not self.shared.settle_quietly(job.id)
             return False
         except Exception:
             log.exception("job %s: its end (%s) could not be applied", job.id, type(end).__name__)
@@ -264,7 +230,7 @@ class Lifecycle:
             self.stranded = True
             self.nudge()
             return False
-        self._settle_quietly(job.id)  # the records waiting on this run
+        self.stranded |= not self.shared.settle_quietly(job.id)  # records waiting on it
         self.nudge()
         return True
 
@@ -304,61 +270,6 @@ class Lifecycle:
             with contextlib.suppress(OSError):
                 (end.produced or Path(job.output_path)).unlink()
 
-    # -- records that share one output ---------------------------------------------------
-
-    def _settle_quietly(self, maker_id: str) -> None:
-        try:
-            self._settle(maker_id)
-        except Exception:  # the next sweep settles them (recover)
-            log.exception("job %s: the records waiting on it could not be settled", maker_id)
-            self.stranded = True
-
-    def _settle(self, maker_id: str) -> None:
-        """The records waiting on ``maker_id``'s run, once it ended: completed with its
-        output, failed with its error, or (cancelled, removed, its file gone) handed over."""
-        followers = self._store.followers(maker_id)
-        if not followers:
-            return
-        maker = self._store.get(maker_id)
-        if maker is not None and maker.status in ACTIVE:
-            return  # still being made (queued again, or running)
-        now = self._clock()
-        if (
-            maker is not None
-            and maker.status in DOWNLOADABLE
-            and cache.file_intact(maker.output_path, maker.size)
-        ):
-            changes = {**_shared(maker, now), "maker_id": None, "wait_reason": None}
-            for job in followers:
-                with contextlib.suppress(InvalidTransition):  # cancelled meanwhile
-                    self._store.transition(job, JobStatus.COMPLETED, **changes)
-        elif maker is not None and maker.status is JobStatus.FAILED:
-            for job in followers:  # the same source and profile: the same failure
-                with contextlib.suppress(InvalidTransition):
-                    self._store.transition(
-                        job,
-                        JobStatus.FAILED,
-                        error=maker.error,
-                        finished_at=now,
-                        maker_id=None,
-                        wait_reason=None,
-                    )
-        else:
-            self._hand_over(maker_id, followers)
-        self.nudge()
-
-    def _hand_over(self, maker_id: str, followers: list[Job]) -> None:
-        """The maker was cancelled or removed: the records waiting on it wait on another
-        run of their key, or the oldest of them makes it."""
-        key = followers[0].output_key
-        other = self._store.maker(key) if key is not None else None
-        if other is None or other.id == maker_id:
-            other, followers = followers[0], followers[1:]
-            self._store.wait_on(other, None, None)  # the scheduler runs it now
-            log.info("job %s: makes the output job %s no longer makes", other.id, maker_id)
-        for job in followers:
-            self._store.wait_on(job, other.id, job.wait_reason)
-
     # -- recovery ----------------------------------------------------------------------
 
     def recover(self, keep_remote: bool = False) -> list[Job]:
@@ -376,29 +287,7 @@ class Lifecycle:
             with contextlib.suppress(InvalidTransition):
                 self._store.transition(job, JobStatus.QUEUED, **RUN_RESET)
         self.stranded = False
-        for maker_id in dict.fromkeys(j.maker_id for j in self._store.followers()):
-            if maker_id is not None:
-                self._settle(maker_id)  # a maker a restart (or a lost event) left behind
+        self.shared.settle_all()  # makers a restart (or a lost event) left behind
         if stranded:
             self.nudge()
         return stranded
-
-
-def _shared(of: Job, now: float) -> dict[str, Any]:
-    """A record's changes as it takes the output ``of`` holds (the same file, bytes and
-    checksum; how it was made), finished now."""
-    return {
-        "progress": 100.0,
-        "speed": None,
-        "size": of.size,
-        "checksum": of.checksum,
-        "backend": of.backend,
-        "encoder": of.encoder,
-        "decoder": of.decoder,
-        "fallbacks": of.fallbacks,
-        "tracks": of.tracks,
-        "plan": of.plan,
-        "command": of.command,
-        "finished_at": now,
-        "output_path": of.output_path,
-    }

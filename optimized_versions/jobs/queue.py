@@ -64,7 +64,7 @@ class FairQueue:
                     None,
                 )
                 if heir is not None:  # a record waiting on it, on a device with room
-                    self._lifecycle.pass_on(job, heir)  # makes it (on the next pass)
+                    self._lifecycle.shared.pass_on(job, heir)  # makes it (on the next pass)
                     continue
                 why = Hold.of(
                     Why.DOWNLOADS_LIMIT,

@@ -108,9 +108,9 @@ class JobService:
             output_key=key,
         )
         if copy is not None:
-            self._lifecycle.copy(job, copy)
+            self._lifecycle.shared.copy(job, copy)
         elif maker is not None:
-            self._lifecycle.follow(job, maker, source)
+            self._lifecycle.shared.follow(job, maker, source)
         else:
             self._lifecycle.submit(job, source)
         return job.id

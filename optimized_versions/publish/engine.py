@@ -78,22 +78,7 @@ class RulesEngine:
     def rules(self) -> list[Rule]:
         default = self._config.default_profile
         found = [Rule.of(f"file:{n}", spec, default) for n, spec in enumerate(self._config.rules)]
-        for row in self._ledger.rules():
-            rule_id, user, kind, count, library, playlist, profile, keep, created_by = row
-            days = int(keep) if str(keep).isdigit() else keep
-            found.append(
-                Rule(
-                    f"page:{rule_id}",
-                    user,
-                    kind,
-                    count,
-                    profile or default,
-                    library,
-                    playlist,
-                    days,
-                    created_by,
-                )
-            )
+        found += [Rule.saved(row, default) for row in self._ledger.rules()]
         return found
 
     def wake(self) -> None:

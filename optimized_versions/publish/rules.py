@@ -57,6 +57,15 @@ class Rule:
             spec.keep,
         )
 
+    @classmethod
+    def saved(cls, row: tuple[Any, ...], default_profile: str) -> Rule:
+        """A rule the Rules page saved (a row of the ledger's rules table)."""
+        rule_id, user, kind, count, library, playlist, profile, keep, created_by = row
+        days = int(keep) if str(keep).isdigit() else keep
+        key = f"page:{rule_id}"
+        profile = profile or default_profile
+        return cls(key, user, kind, count, profile, library, playlist, days, created_by)
+
     @property
     def keep_days(self) -> int | None:
         return int(self.keep) if self.keep != UNTIL_WATCHED else None
