@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
-from conftest import ALICE, Env, Media, StartApp
+from conftest import ALICE, BOB, USERS, Env, Media, StartApp, post_job, wait_status
 from jellyfin_double import JellyfinDouble
 
 from optimized_versions.config import RuleSpec
-from optimized_versions.jobs.models import RULES_DEVICE, JobStatus
-from optimized_versions.keys import LEDGER, RULES, STORE
+from optimized_versions.jobs.models import RULES_DEVICE, JobStatus, Principal
+from optimized_versions.keys import LEDGER, RULES, SERVICE, STORE
 from optimized_versions.publish.ledger import Published
 
 TINY = """\
@@ -522,3 +522,21 @@ async def test_the_webhook_is_off_without_the_rules(env: Env, start_app: StartAp
     resp = await client.post("/jellyfin/webhook", json={})
     assert resp.status == 404
     assert "the webhook needs JELLYFIN_API_KEY and PUBLISH" in (await resp.json())["message"]
+
+
+async def test_a_rule_job_waits_behind_a_persons_request(env: Env, start_app: StartApp) -> None:
+    client = await start_app(max_concurrent_jobs=1)
+    busy = await post_job(client, env, "long", ALICE)
+    await wait_status(client, busy, "optimizing")
+    bob = Principal(USERS[BOB]["Id"], USERS[BOB]["Name"], False)
+    body = {"url": env.url("h264", BOB), "deviceId": RULES_DEVICE, "itemId": "h264"}
+    rule_job = await client.app[SERVICE].submit(bob, BOB, body)  # asked first
+    phone = await post_job(client, env, "hevc", BOB)  # asked after it
+    await client.delete(f"/cancel-job/{busy}", headers={"Authorization": ALICE})
+    await wait_status(client, phone, "completed")
+    await wait_status(client, rule_job, "completed")
+    store = client.app[STORE]
+    first, then = store.get(phone), store.get(rule_job)
+    assert first is not None and then is not None
+    assert first.started_at is not None and then.started_at is not None
+    assert first.started_at < then.started_at
