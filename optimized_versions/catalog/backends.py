@@ -73,11 +73,60 @@ BACKEND_SCHEMA: dict[str, Any] = {
                     # option/value pairs for one vendor or VAAPI driver (amd, i965, iHD...):
                     # each replaces the same option in args, or is added
                     "device_args": {"type": "object", "additionalProperties": _ARGS},
+                    # aiming at a quality (a profile's target_vmaf): the args with "{quality}"
+                    # (absent: the args above, a CRF), the values the search may take (low:
+                    # most bits) and its step
+                    "target": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["range", "step"],
+                        "properties": {
+                            "args": _ARGS,
+                            "device_args": {"type": "object", "additionalProperties": _ARGS},
+                            "range": {
+                                "type": "array",
+                                "items": {"type": "number", "minimum": 0},
+                                "minItems": 2,
+                                "maxItems": 2,
+                            },
+                            "step": {"type": "number", "exclusiveMinimum": 0},
+                        },
+                    },
                 },
             },
         },
     },
 }
+
+
+def _with_traits(
+    args: tuple[str, ...], device_args: dict[str, tuple[str, ...]], traits: tuple[str, ...]
+) -> tuple[str, ...]:
+    """``args`` with the option/value pairs of each matching trait (a device's vendor,
+    its VAAPI driver) put in: a pair replaces the same option, or is added."""
+    out = list(args)
+    for trait in traits:
+        extra = device_args.get(trait, ())
+        for option, value in zip(extra[::2], extra[1::2], strict=True):
+            if option in out:
+                out[out.index(option) + 1] = value
+            else:
+                out += [option, value]
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """An encoder aiming at a quality: ``{quality}`` in its args is the searched value."""
+
+    args: tuple[str, ...]
+    low: float  # the most bits the search may ask for (CRF 16)
+    high: float  # ... and the fewest
+    step: float
+    device_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def args_for(self, traits: tuple[str, ...]) -> tuple[str, ...]:
+        return _with_traits(self.args, self.device_args, traits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,19 +135,10 @@ class EncoderSpec:
     pix_fmt: str
     args: tuple[str, ...]
     device_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    target: TargetSpec | None = None  # None: this encoder cannot aim at a quality
 
     def args_for(self, traits: tuple[str, ...]) -> tuple[str, ...]:
-        """``args`` with the option/value pairs of each matching trait (a device's vendor,
-        its VAAPI driver) put in: a pair replaces the same option, or is added."""
-        args = list(self.args)
-        for trait in traits:
-            extra = self.device_args.get(trait, ())
-            for option, value in zip(extra[::2], extra[1::2], strict=True):
-                if option in args:
-                    args[args.index(option) + 1] = value
-                else:
-                    args += [option, value]
-        return tuple(args)
+        return _with_traits(self.args, self.device_args, traits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +196,39 @@ def _tonemap_when(data: dict[str, Any]) -> TonemapWhen:
     )
 
 
-def _encoder(backend: str, codec: str, spec: dict[str, Any]) -> EncoderSpec:
+def _pairs(where: str, spec: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     extra = {k: tuple(v) for k, v in spec.get("device_args", {}).items()}
     for trait, args in extra.items():
         if len(args) % 2:
-            raise ConfigError(
-                f"backend {backend}: encoders/{codec}/device_args/{trait}: "
-                "options and values come in pairs"
-            )
-    return EncoderSpec(spec["codec"], spec["pix_fmt"], tuple(spec["args"]), extra)
+            raise ConfigError(f"{where}/device_args/{trait}: options and values come in pairs")
+    return extra
+
+
+def _target(where: str, spec: dict[str, Any] | None, args: list[str]) -> TargetSpec | None:
+    if spec is None:
+        return None
+    low, high = spec["range"]
+    args = spec.get("args", args)
+    if not low < high or "{quality}" not in args:
+        raise ConfigError(f"{where}/target: range goes from low to high; args hold {{quality}}")
+    return TargetSpec(
+        tuple(args),
+        low,
+        high,
+        spec["step"],
+        _pairs(f"{where}/target", spec),
+    )
+
+
+def _encoder(backend: str, codec: str, spec: dict[str, Any]) -> EncoderSpec:
+    where = f"backend {backend}: encoders/{codec}"
+    return EncoderSpec(
+        spec["codec"],
+        spec["pix_fmt"],
+        tuple(spec["args"]),
+        _pairs(where, spec),
+        _target(where, spec.get("target"), spec["args"]),
+    )
 
 
 def _backend(name: str, data: dict[str, Any]) -> Backend:

@@ -40,6 +40,10 @@ PROFILE_SCHEMA: dict[str, Any] = {
                 "copy": {"type": "array", "items": {"type": "string"}},
                 # interlaced sources: one frame per frame (25i -> 25p) or per field (-> 50p)
                 "deinterlace": {"enum": ["frame", "field"]},
+                # per title: the rate-control value that reaches this VMAF with the fewest
+                # bits (media/target.py); the model it and the measurement use
+                "target_vmaf": {"type": "number", "minimum": 50, "maximum": 99},
+                "vmaf_model": {"enum": ["default", "phone"]},
             },
         },
         "audio": {
@@ -72,6 +76,8 @@ class VideoSpec:
     preset: str = "medium"
     copy: tuple[str, ...] = ()  # source codecs kept as they are when they fit; () = codec
     deinterlace: str = "frame"  # "field": 50i/60i become 50p/60p (sport)
+    target_vmaf: float | None = None  # None: the fixed quality/bit rate above
+    vmaf_model: str = "default"  # "phone": VMAF's phone transform (a small screen, near)
 
     @property
     def copy_codecs(self) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ RUN_RESET: dict[str, Any] = {
     "started_at": None,
     "plan": None,  # the next run plans again
     "node": None,  # and may run on another host
+    "quality": None,  # and is measured again
 }
 
 
@@ -89,6 +90,9 @@ class Job:
     # the record whose run makes this one's output (it waits, never dispatched); never
     # shown: it is another user's job id
     maker_id: str | None = None
+    # the output's VMAF on sampled windows and the quality search's pick (jobs/assess.py);
+    # None for a copy, or a job not yet done
+    quality: dict[str, Any] | None = None
 
     @property
     def item_duration(self) -> float | None:
@@ -133,7 +137,11 @@ class Job:
             body["startRequestedAt"] = iso(self.promoted_at)
         if self.status is JobStatus.FAILED and self.collected_at is not None:
             body["dismissedAt"] = iso(self.collected_at)
-        for key, items in (("fallbacks", self.fallbacks), ("tracks", self.tracks)):
+        for key, items in (
+            ("fallbacks", self.fallbacks),
+            ("tracks", self.tracks),
+            ("quality", self.quality),
+        ):
             if items:
                 body[key] = items
         for key, ts in (

@@ -31,6 +31,9 @@ class Outcome:
     )  # what became of each audio and subtitle track, and why
     plan: str = ""  # what was done per stream, for the pages
     command: list[str] = field(default_factory=list)  # the argv that made it, secrets scrubbed
+    # VMAF measured on sampled windows, and the quality search's pick (media/quality.py,
+    # media/target.py); None for a copy (nothing was encoded)
+    quality: dict[str, Any] | None = None
 
     def completed(self, job: Job, now: float) -> dict[str, Any]:
         """The job's changes as it becomes ``completed`` (here or from a worker host)."""
@@ -46,6 +49,7 @@ class Outcome:
             "tracks": self.tracks,
             "plan": self.plan,
             "command": self.command,
+            "quality": self.quality,
             "finished_at": now,
         }
 
@@ -93,6 +97,27 @@ TRACK = {  # media/tracks.py Track.to_api, as the job page and /job-status show 
         "external": {"type": "boolean"},
     },
 }
+_SCORE = {"type": "number", "minimum": 0, "maximum": 100}
+QUALITY = {  # jobs/assess.py: Quality.to_api and Pick.to_api, as the job shows them; or none
+    "type": ["object", "null"],
+    "additionalProperties": False,
+    "properties": {
+        "metric": {"const": "vmaf"},
+        "model": {"enum": ["default", "phone"]},
+        "mean": _SCORE,
+        "worstWindow": _SCORE,
+        "worstWindowAt": {"type": "number", "minimum": 0, "maximum": 1e7},
+        "p5": _SCORE,
+        "secondsSampled": {"type": "number", "minimum": 0, "maximum": 1e7},
+        "frames": {"type": "integer", "minimum": 0, "maximum": 1e9},
+        "unmeasured": _TEXT,
+        "target": _SCORE,
+        "setting": _WORD,
+        "sampledVmaf": _SCORE,
+        "probes": {"type": "integer", "minimum": 0, "maximum": 100},
+        "note": _TEXT,
+    },
+}
 REPORT = {
     "type": "object",
     "required": ["size", "checksum", "backend", "encoder", "decoder", "device"],
@@ -108,6 +133,7 @@ REPORT = {
         "tracks": {"type": "array", "maxItems": 256, "items": TRACK},
         "plan": _TEXT,
         "command": _WORDS,
+        "quality": QUALITY,
     },
 }
 _REPORT = jsonschema.Draft202012Validator(REPORT)

@@ -82,6 +82,7 @@ MUTABLE = (
     "node",
     "output_path",  # a record that waited on another's run takes that run's output
     "maker_id",
+    "quality",
 )
 # columns added after the first release, with their declarations, for older databases
 ADDED = {
@@ -99,6 +100,7 @@ ADDED = {
     "node": "TEXT",
     "output_key": "TEXT",
     "maker_id": "TEXT",
+    "quality": "TEXT",  # JSON, NULL for none
 }
 # indexes on added columns: made after the columns are (an older database lacks them)
 ADDED_INDEXES = """
@@ -138,6 +140,7 @@ def row_to_job(row: Sequence[Any], *, with_item: bool = True) -> Job:
     values["fallbacks"] = _list(values["fallbacks"])
     values["tracks"] = _list(values["tracks"])
     values["command"] = _list(values["command"])
+    values["quality"] = None if values["quality"] is None else json.loads(values["quality"])
     values["status"] = JobStatus(values["status"])
     return Job(**values)
 
@@ -155,6 +158,8 @@ def api_head(job: Job) -> bytes:
 
 
 def column(name: str, value: Any) -> Any:
+    if name == "quality":
+        return None if value is None else json.dumps(value, separators=(",", ":"))
     if name in JSON_FIELDS:
         return json.dumps(value, separators=(",", ":"))
     return str(value) if name == "status" else value

@@ -24,12 +24,12 @@ from ..errors import MustWait, RetryLater, TranscodeError
 from ..hardware.ladder import Hardware
 from ..jellyfin.relay import Relayed, SourceRelay
 from ..jellyfin.urls import audio_stream_index, scrub, secrets_in, subtitle_stream_index
-from ..media import ffmpeg, probe
+from ..media import ffmpeg, probe, quality
 from ..media.failures import Failure, classify
 from ..media.plan import PlanError, Target, build_argv, make_plan, source_input
 from ..media.probe import SubtitleInfo
 from ..waits import Hold
-from . import cache, sidecars
+from . import assess, cache, sidecars
 from .models import Job
 from .outcome import Outcome
 from .output import Expected, verified_checksum
@@ -187,6 +187,11 @@ class Runner:
             except PlanError as exc:
                 raise TranscodeError(str(exc)) from None
             inputs = source_input(feed.url, info.format)  # read as the probe read it
+            ref = quality.reference(plan, inputs, info)
+            spans = quality.windows(duration)
+            plan, aimed = await assess.aim_at(
+                self.ffmpeg_path, job.id, plan, profile, target, ref, spans, duration
+            )
             argv = build_argv(self.ffmpeg_path, plan, profile, target, inputs, str(partial))
             on_plan("; ".join(plan.why))
             log.info(
@@ -207,6 +212,9 @@ class Runner:
                 # verified (and hashed meanwhile) on this rung: a hardware encoder that
                 # wrote a short or broken file steps down like one that failed
                 checksum = await verified_checksum(partial, Expected.of_plan(plan, duration))
+                measured = await assess.measured(
+                    self.ffmpeg_path, job.id, partial, ref, spans, profile
+                )
             except (ffmpeg.FFmpegError, TranscodeError) as exc:
                 failed = self._step_down(exc, plan.copy_video, target, feed, secrets)
                 fallbacks.append(f"{target.describe()}: {failed}")
@@ -230,6 +238,7 @@ class Runner:
             tracks=[t.to_api() for t in plan.tracks.all()],
             plan="; ".join(plan.why),
             command=[scrub(arg, secrets) for arg in argv],
+            quality={**measured, **aimed} if measured else None,
         )
 
     async def _sidecars(self, job: Job, source: str, folder: Path) -> tuple[SubtitleInfo, ...]:

@@ -134,6 +134,7 @@ def _shared(of: Job, now: float) -> dict[str, Any]:
         "tracks": of.tracks,
         "plan": of.plan,
         "command": of.command,
+        "quality": of.quality,
         "finished_at": now,
         "output_path": of.output_path,
     }

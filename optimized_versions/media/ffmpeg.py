@@ -137,9 +137,9 @@ async def run(
     stop_grace: float,
     clock: Callable[[], float] = time.monotonic,
     env: Mapping[str, str] | None = None,
-) -> None:
-    """Run one ffmpeg command to the end; raise FFmpegError with stderr's last lines.
-    ``env`` adds to this process's environment (a backend's CUDA_DEVICE_ORDER)."""
+) -> list[str]:
+    """Run one ffmpeg command to the end: stderr's last lines, or raise FFmpegError with
+    them. ``env`` adds to this process's environment (a backend's CUDA_DEVICE_ORDER)."""
     proc = await asyncio.create_subprocess_exec(
         *([_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else argv),
         stdin=asyncio.subprocess.PIPE,
@@ -165,6 +165,7 @@ async def run(
                 await reader
     if code != 0:
         raise FFmpegError(f"ffmpeg exited with code {code}", list(tail))
+    return list(tail)
 
 
 def die_with_parent() -> None:

@@ -15,12 +15,21 @@ from ..catalog.profiles import Profile
 from .audio import audio_filter
 from .bitrate import rate_values, target_bit_rate
 from .filters import SOFTWARE_TONEMAP, device_tonemaps, hw_decodable, video_chain
-from .probe import AudioInfo, MediaInfo, SubtitleInfo, VideoInfo, protocols
+from .inputs import source_input
+from .probe import AudioInfo, MediaInfo, SubtitleInfo, VideoInfo
 from .tracks import Tracks, choose, map_args, output_args, pick_audio
 from .tracks import input_args as sidecar_args
 from .why import audio_copied, audio_reason, video_blockers, video_reason
 
-__all__ = ["SOFTWARE_TONEMAP", "Plan", "PlanError", "Target", "build_argv", "make_plan"]
+__all__ = [
+    "SOFTWARE_TONEMAP",
+    "Plan",
+    "PlanError",
+    "Target",
+    "build_argv",
+    "make_plan",
+    "source_input",
+]
 
 KEYFRAME_SECONDS = 5  # a key frame at least this often: seeking in the copy stays quick
 # an image subtitle drawn over the picture; the picture goes on after the last subtitle
@@ -69,6 +78,9 @@ class Plan:
     audio_filter: str | None = None  # the downmix chain, when surround becomes stereo
     tracks: Tracks = field(default_factory=Tracks)  # every audio and subtitle track's fate
     why: tuple[str, ...] = ()  # per stream: copied or encoded, and the reasons (media.why)
+    # the rate-control value a quality search chose (media/target.py): the encoder's
+    # target args with it; None: the profile's quality (CRF) or bit rate
+    quality: float | None = None
 
     def describe(self) -> str:
         if self.copy_video:
@@ -195,23 +207,6 @@ def make_plan(
     )
 
 
-# An HTTP source that drops is asked again from where it stopped (Range), a few times.
-_RECONNECT = ["-reconnect", "1", "-reconnect_on_network_error", "1",
-              "-reconnect_delay_max", "4", "-reconnect_max_retries", "5"]  # fmt: skip
-
-
-def source_input(source: str, demuxer: str | None = None) -> list[str]:
-    """Input arguments for a job's source: an http URL (the relay) or a file path, and
-    no other protocol (no redirects to file:, no concat or subfile tricks: ``probe``);
-    ``demuxer``: the one the probe read it with (MediaInfo.format), so that what the probe
-    read as one thing ffmpeg cannot read as another (a DASH manifest that fetches what it
-    names, a demuxer the probe's libraries lack)."""
-    network = source.startswith(("http://", "https://"))
-    forced = ["-f", demuxer.split(",")[0]] if demuxer else []
-    return ["-protocol_whitelist", protocols(source), *forced, *(_RECONNECT if network else []),
-            "-analyzeduration", "200M", "-probesize", "1G", "-i", source]  # fmt: skip
-
-
 def build_argv(
     ffmpeg: str,
     plan: Plan,
@@ -251,7 +246,7 @@ def _values(plan: Plan, profile: Profile, target: Target) -> dict[str, object]:
         "height": plan.height,
         "pix_fmt": encoder.pix_fmt if encoder else "yuv420p",
         "preset": backend.preset(spec.preset),
-        "quality": spec.quality,
+        "quality": spec.quality if plan.quality is None else f"{plan.quality:g}",
         **rate_values(plan.bit_rate or spec.max_bitrate),
         "gop": plan.gop,
         "deint_mode": 1 if plan.field_rate else 0,  # bwdif/yadif: send_field or send_frame
@@ -267,6 +262,8 @@ def _video_args(plan: Plan, target: Target, values: dict[str, object]) -> list[s
         return ["-c:v", "copy", *(["-tag:v", "hvc1"] if plan.codec == "hevc" else [])]
     backend = target.backend
     encoder = backend.encoders[plan.codec]
+    aim = encoder.target if plan.quality is not None else None
+    rate = (aim or encoder).args_for(target.device.traits)
     filters = video_chain(
         backend,
         hw_decode=plan.hw_decode,
@@ -286,7 +283,7 @@ def _video_args(plan: Plan, target: Target, values: dict[str, object]) -> list[s
     return [
         *graph,
         "-c:v", encoder.codec,
-        *(arg.format_map(values) for arg in encoder.args_for(target.device.traits)),
+        *(arg.format_map(values) for arg in rate),
         *(tags if plan.tonemap else []),
         "-force_key_frames:0", f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
         # each frame at its own time: MP4 would default to a constant rate (duplicates and

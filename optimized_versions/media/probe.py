@@ -59,6 +59,7 @@ class VideoInfo:
     dolby_vision: bool = False
     language: str | None = None
     title: str | None = None
+    first: float | None = None  # the first frame's time stamp (seconds), as the file keeps it
 
     @property
     def hdr(self) -> bool:
@@ -121,6 +122,7 @@ class MediaInfo:
     audio: tuple[AudioInfo, ...]
     chapters: int = 0
     subtitles: tuple[SubtitleInfo, ...] = ()
+    start: float = 0.0  # the file's start (seconds): what ffmpeg's -ss counts from
 
     def audio_by_index(self, index: int) -> AudioInfo | None:
         return next((a for a in self.audio if a.index == index), None)
@@ -184,6 +186,7 @@ def probe(
                     dolby_vision=seen.dolby_vision,
                     language=_tag(stream.metadata, "language"),
                     title=_tag(stream.metadata, "title"),
+                    first=_seconds(stream.start_time, stream.time_base),
                 )
             audio = tuple(
                 AudioInfo(
@@ -221,6 +224,7 @@ def probe(
                 audio=audio,
                 chapters=len(box.chapters()),
                 subtitles=subtitles,
+                start=box.start_time / av.time_base if box.start_time else 0.0,
             )
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise ProbeError(str(exc)) from None

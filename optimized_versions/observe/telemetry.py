@@ -21,6 +21,8 @@ from ..jobs.models import Job, JobStatus
 
 # 10 s to 4 h: a short clip on a GPU up to a long film on a small CPU
 BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))
+# VMAF of finished outputs: fine steps where phone copies land (media/quality.py)
+VMAF_BUCKETS = (40, 60, 70, 80, 85, 88, 90, 92, 94, 96, 98, 100)
 OUTCOMES = {
     JobStatus.COMPLETED: "completed",
     JobStatus.FAILED: "failed",
@@ -82,6 +84,13 @@ class Telemetry:
             by_node,
             registry=r,
         )
+        self.vmaf = Histogram(
+            "ovs_output_vmaf",
+            "measured VMAF (mean over the sampled windows) of finished encodes",
+            ["profile", "encoder"],
+            buckets=VMAF_BUCKETS,
+            registry=r,
+        )
         self.download_bytes = Counter("ovs_download_bytes", "bytes sent by /download", registry=r)
         self.holds = Counter(
             "ovs_scheduler_holds", "times a waiting job was held, by reason", ["reason"], registry=r
@@ -114,6 +123,9 @@ class Telemetry:
             self.duration.labels(outcome, *node).observe(seconds)
         if outcome == "completed":
             self._by_node(self.output_bytes, job).inc(job.size)
+            mean = (job.quality or {}).get("mean")
+            if isinstance(mean, int | float):  # a copy, or an unmeasured output: none
+                self.vmaf.labels(job.profile, encoder).observe(mean)
 
     def waited(self, job: Job, label: str) -> None:
         # counted once per hold, not on every scheduler pass that finds it still held

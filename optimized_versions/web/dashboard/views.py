@@ -136,6 +136,8 @@ def job_view(
         "profile": job.profile,
         "node": job.node,  # the worker host it runs (or ran) on; None: this server
         "plan": plan_summary(job),
+        "vmaf": vmaf_short(job),
+        "quality": quality_summary(job),
         "backend": job.backend,
         "encoder": job.encoder,
         "decoder": job.decoder,
@@ -156,6 +158,33 @@ def job_view(
         "collected_at": iso(job.collected_at),
         **timings(job, now),
     }
+
+
+def vmaf_short(job: Job) -> str | None:
+    """The history's figure: "VMAF 93.1" (the mean over the sampled windows)."""
+    mean = (job.quality or {}).get("mean")
+    return None if mean is None else f"VMAF {mean:.1f}"
+
+
+def quality_summary(job: Job) -> str | None:
+    """The job page's line: the measured VMAF, its worst window, and the search's pick."""
+    q = job.quality
+    if not q:
+        return None
+    if "unmeasured" in q:
+        parts = [f"not measured: {q['unmeasured']}"]
+    else:
+        model = " (phone model)" if q.get("model") == "phone" else ""
+        at = human_seconds(q.get("worstWindowAt"))
+        parts = [
+            f"VMAF {q['mean']:.1f}{model} over {q['secondsSampled']:.0f} s sampled; "
+            f"worst window {q['worstWindow']:.1f} (at {at}), 5th percentile {q['p5']:.1f}"
+        ]
+    if "setting" in q:
+        parts.append(f"{q['setting']} chosen for VMAF {q['target']:g} in {q['probes']} probes")
+    if "note" in q:
+        parts.append(q["note"])
+    return " · ".join(parts)
 
 
 def queue_places(jobs: list[Job]) -> dict[str, int]:
